@@ -1,0 +1,24 @@
+"""fastnst: fast neural style transfer (Johnson et al. 2016) with the Gatys et al. baseline."""
+
+from fastnst.imageio import ImageError, load_image, save_image
+from fastnst.losses import PerceptualLoss, gram_matrix
+from fastnst.modelfile import ModelFileError, StyleModel, load_style_model, save_style_model
+from fastnst.transformer import TransformerConfig, TransformNet
+from fastnst.vgg import VGG19Features
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ImageError",
+    "ModelFileError",
+    "PerceptualLoss",
+    "StyleModel",
+    "TransformNet",
+    "TransformerConfig",
+    "VGG19Features",
+    "gram_matrix",
+    "load_image",
+    "load_style_model",
+    "save_image",
+    "save_style_model",
+]

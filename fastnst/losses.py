@@ -1,0 +1,161 @@
+"""Perceptual losses: content (feature MSE), style (Gram-matrix MSE), total variation.
+
+Definitions follow Gatys et al. 2016 and Johnson et al. 2016 with one deliberate normalisation: the
+Gram matrix is divided by C*H*W (Johnson) rather than left unnormalised (Gatys), so style losses of
+different layers and image sizes are comparable and the weights transfer between image sizes.
+The same code serves training and the Gatys baseline, so their numbers are directly comparable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fastnst.vgg import VGG19Features
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """Gram matrix G = F F^T / (C*H*W) of a (B, C, H, W) batch, computed in float32.
+
+    Float32 because bf16 sums over H*W terms lose too many bits for a loss target.
+    """
+    b, c, h, w = features.shape
+    f = features.float().reshape(b, c, h * w)
+    with torch.autocast(device_type=f.device.type, enabled=False):
+        return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
+
+
+def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between feature maps (target broadcast over the batch)."""
+    return F.mse_loss(features.float(), target.float().expand_as(features))
+
+
+def style_loss(gram: torch.Tensor, target_gram: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between Gram matrices (target broadcast over the batch)."""
+    return F.mse_loss(gram, target_gram.expand_as(gram))
+
+
+def tv_loss(image: torch.Tensor) -> torch.Tensor:
+    """Total variation: mean squared difference of horizontally and vertically adjacent pixels."""
+    image = image.float()
+    dh = (image[..., 1:, :] - image[..., :-1, :]).pow(2).mean()
+    dw = (image[..., :, 1:] - image[..., :, :-1]).pow(2).mean()
+    return dh + dw
+
+
+def _as_weights(layers: Sequence[str] | Mapping[str, float]) -> dict[str, float]:
+    if isinstance(layers, Mapping):
+        return {str(k): float(v) for k, v in layers.items()}
+    return {str(name): 1.0 for name in layers}
+
+
+class PerceptualLoss(nn.Module):
+    """Content + style + TV loss against fixed style target(s).
+
+    The style Gram targets are computed once here (blended over several style images if given).
+    ``forward`` returns the unweighted terms by name (``content``, ``style``, ``tv``, and per layer
+    ``style/<layer>``, ``content/<layer>``) plus the weighted ``total``.
+
+    Args:
+        vgg: the frozen loss network.
+        style_images: one (1, 3, H, W) image or a list of them; ``None`` for content-only losses.
+        content_layers / style_layers: layer names (equal weights) or ``{layer: weight}``.
+        style_blend: per-style-image weights for the blended Gram target (normalised to sum 1).
+    """
+
+    def __init__(
+        self,
+        vgg: VGG19Features,
+        style_images: torch.Tensor | Sequence[torch.Tensor] | None,
+        content_layers: Sequence[str] | Mapping[str, float] = ("relu2_2",),
+        style_layers: Sequence[str] | Mapping[str, float] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"),
+        content_weight: float = 1.0,
+        style_weight: float = 1e5,
+        tv_weight: float = 0.0,
+        style_blend: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.vgg = vgg
+        self.content_layers = _as_weights(content_layers)
+        self.style_layers = _as_weights(style_layers)
+        self.content_weight = float(content_weight)
+        self.style_weight = float(style_weight)
+        self.tv_weight = float(tv_weight)
+        self.style_targets: dict[str, torch.Tensor] = {}
+        if style_images is not None and self.style_layers:
+            images = [style_images] if isinstance(style_images, torch.Tensor) else list(style_images)
+            blend = list(style_blend) if style_blend is not None else [1.0] * len(images)
+            if len(blend) != len(images):
+                raise ValueError(f"style_blend has {len(blend)} weights for {len(images)} style images")
+            total = sum(blend)
+            if total <= 0:
+                raise ValueError("style_blend weights must sum to a positive number")
+            self.set_style_targets(images, [w / total for w in blend])
+
+    @torch.no_grad()
+    def set_style_targets(self, images: Sequence[torch.Tensor], blend: Sequence[float]) -> None:
+        """Compute (and cache) the blended Gram targets of the style images."""
+        device = self.vgg.mean.device
+        targets: dict[str, torch.Tensor] = {}
+        for image, w in zip(images, blend):
+            feats = self.vgg(image.to(device).float(), self.style_layers)
+            for name, f in feats.items():
+                g = gram_matrix(f) * w
+                targets[name] = targets[name] + g if name in targets else g
+        for name, g in targets.items():
+            # Buffers move with .to(device) and are excluded from state_dict (persistent=False).
+            self.register_buffer(f"_gram_{name}", g, persistent=False)
+        self.style_targets = {name: getattr(self, f"_gram_{name}") for name in targets}
+
+    def _style_target(self, name: str) -> torch.Tensor:
+        return getattr(self, f"_gram_{name}")
+
+    @torch.no_grad()
+    def content_targets(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Content features of an image, to pass to ``forward`` when the content is fixed (Gatys)."""
+        return {k: v.detach() for k, v in self.vgg(content, self.content_layers).items()}
+
+    def forward(
+        self,
+        output: torch.Tensor,
+        content: torch.Tensor | Mapping[str, torch.Tensor] | None,
+    ) -> dict[str, torch.Tensor]:
+        """Loss terms of ``output`` against ``content`` (an image batch or precomputed features)."""
+        want_content = content is not None and self.content_layers and self.content_weight != 0
+        layers = set(self.style_layers) if self.style_targets else set()
+        if want_content:
+            layers |= set(self.content_layers)
+        feats = self.vgg(output, layers)
+
+        terms: dict[str, torch.Tensor] = {}
+        zero = output.new_zeros((), dtype=torch.float32)
+
+        c_total = zero
+        if want_content:
+            if isinstance(content, torch.Tensor):
+                with torch.no_grad():
+                    targets = self.vgg(content, self.content_layers)
+            else:
+                targets = content
+            for name, w in self.content_layers.items():
+                term = content_loss(feats[name], targets[name])
+                terms[f"content/{name}"] = term.detach()
+                c_total = c_total + w * term
+        terms["content"] = c_total
+
+        s_total = zero
+        if self.style_targets:
+            for name, w in self.style_layers.items():
+                term = style_loss(gram_matrix(feats[name]), self._style_target(name))
+                terms[f"style/{name}"] = term.detach()
+                s_total = s_total + w * term
+        terms["style"] = s_total
+
+        terms["tv"] = tv_loss(output)
+        terms["total"] = (
+            self.content_weight * terms["content"] + self.style_weight * terms["style"] + self.tv_weight * terms["tv"]
+        )
+        return terms
