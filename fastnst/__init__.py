@@ -1,6 +1,7 @@
 """fastnst: fast neural style transfer (Johnson et al. 2016) with the Gatys et al. baseline."""
 
 from fastnst.imageio import ImageError, load_image, save_image
+from fastnst.inference import Stylizer, load_model, stylize_image
 from fastnst.losses import PerceptualLoss, gram_matrix
 from fastnst.modelfile import ModelFileError, StyleModel, load_style_model, save_style_model
 from fastnst.transformer import TransformerConfig, TransformNet
@@ -13,12 +14,15 @@ __all__ = [
     "ModelFileError",
     "PerceptualLoss",
     "StyleModel",
+    "Stylizer",
     "TransformNet",
     "TransformerConfig",
     "VGG19Features",
     "gram_matrix",
     "load_image",
+    "load_model",
     "load_style_model",
     "save_image",
     "save_style_model",
+    "stylize_image",
 ]

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.func import functional_call
 
 from fastnst.grid import image_grid
 from fastnst.imageio import SAVE_EXTENSIONS, ImageError, load_image, save_image
@@ -150,6 +151,17 @@ def _make_optimizer(
     raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
 
 
+def _cast_weights(module: torch.nn.Module, dtype: torch.dtype, channels_last: bool) -> dict[str, torch.Tensor]:
+    """The module's parameters cast to ``dtype`` (4-D ones NHWC if asked), for ``functional_call``."""
+    out = {}
+    for name, param in module.named_parameters():
+        value = param.detach().to(dtype)
+        if channels_last and value.dim() == 4:
+            value = value.contiguous(memory_format=torch.channels_last)
+        out[name] = value
+    return out
+
+
 class PixelOptimizer:
     """One Gatys optimisation, one step at a time (``optimize_image`` runs the loop).
 
@@ -182,6 +194,10 @@ class PixelOptimizer:
         self.image.requires_grad_(True)
         lr = DEFAULT_LR.get(optimizer, 1.0) if lr is None else float(lr)
         self.optimizer = _make_optimizer(optimizer, self.image, lr, history_size, line_search)
+        # Under autocast the frozen VGG weights would be cast to the low precision again at every
+        # evaluation (autocast caches casts only for weights that require grad); casting them once and
+        # passing them with functional_call gives the same numbers without ~20 M weight copies a step.
+        self._weights = None if precision == torch.float32 else _cast_weights(loss_fn, precision, channels_last)
         self.targets = None
         if content is not None:
             # Targets from the same (possibly bf16) forward as the image's, so a content start has loss 0.
@@ -201,7 +217,10 @@ class PixelOptimizer:
             image.clamp_(0.0, 1.0)  # projection onto valid pixels (see module docstring)
         vgg_input = image.contiguous(memory_format=torch.channels_last) if self.channels_last else image
         with torch.set_grad_enabled(with_grad), autocast(self.device, self.precision):
-            terms = self.loss_fn(vgg_input, self.targets)
+            if self._weights is None:
+                terms = self.loss_fn(vgg_input, self.targets)
+            else:
+                terms = functional_call(self.loss_fn, self._weights, (vgg_input, self.targets), strict=False)
         record = terms_to_floats(terms)
         if not math.isfinite(record["total"]):
             raise GatysError(

@@ -417,7 +417,8 @@ class TrainContext:
     window_steps: int = 0
     window_images: int = 0
     window_start: float = field(default_factory=time.perf_counter)
-    ema_rate: float = 0.0
+    last_step_end: float = field(default_factory=time.perf_counter)
+    smoothed_rate: float = 0.0  # images/s, exponential moving average over steps (progress display)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -534,18 +535,20 @@ def _after_step(ctx: TrainContext, state: TrainState, phase: str, values: dict[s
     ctx.window_steps += 1
     ctx.window_images += images
     now = time.perf_counter()
+    step_rate = images / max(now - ctx.last_step_end, 1e-9)
+    ctx.last_step_end = now
+    ctx.smoothed_rate = step_rate if ctx.smoothed_rate == 0.0 else 0.9 * ctx.smoothed_rate + 0.1 * step_rate
     if not ctx.dist.is_main:
         return
-    elapsed = now - ctx.window_start
-    rate = ctx.window_images / elapsed if elapsed > 0 else 0.0
-    ctx.ema_rate = rate if ctx.ema_rate == 0.0 else 0.8 * ctx.ema_rate + 0.2 * rate
     progress = Progress(step=state.step, total_steps=ctx.total_steps, start_step=ctx.start_step, phase=phase,
-                        epoch=state.epoch, loss=values["total"], terms=dict(values), lr=lr, images_per_sec=rate)
+                        epoch=state.epoch, loss=values["total"], terms=dict(values), lr=lr,
+                        images_per_sec=ctx.smoothed_rate)
     for callback in ctx.callbacks:
         callback(progress)
 
     last = state.step >= ctx.total_steps
     if state.step % ctx.cfg.log_every == 0 or last:
+        rate = ctx.window_images / max(now - ctx.window_start, 1e-9)  # exact average since the last log line
         mean = {k: v / ctx.window_steps for k, v in ctx.window.items()}
         shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(mean.items()) if "/" not in k and k != "grad_norm")
         log.info("step %d/%d [%s] epoch %d %s lr=%.3g %.2f img/s", state.step, ctx.total_steps, phase, state.epoch,
@@ -786,15 +789,16 @@ def _train(cfg: DictConfig, run_dir: Path, info: DistInfo, device: torch.device,
         log.info("run directory: %s", run_dir)
 
     model.train()
+    ctx.window_start = ctx.last_step_end = time.perf_counter()
     try:
         with ctx.interrupt:
             while state.step < total_steps:
                 sampler.set_epoch(state.epoch, min(state.batch_in_epoch, sampler.batches_per_epoch))
-                steps_before = state.step
+                steps_before, batches_before = state.step, state.batch_in_epoch
                 done = train_one_epoch(ctx, state, make_loader(dataset, sampler, cfg, device))
                 if done:
                     break
-                if state.step == steps_before and state.batch_in_epoch > 0:
+                if state.step == steps_before and state.batch_in_epoch > batches_before:
                     raise DataError(f"no readable image in a whole epoch ({len(state.skipped)} unreadable files)")
                 state.epoch += 1
                 state.batch_in_epoch = 0

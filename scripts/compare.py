@@ -125,6 +125,24 @@ def _lookup(info: Mapping[str, Any], *keys: str) -> Any:
     return None
 
 
+def _style_from_info(info: Mapping[str, Any]) -> str | None:
+    """The style image a model was trained on, as a path that exists or a bundled painting's name.
+
+    fastnst.train records ``style`` (the style's name) and ``style_image`` (the painting's file name);
+    a file name that is not a path here is matched against the bundled paintings.
+    """
+    from fastnst.assets import STYLE_IMAGES
+
+    candidates = [_lookup(info, "style_image", "image"), info.get("style") if isinstance(info.get("style"), str) else None]
+    for text in [c for c in candidates if isinstance(c, str)]:
+        if Path(text).expanduser().is_file() or text in STYLE_IMAGES:
+            return text
+        for name, path in STYLE_IMAGES.items():
+            if Path(text).name == path.name:
+                return name
+    return None
+
+
 def _layers(value: Any, option: str) -> dict[str, float]:
     """Layers from a flag (``relu1_1,relu2_1`` or ``relu1_1:1,relu2_1:0.5``) or from a model's info."""
     if isinstance(value, Mapping):
@@ -163,13 +181,14 @@ def resolve_loss_settings(args: argparse.Namespace, models: Sequence[tuple[str, 
         found = _lookup(first, *keys)
         return default if found is None else found
 
-    style = pick(args.style, "style_image", "image", default=None)
+    style = args.style if args.style is not None else _style_from_info(first)
     if style is None:
-        style = _lookup(first, "style")
-        style = style if isinstance(style, str) else None
-    if style is None:
-        raise CompareError("no style image: pass --style (the model files do not record one)")
-    style_size = pick(args.style_size, "style_size", "image_size", default=None)
+        raise CompareError("no style image: pass --style (the model file does not name one found here)")
+    style_size = args.style_size
+    if style_size is None:
+        style_size = _lookup(first, "style_image_size", "style_size")
+    if style_size is None and isinstance(first.get("style"), Mapping):
+        style_size = first["style"].get("image_size")  # a nested style config (never data.image_size)
     from_info = any(_lookup(first, k) is not None for k in LOSS_KEYS)
     return LossSettings(
         content_layers=_layers(pick(args.content_layers, "content_layers", default=list(DEFAULT_CONTENT_LAYERS)),

@@ -20,15 +20,13 @@ from fastnst.transformer import TransformerConfig, TransformNet
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "compare.py"
 
-# What the trainer records in a model file's info (style group of the training config + VGG choice).
+# What fastnst.train records in a model file's info (see fastnst.train.model_info), in part.
 INFO = {
-    "style": {
-        "name": "starry", "image": "starry", "image_size": 48,
-        "content_layers": {"relu2_2": 1.0}, "style_layers": {"relu1_1": 1.0, "relu2_1": 1.0},
-        "content_weight": 1.0, "style_weight": 10.0, "tv_weight": 0.0,
-    },
-    "vgg_weights": "random",
-    "vgg_pooling": "max",
+    "style": "starry", "style_image": "starry_night.jpg", "style_image_size": 48,
+    "content_weight": 1.0, "style_weight": 10.0, "tv_weight": 0.0,
+    "content_layers": {"relu2_2": 1.0}, "style_layers": {"relu1_1": 1.0, "relu2_1": 1.0},
+    "vgg_weights": "random", "vgg_pooling": "max",
+    "image_size": 256,  # the training crop size: must not be taken for the style size
 }
 
 
@@ -88,6 +86,7 @@ def test_quick_run_produces_both_tables_json_plot_and_grids(tmp_path, setup, cap
     # The loss settings came from the model files' info.
     assert report["settings"]["style_weight"] == 10.0 and report["settings"]["vgg"] == "random"
     assert report["settings"]["style_layers"] == {"relu1_1": 1.0, "relu2_1": 1.0}
+    assert report["settings"]["style_image"] == "starry" and report["settings"]["style_size"] == 48
     methods = [r["method"] for r in report["table1_losses"]]
     assert len(methods) == 5
     gatys = [r["total"] for r in report["table1_losses"][:3]]

@@ -40,7 +40,7 @@ def test_every_data_group_composes(data, tmp_path):
     cfg = compose([f"data={data}", f"data.root={tmp_path}"])
     cfg = validate_config(cfg)
     assert cfg.data.name == DataSource(data)
-    assert (cfg.data.image_size, cfg.data.batch_size) == (256, 4)
+    assert (cfg.data.image_size, cfg.data.batch_size) == (256, 4) and cfg.data.num_workers >= 1
 
 
 @pytest.mark.parametrize("model,width", [("johnson", 32), ("small", 16)])

@@ -113,13 +113,42 @@ def test_non_finite_loss_stops_at_once(vgg_random, images):
         optimize_image(loss_fn, content.clone(), content, steps=5, precision=torch.float32)
 
 
-def test_channels_last_gram_equals_contiguous_gram_and_gradient():
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_gram_matrix_value_and_gradient_match_plain_autograd(channels_last):
+    # gram_matrix has a hand-written symmetric backward and an NHWC path (speed-ups for this baseline).
     f = torch.randn(2, 8, 5, 6)
-    a = f.clone().requires_grad_()
-    b = f.clone().contiguous(memory_format=torch.channels_last).requires_grad_()
-    ga, gb = gram_matrix(a), gram_matrix(b)
-    assert torch.allclose(ga, gb, atol=1e-6)
+    if channels_last:
+        f = f.contiguous(memory_format=torch.channels_last)
+    a, b = f.clone().requires_grad_(), f.clone().requires_grad_()
+    flat = b.reshape(2, 8, 30)
+    reference = torch.bmm(flat, flat.transpose(1, 2)) / (8 * 30)
+    gram = gram_matrix(a)
+    assert gram.dtype == torch.float32 and torch.allclose(gram, reference, atol=1e-6)
     target = torch.randn(2, 8, 8)
-    (ga - target).pow(2).sum().backward()
-    (gb - target).pow(2).sum().backward()
+    (gram - target).pow(2).sum().backward()
+    (reference - target).pow(2).sum().backward()
     assert torch.allclose(a.grad, b.grad, atol=1e-5)
+    if channels_last:  # the gradient keeps the NHWC layout, so autograd's accumulation stays cheap
+        assert a.grad.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_gram_backward_passes_gradcheck():
+    from fastnst.losses import _Gram
+
+    x = torch.randn(2, 4, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: _Gram.apply(t, 24, False), (x,))
+    assert torch.autograd.gradcheck(lambda t: _Gram.apply(t, 24, True), (x,))
+
+
+def test_low_precision_weights_give_the_autocast_numbers(vgg_random, images):
+    # PixelOptimizer casts the frozen VGG weights once instead of letting autocast recast them per step.
+    from fastnst.gatys import PixelOptimizer
+
+    content, style = images
+    loss_fn = _loss(vgg_random, style)
+    run = PixelOptimizer(loss_fn, content.clone(), content, precision=torch.bfloat16, channels_last=True)
+    run.evaluate(with_grad=False)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = loss_fn(content.contiguous(memory_format=torch.channels_last), run.targets)["total"].item()
+    assert run.history[-1]["total"] == pytest.approx(expected, rel=1e-5)
+    assert all(p.dtype == torch.float32 for p in vgg_random.parameters())  # the shared VGG is untouched

@@ -1,0 +1,158 @@
+"""Export a style model to ONNX with dynamic height and width, checked against PyTorch with ONNX Runtime.
+
+    python -m fastnst.export --model starry --onnx starry.onnx
+
+The ONNX graph takes ``image``: float32 (N, 3, H, W) RGB in [0, 1], H and W >= 8, and returns
+``stylized`` of the same shape (not clamped: clamp to [0, 1] before converting to 8 bits), exactly
+what ``TransformNet`` computes in PyTorch. Needs the ``onnx`` extra (``pip install -e ".[onnx]"``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fastnst.modelfile import ModelFileError, StyleModel, load_style_model
+from fastnst.transformer import TransformNet
+
+MIN_SIDE = 8
+DEFAULT_OPSET = 17
+# The graph is traced at this size; the H and W axes are exported as dynamic.
+EXAMPLE_SIZE = (64, 96)
+# Checked at sizes other than the traced one, odd ones included (the pad-and-crop path).
+VERIFY_SIZES = ((64, 96), (131, 77), (256, 200))
+
+
+class OnnxTransformNet(nn.Module):
+    """TransformNet with its size logic written so that the exporter records it as graph operations.
+
+    TransformNet.forward branches in Python on the input size (pad or not, reflect or replicate),
+    which tracing would freeze at the example size; here the reflection padding to a multiple of 4
+    is unconditional (zero-width when not needed) and the final crop uses the runtime size.
+    The result equals TransformNet's for H, W >= 8.
+    """
+
+    def __init__(self, net: TransformNet) -> None:
+        super().__init__()
+        self.net = getattr(net, "_orig_mod", net)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        h, w = image.shape[-2], image.shape[-1]
+        x = F.pad(image, (0, (4 - w % 4) % 4, 0, (4 - h % 4) % 4), mode="reflect")
+        y = self.net.decoder(self.net.residuals(self.net.encoder(x)))
+        return y[:, :, :h, :w]
+
+
+def export_onnx(model: StyleModel | TransformNet, path: str | os.PathLike, opset: int = DEFAULT_OPSET) -> Path:
+    """Write ``model`` as an ONNX file (atomically) with dynamic batch, height and width."""
+    net = model.net if isinstance(model, StyleModel) else model
+    info = model.info if isinstance(model, StyleModel) else {}
+    wrapper = OnnxTransformNet(net.float().cpu().eval()).eval()
+    example = torch.rand(1, 3, *EXAMPLE_SIZE)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the tracer's notes on shape arithmetic are expected here
+            torch.onnx.export(
+                wrapper,
+                (example,),
+                tmp,
+                dynamo=False,
+                input_names=["image"],
+                output_names=["stylized"],
+                dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}, "stylized": {0: "batch", 2: "height", 3: "width"}},
+                opset_version=opset,
+                do_constant_folding=True,
+            )
+        _add_metadata(tmp, net, info)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _add_metadata(path: str, net: TransformNet, info: dict) -> None:
+    try:
+        import onnx
+    except ImportError:  # metadata is a nicety; the graph is complete without it
+        return
+    proto = onnx.load(path)
+    meta = {
+        "fastnst.model_config": json.dumps(net.config.to_dict()),
+        "fastnst.info": json.dumps(info, default=str),
+        "fastnst.io": "image: float32 (N,3,H,W) RGB in [0,1], H,W >= 8 -> stylized: same shape, clamp to [0,1]",
+    }
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, path)
+
+
+def verify_onnx(path: str | os.PathLike, net: TransformNet, sizes=VERIFY_SIZES, seed: int = 0) -> float:
+    """Largest |ONNX Runtime - PyTorch| over random images of ``sizes``; raises ImportError without onnxruntime."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    net = net.float().cpu().eval()
+    generator = torch.Generator().manual_seed(seed)
+    worst = 0.0
+    for h, w in sizes:
+        x = torch.rand(1, 3, h, w, generator=generator)
+        with torch.no_grad():
+            expected = net(x)
+        (got,) = session.run(["stylized"], {"image": x.numpy()})
+        if tuple(got.shape) != tuple(expected.shape):
+            raise AssertionError(f"ONNX output shape {got.shape} != PyTorch {tuple(expected.shape)} at {h}x{w}")
+        worst = max(worst, float((torch.from_numpy(got) - expected).abs().max()))
+    return worst
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m fastnst.export", description="Export a style model to ONNX (dynamic H and W).")
+    p.add_argument("--model", "-m", required=True, help="shipped model name or path to a .safetensors model file")
+    p.add_argument("--onnx", required=True, metavar="OUT", help="output .onnx file")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime check against PyTorch")
+    p.add_argument("--tolerance", type=float, default=1e-3, help="largest allowed |ONNX - PyTorch| (default 1e-3)")
+    args = p.parse_args(argv)
+    try:
+        model = load_style_model(args.model, "cpu")
+    except ModelFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        out = export_onnx(model, args.onnx, args.opset)
+    except Exception as exc:  # noqa: BLE001 - exporter failures come in many types; report them on one line
+        print(f"error: export to {args.onnx} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, style {model.style}, dynamic batch/height/width)")
+    if args.no_verify:
+        return 0
+    try:
+        err = verify_onnx(out, model.net)
+    except ImportError:
+        print("warning: onnxruntime is not installed; not verified (pip install onnxruntime)", file=sys.stderr)
+        return 0
+    sizes = ", ".join(f"{h}x{w}" for h, w in VERIFY_SIZES)
+    if err > args.tolerance:
+        print(f"error: ONNX Runtime output differs from PyTorch by up to {err:.2e} (> {args.tolerance:g}) at {sizes}", file=sys.stderr)
+        return 1
+    print(f"verified with ONNX Runtime at {sizes}: max |onnx - torch| = {err:.1e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,396 @@
+"""Stylizing images with a trained model: the library behind ``python -m fastnst.stylize``.
+
+    import fastnst
+    model = fastnst.load_model("starry")                    # shipped name or path; cached
+    out = fastnst.stylize_image(model, Image.open("photo.jpg"), preserve_color=True, strength=0.8)
+
+``stylize_image`` returns the kind it was given: a PIL image for a PIL image, a tensor of the same
+shape, dtype and device for a float tensor in [0, 1] ((3, H, W) or (N, 3, H, W)).
+
+Any size works. Images larger than what fits in memory (or than ``tile``) are stylized in overlapping
+tiles. Instance norm makes that delicate: each tile's own statistics differ from the whole image's,
+so independently stylized tiles disagree in contrast and colour and the seams show. Here every tile is
+normalised with the statistics of the *whole* image, recorded in one pass over it, which makes the
+network a fixed convolutional map: tiles then agree exactly away from their borders, and the overlaps
+are cross-faded with linear ramps that give no weight to the outermost pixels of a tile (where its
+reflection padding differs from the real neighbourhood). The result equals the untiled output (to
+~80 dB PSNR in bf16) at the cost of that extra pass.
+
+Only an image larger than the memory budget itself gets its statistics from a copy downscaled to the
+budget. The network's statistics are not scale-invariant (statistics from a copy at 0.7x scale give
+~30 dB against the full-resolution result), so such a result is a consistent, seamless stylization
+that differs somewhat from what a machine with more memory would produce.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+import sys
+import threading
+from collections.abc import Callable
+from typing import Union
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from fastnst.color import blend, preserve_color as preserve_color_fn
+from fastnst.fastnet import FastTransformNet, NormStats
+from fastnst.imageio import pil_to_tensor, resize_long_side, tensor_to_pil
+from fastnst.modelfile import StyleModel, load_style_model, resolve_model_path
+from fastnst.runtime import resolve_device, resolve_precision
+from fastnst.transformer import TransformNet
+
+__all__ = [
+    "DEFAULT_OVERLAP",
+    "Stylizer",
+    "load_model",
+    "pixel_budget",
+    "reuse_freed_memory",
+    "stylize_image",
+    "tile_spans",
+]
+
+ImageLike = Union[Image.Image, torch.Tensor]
+Progress = Callable[[int, int], None]
+
+DEFAULT_OVERLAP = 128  # px shared by neighbouring tiles; the network's receptive-field radius is ~54 px
+MIN_TILE = 128
+# Below this side length bf16 instance-norm statistics (over a handful of pixels at 1/4 resolution)
+# get too coarse; such images are tiny, so they run in float32.
+FP32_BELOW_SIDE = 32
+# Peak working memory of the fast path per pixel for base_channels=16 in bf16: ~215 B/px measured
+# with scripts/bench_stylize.py (peak RSS above the loaded model's at 3840x2160), plus headroom.
+BYTES_PER_PIXEL_BF16_16 = 250
+MEMORY_FRACTION = 0.5  # of the memory currently available
+
+
+# ----------------------------------------------------------------------------------------------
+# Memory: allocator, budget, tiling
+# ----------------------------------------------------------------------------------------------
+
+_MALLOC_TUNED: bool | None = None
+
+
+def reuse_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the system.
+
+    Why: glibc serves every block above 32 MB with a fresh mmap and unmaps it on free, so each
+    full-resolution activation (16 channels of a 1-megapixel image are already 32 MB) arrives as new
+    pages that the kernel must fault in and zero on first touch. On a 2-core CPU that was a third of
+    the whole stylization time. With mmap off and a high trim threshold, freed blocks are reused, as
+    PyTorch's caching allocator does on GPUs; the cost is that the process keeps its peak memory.
+
+    Process-wide and irreversible; done by ``load_model`` and the CLI. Linux with glibc only (a no-op
+    returning False elsewhere). Set the environment variable FASTNST_KEEP_FREED_MEMORY=0 to opt out.
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED is not None:
+        return _MALLOC_TUNED
+    _MALLOC_TUNED = False
+    if os.environ.get("FASTNST_KEEP_FREED_MEMORY", "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc (e.g. musl)
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4  # from glibc's malloc.h
+    _MALLOC_TUNED = bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, (1 << 31) - 1))
+    return _MALLOC_TUNED
+
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes currently available to allocate on ``device`` (free GPU memory, or MemAvailable)."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+def pixel_budget(device: torch.device, dtype: torch.dtype, base_channels: int = 16) -> int:
+    """How many pixels one forward pass may process at once within the memory budget."""
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    bytes_per_pixel = BYTES_PER_PIXEL_BF16_16 * (base_channels / 16) * (itemsize / 2)
+    return max(MIN_TILE * MIN_TILE, int(available_memory(device) * MEMORY_FRACTION / bytes_per_pixel))
+
+
+def tile_spans(length: int, tile: int, overlap: int) -> list[tuple[int, int]]:
+    """Start/end of overlapping tiles covering ``[0, length)``.
+
+    Starts are multiples of 4 so every tile samples the same stride-4 grid as the whole image
+    (the network downsamples twice by 2); consecutive tiles share at least ``overlap`` pixels.
+    """
+    if length <= tile:
+        return [(0, length)]
+    step = max(4, (tile - overlap) // 4 * 4)
+    starts = list(range(0, length - tile, step))
+    last = (length - tile) // 4 * 4
+    if last > starts[-1]:
+        starts.append(last)
+    spans = [(s, s + tile) for s in starts]
+    spans[-1] = (spans[-1][0], length)  # the last tile runs to the end (up to 3 px longer)
+    return spans
+
+
+def _edge_weights(n: int, low_inner: bool, high_inner: bool, overlap: int, device: torch.device) -> torch.Tensor:
+    """1-D blending weights of a tile: zero on the outer quarter of an inner overlap, a linear ramp
+    over its middle half, one elsewhere. Tiles' weights sum to one across an overlap of ``overlap``."""
+    d = torch.arange(n, device=device, dtype=torch.float32) + 0.5
+    skip = overlap // 4
+    ramp = max(1, overlap - 2 * skip)
+    w = torch.ones(n, device=device)
+    if low_inner:
+        w = torch.minimum(w, ((d - skip) / ramp).clamp(0, 1))
+    if high_inner:
+        w = torch.minimum(w, ((n - d - skip) / ramp).clamp(0, 1))
+    return w
+
+
+def _resize_to_pixels(x: torch.Tensor, max_pixels: int) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    if h * w <= max_pixels:
+        return x
+    scale = math.sqrt(max_pixels / (h * w))
+    size = (max(8, round(h * scale)), max(8, round(w * scale)))
+    return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False).clamp_(0, 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# The stylizer
+# ----------------------------------------------------------------------------------------------
+
+
+class Stylizer:
+    """A style model prepared for fast inference on one device at one precision."""
+
+    def __init__(self, model: StyleModel | TransformNet, device: str | torch.device = "auto", precision: str = "auto") -> None:
+        if isinstance(model, TransformNet):
+            model = StyleModel(net=model.eval(), config=model.config, info={})
+        self.model = model
+        self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+        self.precision = precision
+        self.dtype = resolve_precision(precision, self.device)
+        self.net = FastTransformNet(model.net, self.dtype, self.device)
+        self._net_fp32: FastTransformNet | None = self.net if self.dtype == torch.float32 else None
+
+    @property
+    def style(self) -> str:
+        return self.model.style
+
+    def __repr__(self) -> str:
+        return f"Stylizer(style={self.style!r}, device={self.device}, dtype={self.dtype}, config={self.model.config})"
+
+    def _net_for(self, h: int, w: int) -> FastTransformNet:
+        if min(h, w) >= FP32_BELOW_SIDE:
+            return self.net
+        if self._net_fp32 is None:
+            self._net_fp32 = FastTransformNet(self.model.net, torch.float32, self.device)
+        return self._net_fp32
+
+    def pixel_budget(self) -> int:
+        return pixel_budget(self.device, self.dtype, self.model.config.base_channels)
+
+    @torch.inference_mode()
+    def stylize_tensor(
+        self,
+        x: torch.Tensor,
+        *,
+        tile: int | None = None,
+        overlap: int = DEFAULT_OVERLAP,
+        preserve_color: bool = False,
+        strength: float = 1.0,
+        progress: Progress | None = None,
+    ) -> torch.Tensor:
+        """(N, 3, H, W) float in [0, 1] -> stylized (N, 3, H, W) float32 in [0, 1] on this device.
+
+        ``tile``: None = tile only when the image exceeds the memory budget; 0 = never;
+        N = tiles of at most N x N pixels (with ``overlap`` pixels shared between neighbours).
+        """
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(f"strength must be in [0, 1], got {strength!r}")
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected an (N, 3, H, W) image batch, got shape {tuple(x.shape)}")
+        x = x.to(self.device, torch.float32)
+        if strength == 0.0:
+            return x.clone()
+        n, _, h, w = x.shape
+        tile_size = self._tile_size(h, w, tile, overlap)
+        if tile_size is None:
+            y = self._net_for(h, w)(x).clamp_(0, 1)
+            if progress is not None:
+                progress(1, 1)
+        else:
+            y = torch.cat([self._stylize_tiled(x[i : i + 1], tile_size, overlap, progress) for i in range(n)])
+        if preserve_color:
+            y = preserve_color_fn(y, x)
+        return blend(x, y, strength)
+
+    def _tile_size(self, h: int, w: int, tile: int | None, overlap: int) -> int | None:
+        if tile == 0:
+            return None
+        if tile is None:
+            budget = self.pixel_budget()
+            if h * w <= budget:
+                return None
+            tile = max(MIN_TILE, 2 * overlap, int(math.sqrt(budget)) // 4 * 4)
+        if tile < 2 * 32 or tile <= overlap:
+            raise ValueError(f"tile size {tile} too small: it must exceed the overlap ({overlap}) and be at least 64")
+        return None if max(h, w) <= tile else tile
+
+    def norm_stats(self, x: torch.Tensor, max_pixels: int | None = None) -> NormStats:
+        """Instance-norm statistics of one image (1, 3, H, W): at full resolution if it fits in
+        ``max_pixels`` (default: the memory budget), else from a copy downscaled to fit."""
+        src = _resize_to_pixels(x, max_pixels or self.pixel_budget())
+        _, stats = self._net_for(*src.shape[-2:]).record_stats(src)
+        return stats
+
+    def _stylize_tiled(self, x: torch.Tensor, tile: int, overlap: int, progress: Progress | None) -> torch.Tensor:
+        _, _, h, w = x.shape
+        rows, cols = tile_spans(h, tile, overlap), tile_spans(w, tile, overlap)
+        total, done = len(rows) * len(cols) + 1, 0
+        stats = self.norm_stats(x)
+        done += 1
+        if progress is not None:
+            progress(done, total)
+        out = torch.zeros(1, 3, h, w, device=self.device)
+        weight = torch.zeros(1, 1, h, w, device=self.device)
+        for y0, y1 in rows:
+            wy = _edge_weights(y1 - y0, y0 > 0, y1 < h, overlap, self.device)
+            for x0, x1 in cols:
+                wx = _edge_weights(x1 - x0, x0 > 0, x1 < w, overlap, self.device)
+                piece = x[..., y0:y1, x0:x1]
+                t = self._net_for(y1 - y0, x1 - x0)(piece, stats=stats)
+                wt = wy[:, None] * wx[None, :]
+                out[..., y0:y1, x0:x1].addcmul_(t, wt)
+                weight[..., y0:y1, x0:x1].add_(wt)
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+        return out.div_(weight).clamp_(0, 1)
+
+    def __call__(self, image: ImageLike, **kwargs) -> ImageLike:
+        return stylize_image(self, image, **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading (cached) and the one-call API
+# ----------------------------------------------------------------------------------------------
+
+_CACHE: dict[tuple, Stylizer] = {}
+_CACHE_LOCK = threading.Lock()
+_CACHE_SIZE = 8
+
+
+def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "auto", precision: str = "auto") -> Stylizer:
+    """Load a style model (shipped name or file path) prepared for fast inference; cached per file
+    version, device and precision. Raises ModelFileError for a missing or invalid model.
+
+    On a CPU this also calls :func:`reuse_freed_memory` (a process-wide malloc setting, see there).
+    """
+    path = resolve_model_path(name_or_path).resolve()
+    dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    if dev.type == "cpu":
+        reuse_freed_memory()
+    try:
+        st = path.stat()
+        key: tuple = (str(path), st.st_mtime_ns, st.st_size, str(dev), precision)
+    except OSError:
+        key = ()
+    with _CACHE_LOCK:
+        if key and key in _CACHE:
+            return _CACHE[key]
+    stylizer = Stylizer(load_style_model(path, dev), dev, precision)
+    if key:
+        with _CACHE_LOCK:
+            if len(_CACHE) >= _CACHE_SIZE:
+                _CACHE.pop(next(iter(_CACHE)))
+            _CACHE[key] = stylizer
+    return stylizer
+
+
+def _as_stylizer(model, device: str | torch.device | None, precision: str | None) -> Stylizer:
+    if isinstance(model, Stylizer):
+        same_device = device is None or (resolve_device(device) if isinstance(device, str) else torch.device(device)) == model.device
+        if same_device and (precision is None or precision == model.precision):
+            return model
+        model = model.model
+    if isinstance(model, (str, os.PathLike)):
+        return load_model(model, device or "auto", precision or "auto")
+    if isinstance(model, (StyleModel, TransformNet)):
+        return Stylizer(model, device or "auto", precision or "auto")
+    raise TypeError(f"model must be a Stylizer, StyleModel, TransformNet, or a model name/path, got {type(model).__name__}")
+
+
+def _resize_tensor_long_side(x: torch.Tensor, size: int) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    if max(h, w) <= size:
+        return x
+    scale = size / max(h, w)
+    new = (size, max(1, round(w * scale))) if h >= w else (max(1, round(h * scale)), size)
+    return F.interpolate(x.float(), size=new, mode="bicubic", antialias=True, align_corners=False).clamp_(0, 1).to(x.dtype)
+
+
+def stylize_image(
+    model: Stylizer | StyleModel | TransformNet | str | os.PathLike,
+    image: ImageLike,
+    *,
+    max_size: int | None = None,
+    tile: int | None = None,
+    overlap: int = DEFAULT_OVERLAP,
+    preserve_color: bool = False,
+    strength: float = 1.0,
+    device: str | torch.device | None = None,
+    precision: str | None = None,
+    progress: Progress | None = None,
+) -> ImageLike:
+    """Stylize a PIL image or a float image tensor in [0, 1]; returns the same kind.
+
+    ``max_size`` shrinks the long side first (never enlarges). ``strength`` 0 returns the (resized)
+    input unchanged, 1 the full style. ``preserve_color`` keeps the photo's chrominance. See
+    :meth:`Stylizer.stylize_tensor` for ``tile`` / ``overlap``. ``progress(done, total)`` is called
+    as tiles finish.
+    """
+    if max_size is not None and max_size < 1:
+        raise ValueError(f"max_size must be a positive integer, got {max_size!r}")
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength must be in [0, 1], got {strength!r}")
+    if isinstance(image, Image.Image):
+        if max_size is not None:
+            image = resize_long_side(image, max_size)
+        if strength == 0.0:
+            return image.copy()
+        stylizer = _as_stylizer(model, device, precision)
+        y = stylizer.stylize_tensor(
+            pil_to_tensor(image), tile=tile, overlap=overlap, preserve_color=preserve_color, strength=strength, progress=progress
+        )
+        return tensor_to_pil(y)
+    if isinstance(image, torch.Tensor):
+        if not image.is_floating_point():
+            raise TypeError(f"expected a float image tensor in [0, 1], got dtype {image.dtype}")
+        if image.dim() not in (3, 4) or image.shape[-3] != 3:
+            raise ValueError(f"expected shape (3, H, W) or (N, 3, H, W), got {tuple(image.shape)}")
+        x = image if image.dim() == 4 else image.unsqueeze(0)
+        if max_size is not None:
+            x = _resize_tensor_long_side(x, max_size)
+        if strength == 0.0:
+            out = x.clone()
+        else:
+            stylizer = _as_stylizer(model, device, precision)
+            out = stylizer.stylize_tensor(
+                x, tile=tile, overlap=overlap, preserve_color=preserve_color, strength=strength, progress=progress
+            ).to(device=image.device, dtype=image.dtype)
+        return out if image.dim() == 4 else out[0]
+    raise TypeError(f"image must be a PIL.Image.Image or a torch.Tensor, got {type(image).__name__}")

