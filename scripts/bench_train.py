@@ -48,6 +48,7 @@ class Variant:
     overrides: list[str]
     note: str
     compile_loss: bool = False  # experimental lever: also torch.compile the VGG loss network
+    bf16_gram: bool = False  # experimental lever: Gram matrices from bf16 features in bf16 (AMX) instead of fp32
 
 
 VARIANTS = {
@@ -63,8 +64,24 @@ VARIANTS = {
     "bf16-small-compile-all": Variant("bf16-small-compile-all", ["precision=bf16", "channels_last=true", "model=small",
                                                                  "compile=true"],
                                       "as above + torch.compile of the VGG loss", compile_loss=True),
+    # Levers that change the loss (not the "full loss" of the target), measured to report what they buy:
+    "no-relu5_1": Variant("no-relu5_1", ["precision=bf16", "channels_last=true", "model=small", "compile=true",
+                                         "style.style_layers.relu5_1=0"],
+                          "bf16 + CL, half width, compile; VGG only to relu4_1 (relu5_1 off)"),
+    "bf16-gram": Variant("bf16-gram", ["precision=bf16", "channels_last=true", "model=small", "compile=true"],
+                         "bf16 + CL, half width, compile; Gram matrices in bf16", bf16_gram=True),
 }
 DEFAULT = ["fp32", "bf16", "bf16-small", "bf16-small-compile"]
+
+
+def _gram_in_input_dtype(features: torch.Tensor) -> torch.Tensor:
+    """Gram matrix computed in the features' own dtype (bf16 under autocast), returned as fp32."""
+    from fastnst.losses import _Gram  # the symmetric-backward Gram product of fastnst.losses
+
+    b, c, h, w = features.shape
+    if features.is_contiguous(memory_format=torch.channels_last):
+        return _Gram.apply(features.permute(0, 2, 3, 1).reshape(b, h * w, c), c * h * w, True).float()
+    return _Gram.apply(features.reshape(b, c, h * w), c * h * w, False).float()
 
 
 def build_step(variant: Variant, size: int, batch: int, style: str) -> tuple[callable, str]:
@@ -94,7 +111,15 @@ def build_step(variant: Variant, size: int, batch: int, style: str) -> tuple[cal
     state = TrainState()
 
     def step() -> None:
-        train_one_epoch(ctx, state, [Batch(images=images, bad=[])])
+        import fastnst.losses
+
+        exact_gram = fastnst.losses.gram_matrix
+        if variant.bf16_gram:  # swapped in for this variant's steps only
+            fastnst.losses.gram_matrix = _gram_in_input_dtype
+        try:
+            train_one_epoch(ctx, state, [Batch(images=images, bad=[])])
+        finally:
+            fastnst.losses.gram_matrix = exact_gram
 
     return step, f"{device}, {str(dtype).replace('torch.', '')}"
 
