@@ -414,7 +414,7 @@ class TrainContext:
     sample_photos: torch.Tensor | None = None
     session_start: float = field(default_factory=time.perf_counter)
     window: dict[str, float] = field(default_factory=dict)  # sums of terms since the last log line
-    window_steps: int = 0
+    window_counts: dict[str, int] = field(default_factory=dict)  # steps that had each term (phases differ)
     window_images: int = 0
     window_start: float = field(default_factory=time.perf_counter)
     last_step_end: float = field(default_factory=time.perf_counter)
@@ -532,7 +532,7 @@ def _after_step(ctx: TrainContext, state: TrainState, phase: str, values: dict[s
     """Progress callbacks, log lines, TensorBoard, periodic checkpoints and samples (rank 0)."""
     for k, v in values.items():
         ctx.window[k] = ctx.window.get(k, 0.0) + v
-    ctx.window_steps += 1
+        ctx.window_counts[k] = ctx.window_counts.get(k, 0) + 1
     ctx.window_images += images
     now = time.perf_counter()
     step_rate = images / max(now - ctx.last_step_end, 1e-9)
@@ -549,7 +549,7 @@ def _after_step(ctx: TrainContext, state: TrainState, phase: str, values: dict[s
     last = state.step >= ctx.total_steps
     if state.step % ctx.cfg.log_every == 0 or last:
         rate = ctx.window_images / max(now - ctx.window_start, 1e-9)  # exact average since the last log line
-        mean = {k: v / ctx.window_steps for k, v in ctx.window.items()}
+        mean = {k: v / ctx.window_counts[k] for k, v in ctx.window.items()}
         shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(mean.items()) if "/" not in k and k != "grad_norm")
         log.info("step %d/%d [%s] epoch %d %s lr=%.3g %.2f img/s", state.step, ctx.total_steps, phase, state.epoch,
                  shown, lr, rate)
@@ -559,7 +559,8 @@ def _after_step(ctx: TrainContext, state: TrainState, phase: str, values: dict[s
                             "train/epoch": state.epoch, "data/skipped_images": len(state.skipped)})
             ctx.tb.scalars(state.step, scalars)
         ctx.window.clear()
-        ctx.window_steps = ctx.window_images = 0
+        ctx.window_counts.clear()
+        ctx.window_images = 0
         ctx.window_start = time.perf_counter()
     if ctx.cfg.checkpoint_every and state.step % ctx.cfg.checkpoint_every == 0 and not last:
         save_training_checkpoint(ctx, state)
