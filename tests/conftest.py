@@ -32,3 +32,20 @@ def sample_photo_paths() -> list[Path]:
     from fastnst.assets import sample_image_paths
 
     return sample_image_paths()
+
+
+@pytest.fixture()
+def one_thread():
+    """Tiny tensors gain nothing from threads, and on a shared CPU spinning OpenMP threads cost a lot.
+
+    Modules that run tiny models opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture()
+def default_malloc(monkeypatch):
+    """fastnst.load_model tunes glibc malloc process-wide; keep the shared pytest process as it was."""
+    monkeypatch.setenv("FASTNST_KEEP_FREED_MEMORY", "0")

@@ -1,4 +1,4 @@
-"""Helpers shared by the training tests: tiny photo folders, tiny COCO sets, composed configs."""
+"""Helpers shared by the tests: tiny photos, photo folders and COCO sets, random style networks, configs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
+
+from fastnst.transformer import TransformerConfig, TransformNet
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -97,3 +100,24 @@ def subprocess_env(tmp_path: Path) -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+def random_style_net(base_channels: int = 8, blocks: int = 2, seed: int = 0,
+                     norm_scale: tuple[float, float] = (0.5, 1.5)) -> TransformNet:
+    """An untrained transform net in eval mode whose instance-norm affines are perturbed, so its output is
+    a structured, non-trivial image (a fresh net's unit scales and zero shifts hide folding mistakes)."""
+    torch.manual_seed(seed)
+    net = TransformNet(TransformerConfig(base_channels=base_channels, num_residual_blocks=blocks)).eval()
+    for m in net.modules():
+        if isinstance(m, torch.nn.InstanceNorm2d):
+            m.weight.data.uniform_(*norm_scale)
+            m.bias.data.uniform_(-0.5, 0.5)
+    return net
+
+
+def noise_photo(path: Path, width: int = 40, height: int = 30, seed: int = 0) -> Path:
+    """A uniformly random RGB image file (any format Pillow writes, from the suffix)."""
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(path)
+    return path

@@ -9,13 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from fastnst.modelfile import save_style_model
 from fastnst.transformer import TransformerConfig, TransformNet
+from support import noise_photo
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "compare.py"
@@ -30,12 +30,7 @@ INFO = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _load_compare():
@@ -49,10 +44,8 @@ def _load_compare():
 @pytest.fixture()
 def setup(tmp_path):
     photos = tmp_path / "photos"
-    photos.mkdir()
-    rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(photos / "a.png")
-    Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(photos / "b.jpg")
+    noise_photo(photos / "a.png", 40, 30, seed=0)
+    noise_photo(photos / "b.jpg", 30, 40, seed=1)
     models = []
     for seed, name in enumerate(("no-warmup", "warmup")):
         torch.manual_seed(seed)

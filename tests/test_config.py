@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
-from train_support import compose
+from support import compose
 
 from fastnst.train import ConfigError, merge_overrides, validate_config
 from fastnst.train_config import CONFIG_DIR, DataSource, Precision, TrainConfig, new_run_dir, run_dir_of_checkpoint

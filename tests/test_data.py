@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from train_support import make_coco, make_photo, make_photo_folder
+from support import make_coco, make_photo, make_photo_folder
 
 from fastnst.data import (
     BadImage,

@@ -8,7 +8,7 @@ import torch
 
 from fastnst.export import EXAMPLE_SIZE, export_onnx, main, verify_onnx
 from fastnst.modelfile import load_style_model, save_style_model
-from fastnst.transformer import TransformerConfig, TransformNet
+from support import random_style_net
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -16,12 +16,7 @@ onnx = pytest.importorskip("onnx")
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
-    torch.manual_seed(0)
-    net = TransformNet(TransformerConfig(base_channels=8, num_residual_blocks=2)).eval()
-    for m in net.modules():
-        if isinstance(m, torch.nn.InstanceNorm2d):
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.5, 0.5)
+    net = random_style_net(base_channels=8, blocks=2)
     path = tmp_path_factory.mktemp("m") / "ink.safetensors"
     save_style_model(path, net, {"style": "ink", "steps": 5})
     return path

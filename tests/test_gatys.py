@@ -13,13 +13,7 @@ from fastnst.losses import PerceptualLoss, gram_matrix
 SIZE = (24, 32)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors: a second thread only adds synchronisation (and stalls badly on a busy CPU).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture()

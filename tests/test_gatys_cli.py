@@ -4,33 +4,22 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from fastnst.gatys import main
+from support import noise_photo
 
 FAST = ["--vgg", "random", "--precision", "fp32", "--quiet", "--style-layers", "relu1_1,relu2_1",
         "--content-layers", "relu2_2"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors: a second thread only adds synchronisation (and stalls badly on a busy CPU).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture()
 def photo(tmp_path):
-    rng = np.random.default_rng(0)
-    path = tmp_path / "in" / "photo.png"
-    path.parent.mkdir()
-    Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(path)
-    return path
+    return noise_photo(tmp_path / "in" / "photo.png", 40, 30)
 
 
 def test_single_run_writes_image_and_loss_json(tmp_path, photo, capsys):

@@ -13,24 +13,16 @@ from fastnst.color import blend, preserve_color, rgb_to_ycbcr, ycbcr_to_rgb
 from fastnst.fastnet import FastTransformNet
 from fastnst.inference import Stylizer, load_model, stylize_image, tile_spans
 from fastnst.modelfile import ModelFileError, save_style_model
-from fastnst.transformer import TransformerConfig, TransformNet
+from fastnst.transformer import TransformNet
+from support import random_style_net
 
 
-@pytest.fixture(autouse=True)
-def _leave_malloc_alone(monkeypatch):
-    # load_model tunes glibc malloc process-wide; keep the shared pytest process as it was.
-    monkeypatch.setenv("FASTNST_KEEP_FREED_MEMORY", "0")
+pytestmark = pytest.mark.usefixtures("default_malloc")
 
 
 def make_net(base_channels: int = 8, blocks: int = 2, seed: int = 0) -> TransformNet:
-    """A random network whose norms are perturbed so its output is a structured, non-trivial image."""
-    torch.manual_seed(seed)
-    net = TransformNet(TransformerConfig(base_channels=base_channels, num_residual_blocks=blocks)).eval()
-    for m in net.modules():
-        if isinstance(m, torch.nn.InstanceNorm2d):
-            m.weight.data.uniform_(-1.5, 1.5)  # includes negative scales (sign folding)
-            m.bias.data.uniform_(-0.5, 0.5)
-    return net
+    """Norm scales of both signs, so the fast path's sign folding is exercised."""
+    return random_style_net(base_channels, blocks, seed, norm_scale=(-1.5, 1.5))
 
 
 def photo(h: int, w: int, seed: int = 0) -> torch.Tensor:

@@ -9,20 +9,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from fastnst import modelfile
 from fastnst.modelfile import save_style_model
 from fastnst.stylize import main
 from fastnst.transformer import TransformerConfig, TransformNet
+from support import random_style_net
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _leave_malloc_alone(monkeypatch):
-    monkeypatch.setenv("FASTNST_KEEP_FREED_MEMORY", "0")
+pytestmark = pytest.mark.usefixtures("default_malloc")
 
 
 def write_photo(path: Path, w: int, h: int, seed: int = 0) -> Path:
@@ -37,12 +35,7 @@ def write_photo(path: Path, w: int, h: int, seed: int = 0) -> Path:
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    net = TransformNet(TransformerConfig(base_channels=8, num_residual_blocks=1)).eval()
-    for m in net.modules():
-        if isinstance(m, torch.nn.InstanceNorm2d):
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.5, 0.5)
+    net = random_style_net(base_channels=8, blocks=1)
     path = tmp_path_factory.mktemp("model") / "mosaic.safetensors"
     save_style_model(path, net, {"style": "mosaic", "steps": 123, "image_size": 256})
     return path

@@ -8,7 +8,7 @@ import signal
 import pytest
 import torch
 from safetensors import safe_open
-from train_support import compose, make_photo_folder, tiny_overrides
+from support import compose, make_photo_folder, tiny_overrides
 
 from fastnst.checkpoint import load_checkpoint
 from fastnst.modelfile import load_style_model
@@ -21,13 +21,7 @@ from fastnst.train import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from threads, and on a shared CPU spinning OpenMP threads cost a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

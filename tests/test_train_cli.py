@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import torch
-from train_support import PYTHON, make_photo_folder, subprocess_env, tiny_overrides
+from support import PYTHON, make_photo_folder, subprocess_env, tiny_overrides
 
 
 def _run(args: list[str], tmp_path: Path, timeout: float = 300) -> subprocess.CompletedProcess:
