@@ -230,6 +230,10 @@ def list_models(out=None) -> int:
 # ----------------------------------------------------------------------------------------------
 
 
+DEFAULT_MODEL = "starry"  # shipped in checkpoints/ (see checkpoints/README.md)
+DEMO_OUTPUT = "outputs/demo"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m fastnst.stylize",
@@ -237,7 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit status: 0 all done, 1 some inputs failed or were refused, 2 bad arguments or model.",
     )
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, directories, or glob patterns")
-    p.add_argument("--model", "-m", help="shipped model name (see --list-models) or path to a .safetensors model file")
+    p.add_argument("--model", "-m", default=DEFAULT_MODEL,
+                   help=f"shipped model name (see --list-models) or path to a .safetensors model file (default: {DEFAULT_MODEL})")
+    p.add_argument("--demo", action="store_true",
+                   help=f"stylize the bundled sample photos into {DEMO_OUTPUT}/ (or -o DIR), replacing earlier demo outputs")
     p.add_argument("--list-models", action="store_true", help="list the shipped models and exit")
     p.add_argument("-o", "--output", help="output file (one input) or directory")
     p.add_argument("--recursive", "-r", action="store_true", help="include subdirectories of directory inputs")
@@ -408,10 +415,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.list_models:
         return list_models()
-    if not args.model:
-        parser.error("--model is required (see --list-models)")
+    if args.demo:
+        if args.inputs:
+            parser.error("--demo takes no inputs: it stylizes the bundled sample photos")
+        from fastnst.assets import sample_image_paths
+
+        args.inputs = [str(path) for path in sample_image_paths()]
+        if not args.inputs:
+            parser.error("--demo: no bundled sample photos found (scikit-image is not installed)")
+        args.output = args.output or DEMO_OUTPUT
+        args.overwrite, args.skip_existing = True, False  # the demo's own outputs, refreshed on every run
     if not args.inputs:
-        parser.error("no inputs given")
+        parser.error("no inputs given (--demo stylizes the bundled sample photos)")
     if not 0.0 <= args.strength <= 1.0:
         parser.error(f"--strength must be in [0, 1], got {args.strength}")
     if args.batch_size < 1:
@@ -457,6 +472,8 @@ def main(argv: list[str] | None = None) -> int:
     outcome.skipped = plan.skipped + outcome.skipped
     if not args.quiet:
         print_summary(outcome)
+        if args.demo and outcome.done:
+            print(f"stylized photos ({stylizer.style}) in {args.output}/", file=sys.stderr)
     elif outcome.failed:
         for src, reason in outcome.failed:
             print(reason if reason.startswith(src) else f"{src}: {reason}", file=sys.stderr)

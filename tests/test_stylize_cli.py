@@ -193,3 +193,20 @@ def test_module_entry_point(model, tmp_path):
     assert "done 1" in r.stderr
     with Image.open(tmp_path / "out.webp") as im:
         assert im.format == "WEBP" and im.size == (33, 17)
+
+
+def test_demo_stylizes_the_bundled_photos_and_reruns(model, tmp_path, sample_photo_paths):
+    out = tmp_path / "demo"
+    assert main(["--demo", "--model", str(model), "-o", str(out), "--max-size", "48", "--quiet"]) == 0
+    written = sorted(p.name for p in out.iterdir())
+    assert written == sorted(f"{p.stem}_mosaic{p.suffix}" for p in sample_photo_paths)
+    assert main(["--demo", "--model", str(model), "-o", str(out), "--max-size", "48", "--quiet"]) == 0  # refreshes
+
+
+def test_demo_takes_no_inputs_and_no_inputs_points_to_demo(model, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--demo", "--model", str(model), str(tmp_path)])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit):
+        main(["--model", str(model)])
+    assert "--demo" in capsys.readouterr().err
