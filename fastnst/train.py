@@ -492,6 +492,12 @@ def train_one_epoch(ctx: TrainContext, state: TrainState, loader: Iterable[Batch
             state.batch_in_epoch += 1
             continue
         phase = "warmup" if state.step < ctx.warmup_steps else "perceptual"
+        if state.step == ctx.warmup_steps > 0:
+            # Fresh Adam moments for the perceptual phase. Kept from the warm-up, its second moments
+            # would reflect pixel-loss gradients orders of magnitude smaller than the perceptual ones,
+            # and m/sqrt(v) would scale the first few hundred steps to ~5x the learning rate: seen to
+            # collapse the network into dark blobs that 200 steps did not undo.
+            ctx.optimizer.state.clear()
         images = batch.images.to(ctx.device, non_blocking=True).contiguous(memory_format=ctx.memory_format)
 
         terms = compute_loss(ctx, images, phase)

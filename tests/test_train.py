@@ -100,6 +100,15 @@ def test_warmup_drives_output_toward_input(photos, tmp_path):
     assert after > 0.6 and after > before + 0.4, (before, after)
 
 
+def test_perceptual_phase_starts_with_fresh_adam_moments(photos, tmp_path):
+    # Warm-up moments scaled to pixel-loss gradients would inflate the first perceptual steps (train.py).
+    result, run_dir = run(photos, tmp_path, warmup_epochs=1, max_steps=2)
+    assert result.steps == 4 + 2  # 8 photos, batch 2: 4 warm-up steps
+    ckpt = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    steps = {float(state["step"]) for state in ckpt["optimizer"]["state"].values()}
+    assert steps == {2.0}  # counted from the first perceptual step, not from the start of the run
+
+
 def _weights(path):
     with safe_open(str(path), "pt") as f:
         return {k: f.get_tensor(k) for k in f.keys()}
