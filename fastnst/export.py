@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fastnst.atomic import atomic_path
 from fastnst.modelfile import ModelFileError, StyleModel, load_style_model
 from fastnst.transformer import TransformNet
 
@@ -59,10 +59,7 @@ def export_onnx(model: StyleModel | TransformNet, path: str | os.PathLike, opset
     wrapper = OnnxTransformNet(net.float().cpu().eval()).eval()
     example = torch.rand(1, 3, *EXAMPLE_SIZE)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the tracer's notes on shape arithmetic are expected here
             torch.onnx.export(
@@ -77,10 +74,6 @@ def export_onnx(model: StyleModel | TransformNet, path: str | os.PathLike, opset
                 do_constant_folding=True,
             )
         _add_metadata(tmp, net, info)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

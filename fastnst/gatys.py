@@ -29,7 +29,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from typing import Any
 import torch
 from torch.func import functional_call
 
+from fastnst.atomic import atomic_path
 from fastnst.grid import image_grid
 from fastnst.imageio import SAVE_EXTENSIONS, ImageError, load_image, save_image
 from fastnst.losses import PerceptualLoss
@@ -341,16 +341,9 @@ class UsageError(ValueError):
 def save_json(data: Any, path: str | os.PathLike) -> Path:
     """Write JSON atomically (temporary file + os.replace), creating the parent directory."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, allow_nan=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, allow_nan=True)
+        f.write("\n")
     return path
 
 

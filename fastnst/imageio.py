@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from fastnst.atomic import atomic_path
+
 __all__ = [
     "IMAGE_EXTENSIONS",
     "SAVE_EXTENSIONS",
@@ -374,27 +376,6 @@ def save_image(image: torch.Tensor | Image.Image, path: StrPath, quality: int = 
     elif fmt == "WEBP":
         options = {"quality": quality}
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # Hidden temp name in the same directory (os.replace is only atomic within
-    # one file system). Created with os.open(0o666) rather than mkstemp, whose
-    # 0600 mode would otherwise end up on the final file.
-    stem = out.name[:64]
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        tmp = out.with_name(f".{stem}.{os.urandom(4).hex()}.tmp")
-        try:
-            fd = os.open(tmp, flags, 0o666)
-            break
-        except FileExistsError:
-            continue
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pil.save(f, format=fmt, **options)
-            f.flush()
-            os.fsync(f.fileno())  # data on disk before the rename makes it visible
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(out) as tmp, open(tmp, "wb") as f:
+        pil.save(f, format=fmt, **options)
     return out

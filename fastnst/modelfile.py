@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as safetensors_bytes
 
+from fastnst.atomic import atomic_path
 from fastnst.transformer import TransformerConfig, TransformNet
 
 FORMAT = "fastnst.style-model"
@@ -65,15 +65,9 @@ def save_style_model(path: str | os.PathLike, net: TransformNet, info: dict[str,
         "model_config": json.dumps(net.config.to_dict()),
         "info": json.dumps(info or {}, default=str),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        # Bytes, not safetensors' save_file: that replaces the file with a new one of mode 0600.
+        tmp.write_bytes(safetensors_bytes(tensors, metadata=metadata))
     return path
 
 

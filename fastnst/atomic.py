@@ -1,0 +1,55 @@
+"""Atomic file writes: a hidden temporary file beside the target, renamed over it once complete.
+
+Readers never see a half-written image, model, checkpoint or JSON file, and a failed or interrupted
+write leaves the previous file (if any) untouched and no temporary file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def _create_temp(path: Path) -> Path:
+    # Same directory: os.replace is atomic only within one file system. os.open with 0o666 gives the
+    # file the permissions open() would (umask applied); tempfile.mkstemp's 0600 would end up on the
+    # final file and make shared models and outputs unreadable to the group.
+    stem = path.name[:64]
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = path.with_name(f".{stem}.{os.urandom(4).hex()}.tmp")
+        try:
+            os.close(os.open(tmp, flags, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        os.fsync(fd)  # data on disk before the rename makes it visible
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path to write ``path``'s content to; it replaces ``path`` when the block ends.
+
+    Creates the parent directory. On any exception (Ctrl-C included) the temporary file is removed and
+    ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _create_temp(path)
+    try:
+        yield tmp
+        _fsync(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,40 @@
+"""Atomic writes: all or nothing, nothing left behind, and the permissions a plain open() would give."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from fastnst.atomic import atomic_path
+from fastnst.gatys import save_json
+from fastnst.modelfile import save_style_model
+from support import random_style_net
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    # mkstemp's 0600 once ended up on shared model files; the usual mode is 0666 minus the umask.
+    expected = 0o666 & ~_umask()
+    model = save_style_model(tmp_path / "m" / "ink.safetensors", random_style_net(4, 1), {"style": "ink"})
+    record = save_json({"a": 1}, tmp_path / "j" / "r.json")
+    for path in (model, record):
+        assert path.stat().st_mode & 0o777 == expected, path
+
+
+def test_failure_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("disk full")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+    with atomic_path(target) as tmp:
+        tmp.write_text("new")
+    assert target.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
