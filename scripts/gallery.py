@@ -29,8 +29,8 @@ from fastnst.inference import load_model, stylize_image
 from fastnst.modelfile import ModelFileError
 
 
-def gallery_row(photo_path: Path, models: Sequence, size: int, gatys_dir: Path | None
-                ) -> tuple[list[torch.Tensor], list[str]]:
+def gallery_row(photo_path: Path, models: Sequence, size: int, gatys_dir: Path | None,
+                gatys_label: str = "Gatys (L-BFGS)") -> tuple[list[torch.Tensor], list[str]]:
     """One row of images and labels: photo, each model's output, then the Gatys image if there is one."""
     photo = load_image(photo_path, max_size=size)
     images, labels = [photo], [photo_path.stem]
@@ -43,7 +43,7 @@ def gallery_row(photo_path: Path, models: Sequence, size: int, gatys_dir: Path |
         if gatys.shape[-2:] != photo.shape[-2:]:
             gatys = torch.nn.functional.interpolate(gatys, size=photo.shape[-2:], mode="bilinear", antialias=True)
         images.append(gatys)
-        labels.append("Gatys (L-BFGS)")
+        labels.append(gatys_label)
     return images, labels
 
 
@@ -52,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--photo", action="append", required=True, type=Path, help="a content photo (repeatable)")
     p.add_argument("--model", action="append", required=True, help="a model name or file (repeatable)")
     p.add_argument("--gatys", type=Path, default=None, help="a scripts/compare.py --out-dir for the Gatys column")
+    p.add_argument("--gatys-label", default="Gatys (L-BFGS)", help="caption of the Gatys column")
     p.add_argument("--size", type=int, default=256, help="long side of each cell (compare.py's --size)")
     p.add_argument("-o", "--output", type=Path, required=True)
     args = p.parse_args(argv)
@@ -60,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cells: list[torch.Tensor] = []
         labels: list[str] = []
         for photo in args.photo:
-            row, row_labels = gallery_row(photo, models, args.size, args.gatys)
+            row, row_labels = gallery_row(photo, models, args.size, args.gatys, args.gatys_label)
             cells += row
             labels += row_labels
     except (ImageError, ModelFileError) as exc:
