@@ -23,6 +23,7 @@ the first model file's info records (as written by fastnst.train); explicit flag
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
@@ -267,8 +268,13 @@ def run_photo(
     steps: Sequence[int],
     args: argparse.Namespace,
     precision: torch.dtype,
+    cached_gatys: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Table 1 measurements for one photo: Gatys at each step count, then each network."""
+    """Table 1 measurements for one photo: Gatys at each step count (or ``cached_gatys``), then each network."""
+    if cached_gatys is not None:
+        nets, outputs = _run_nets(photo, loss_fn, models)
+        return {"gatys": cached_gatys["gatys"], "nets": nets, "gatys_history": cached_gatys["gatys_history"],
+                "gatys_seconds": cached_gatys["gatys_seconds"], "images": {"gatys": cached_gatys["image"], **outputs}}
     size_hw = tuple(photo.shape[-2:])
     init = initial_image(args.gatys_init, photo, size_hw, 0.5, torch.Generator().manual_seed(args.seed))
     snapshots: dict[int, torch.Tensor] = {}
@@ -283,12 +289,7 @@ def run_photo(
                             channels_last=args.channels_last, callback=keep)
     snapshots[max(steps)] = result.image
     gatys = {str(k): evaluate_losses(loss_fn, snapshots[k], photo) for k in steps}
-    nets, outputs = {}, {}
-    for name, model in models:
-        with torch.inference_mode():
-            out = model.net(photo.to(next(model.net.parameters()).device)).float().clamp(0.0, 1.0).cpu()
-        nets[name] = evaluate_losses(loss_fn, out, photo)
-        outputs[name] = out
+    nets, outputs = _run_nets(photo, loss_fn, models)
     return {
         "gatys": gatys,
         "nets": nets,
@@ -296,6 +297,44 @@ def run_photo(
         "gatys_seconds": result.seconds,
         "images": {"gatys": result.image, **outputs},
     }
+
+
+def _run_nets(photo: torch.Tensor, loss_fn: PerceptualLoss, models: Sequence[tuple[str, StyleModel]]
+              ) -> tuple[dict[str, dict[str, float]], dict[str, torch.Tensor]]:
+    """Each network's output for ``photo`` (clamped, as saved) and its losses."""
+    nets, outputs = {}, {}
+    for name, model in models:
+        with torch.inference_mode():
+            out = model.net(photo.to(next(model.net.parameters()).device)).float().clamp(0.0, 1.0).cpu()
+        nets[name] = evaluate_losses(loss_fn, out, photo)
+        outputs[name] = out
+    return nets, outputs
+
+
+# Settings that must match for an earlier run's Gatys results to stand for this run's.
+GATYS_KEYS = ("content_layers", "style_layers", "content_weight", "style_weight", "tv_weight", "style_image",
+              "style_size", "vgg", "pooling", "steps", "size", "gatys_init", "precision", "seed")
+
+
+def load_gatys_cache(out_dir: Path, current: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The Gatys results of an earlier compare run (its --out-dir), by photo path, if its settings match."""
+    path = Path(out_dir) / "compare.json"
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+        settings, photos = earlier["settings"], earlier["photos"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CompareError(f"{path}: not a readable compare.json ({exc.__class__.__name__})") from None
+    plain = json.loads(json.dumps({k: current.get(k) for k in GATYS_KEYS}))  # tuples -> lists, as stored
+    differ = [k for k in GATYS_KEYS if settings.get(k) != plain[k]]
+    if differ:
+        raise CompareError(f"{path}: its Gatys runs used other settings ({', '.join(differ)}); rerun without --reuse-gatys")
+    cache = {}
+    for stem, entry in photos.items():
+        image_path = Path(out_dir) / "images" / f"{stem}_gatys.png"
+        if image_path.is_file():
+            cache[entry["path"]] = {"size_hw": entry["size_hw"], "gatys": entry["gatys"], "image": load_image(image_path),
+                                    "gatys_history": entry["gatys_history"], "gatys_seconds": entry["gatys_seconds"]}
+    return cache
 
 
 def _median_step_seconds(loss_fn: PerceptualLoss, content: torch.Tensor, args: argparse.Namespace,
@@ -505,6 +544,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-runtime", action="store_true", help="skip Table 2")
+    p.add_argument("--reuse-gatys", metavar="DIR", default=None,
+                   help="take the Gatys results from an earlier run's --out-dir (same settings and photos) "
+                        "instead of optimising again: re-evaluating a new network then takes seconds")
     p.add_argument("--quick", action="store_true", help="tiny sizes and few steps (tests, smoke runs)")
     return p
 
@@ -551,6 +593,11 @@ def run(args: argparse.Namespace) -> int:
     ).to(device)
     names = [n for n, _ in models]
     out_dir = Path(args.out_dir)
+    gatys_cache: dict[str, dict[str, Any]] = {}
+    if args.reuse_gatys:
+        gatys_cache = load_gatys_cache(Path(args.reuse_gatys), {
+            **vars(settings), "steps": steps, "size": args.size, "gatys_init": args.gatys_init,
+            "precision": precision_name, "seed": args.seed})
     print(f"loss: content {settings.content_layers} x {settings.content_weight:g}, style {settings.style_layers} x "
           f"{settings.style_weight:g}, tv {settings.tv_weight:g}; VGG {settings.vgg} ({settings.pooling} pooling); "
           f"style size {settings.style_size or args.size}", file=sys.stderr)
@@ -572,7 +619,10 @@ def run(args: argparse.Namespace) -> int:
             continue
         first_photo = photo if first_photo is None else first_photo
         t0 = time.perf_counter()
-        data = run_photo(photo, loss_fn, models, steps, args, precision)
+        cached = gatys_cache.get(str(path))
+        if cached is not None and list(cached["size_hw"]) != list(photo.shape[-2:]):
+            cached = None  # the photo file changed since
+        data = run_photo(photo, loss_fn, models, steps, args, precision, cached)
         images = data.pop("images")
         stem = path.stem if path.stem not in per_photo else f"{path.stem}_{len(per_photo)}"
         per_photo[stem] = {"path": str(path), "size_hw": list(photo.shape[-2:]), **data}

@@ -118,3 +118,30 @@ def test_bad_model_file_is_a_clear_error(tmp_path, setup, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(bogus) in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_reuse_gatys_takes_the_earlier_runs_and_refuses_other_settings(tmp_path, setup, capsys, monkeypatch):
+    photos, models = setup
+    compare = _load_compare()
+    first, second = tmp_path / "first", tmp_path / "second"
+    base = ["--content-dir", str(photos), "--quick", "--no-runtime"]
+    assert compare.main([*base, "--model", models[0], "--out-dir", str(first)]) == 0
+    earlier = json.loads((first / "compare.json").read_text())
+
+    def no_gatys(*args, **kwargs):
+        raise AssertionError("Gatys optimised again")
+
+    monkeypatch.setattr(compare, "optimize_image", no_gatys)
+    assert compare.main([*base, "--model", models[1], "--out-dir", str(second), "--reuse-gatys", str(first)]) == 0
+    report = json.loads((second / "compare.json").read_text())
+    for stem in ("a", "b"):
+        assert report["photos"][stem]["gatys"] == earlier["photos"][stem]["gatys"]
+        assert set(report["photos"][stem]["nets"]) == {"warmup"}
+    assert (second / "grids" / "a.png").is_file()
+
+    capsys.readouterr()
+    code = compare.main([*base, "--model", models[1], "--out-dir", str(tmp_path / "third"), "--reuse-gatys",
+                         str(first), "--style-weight", "3"])
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "style_weight" in err and "compare.json" in err
