@@ -182,6 +182,7 @@ def validate_config(cfg: DictConfig) -> DictConfig:
         (c.max_steps is None or c.max_steps >= 0, f"max_steps must be >= 0 or null, got {c.max_steps}"),
         (c.lr > 0, f"lr must be > 0, got {c.lr}"),
         (0.0 <= c.lr_min_factor <= 1.0, f"lr_min_factor must be in [0, 1], got {c.lr_min_factor}"),
+        (c.lr_warmup_steps >= 0, f"lr_warmup_steps must be >= 0, got {c.lr_warmup_steps}"),
         (c.grad_clip is None or c.grad_clip > 0, f"grad_clip must be > 0 or null, got {c.grad_clip}"),
         (c.seed >= 0, f"seed must be >= 0, got {c.seed}"),
         (c.log_every >= 1, f"log_every must be >= 1, got {c.log_every}"),
@@ -313,21 +314,33 @@ def build_loss(cfg: DictConfig, device: torch.device, memory_format: torch.memor
     return loss, path
 
 
-def lr_factor(step: int, warmup_steps: int, perceptual_steps: int, schedule: str, min_factor: float) -> float:
-    """LR multiplier at optimiser step ``step``: constant in warm-up, then the chosen schedule."""
-    if step < warmup_steps or schedule == "constant" or perceptual_steps <= 1:
+def lr_factor(step: int, warmup_steps: int, perceptual_steps: int, schedule: str, min_factor: float,
+              ramp_steps: int = 0) -> float:
+    """LR multiplier at optimiser step ``step``: constant in the identity warm-up; in the perceptual
+    phase a linear ramp over its first ``ramp_steps`` steps, times the chosen schedule.
+
+    Why the ramp: the perceptual phase starts with fresh Adam moments and gradients ~10x the warm-up's;
+    Adam's first updates are then ~lr * sign(g) for every weight at once and knock the warmed-up
+    network far from the identity map (the usual remedy for Adam's early variance, cf. Liu et al.
+    2020, "On the Variance of the Adaptive Learning Rate and Beyond").
+    """
+    if step < warmup_steps:
         return 1.0
-    t = min(1.0, (step - warmup_steps) / (perceptual_steps - 1))
-    return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * t))
+    k = step - warmup_steps
+    ramp = min(1.0, (k + 1) / ramp_steps) if ramp_steps > 0 else 1.0
+    if schedule == "constant" or perceptual_steps <= 1:
+        return ramp
+    t = min(1.0, k / (perceptual_steps - 1))
+    return ramp * (min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * t)))
 
 
 def build_optimizer(cfg: DictConfig, model: torch.nn.Module, warmup_steps: int, perceptual_steps: int
                     ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    schedule, min_factor = cfg.lr_schedule.value, float(cfg.lr_min_factor)
+    schedule, min_factor, ramp = cfg.lr_schedule.value, float(cfg.lr_min_factor), int(cfg.lr_warmup_steps)
 
     def factor(step: int) -> float:
-        return lr_factor(step, warmup_steps, perceptual_steps, schedule, min_factor)
+        return lr_factor(step, warmup_steps, perceptual_steps, schedule, min_factor, ramp)
 
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
@@ -693,6 +706,7 @@ def model_info(ctx: TrainContext, state: TrainState, style_path: Path, num_image
         "batch_size": cfg.data.batch_size * ctx.dist.world_size,
         "lr": cfg.lr,
         "lr_schedule": cfg.lr_schedule.value,
+        "lr_warmup_steps": cfg.lr_warmup_steps,
         "data": cfg.data.name.value,
         "data_images": num_images,
         "images_seen": state.images_seen,

@@ -102,6 +102,7 @@ class TrainConfig:
     lr: float = 1e-3
     lr_schedule: LRSchedule = LRSchedule.constant
     lr_min_factor: float = 0.1  # cosine: final lr = lr * lr_min_factor
+    lr_warmup_steps: int = 0  # perceptual phase: ramp the lr linearly from 0 over this many steps
     grad_clip: Optional[float] = None  # max global gradient norm; null = no clipping
     precision: Precision = Precision.auto
     channels_last: bool = True

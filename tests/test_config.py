@@ -102,7 +102,7 @@ def test_wrong_type_or_value_rejected(override):
 @pytest.mark.parametrize("override,match", [
     ("data.image_size=8", "image_size"), ("lr=-1", "lr"), ("data.batch_size=0", "batch_size"),
     ("+style.style_layers.relu9_9=1", "relu9_9"), ("model.base_channels=0", "base_channels"),
-    ("style.name=a/b", "style.name"),
+    ("style.name=a/b", "style.name"), ("lr_warmup_steps=-1", "lr_warmup_steps"),
 ])
 def test_out_of_range_values_rejected(override, match):
     with pytest.raises(ConfigError, match=match):

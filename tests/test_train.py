@@ -17,6 +17,7 @@ from fastnst.train import (
     NonFiniteLossError,
     TrainingInterrupted,
     _resumed_config,
+    lr_factor,
     train,
 )
 
@@ -109,15 +110,28 @@ def test_perceptual_phase_starts_with_fresh_adam_moments(photos, tmp_path):
     assert steps == {2.0}  # counted from the first perceptual step, not from the start of the run
 
 
+def test_lr_warmup_ramps_the_perceptual_phase_then_follows_the_schedule():
+    # 10 identity warm-up steps at full lr, then a 4-step ramp, then constant / cosine.
+    constant = [lr_factor(s, 10, 20, "constant", 0.1, ramp_steps=4) for s in range(30)]
+    assert constant[:10] == [1.0] * 10
+    assert constant[10:14] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert constant[14:] == [1.0] * 16
+    cosine = [lr_factor(s, 10, 20, "cosine", 0.1, ramp_steps=4) for s in range(30)]
+    plain = [lr_factor(s, 10, 20, "cosine", 0.1) for s in range(30)]
+    assert cosine[10] == pytest.approx(0.25 * plain[10]) and cosine[14:] == plain[14:]
+    assert plain[29] == pytest.approx(0.1)
+
+
 def _weights(path):
     with safe_open(str(path), "pt") as f:
         return {k: f.get_tensor(k) for k in f.keys()}
 
 
 def test_interrupted_and_resumed_run_ends_with_identical_weights(photos, tmp_path):
-    # Warm-up then perceptual with a cosine schedule: the phase boundary, LR schedule, optimiser state,
-    # data order and augmentation all have to resume exactly.
-    settings = dict(warmup_epochs=0.5, max_steps=4, lr_schedule="cosine", seed=3, checkpoint_every=1)
+    # Warm-up then perceptual with an lr ramp and a cosine schedule: the phase boundary, LR schedule,
+    # optimiser state, data order and augmentation all have to resume exactly.
+    settings = dict(warmup_epochs=0.5, max_steps=4, lr_schedule="cosine", lr_warmup_steps=2, seed=3,
+                    checkpoint_every=1)
     full, _ = run(photos, tmp_path / "full", **settings)
 
     def stop_at_3(p):
