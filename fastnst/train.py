@@ -916,6 +916,7 @@ def run_cli(cfg: DictConfig) -> None:
     try:
         if cfg.resume:
             cfg, overrides = _resumed_config(cfg, overrides)
+            bar.enabled = bool(cfg.progress) and is_main  # the resumed run's own setting
         from tqdm.contrib.logging import logging_redirect_tqdm
 
         with logging_redirect_tqdm() if bar.enabled else contextlib.nullcontext():

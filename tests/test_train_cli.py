@@ -43,6 +43,19 @@ def test_missing_coco_root_is_a_one_line_error(tmp_path):
     assert "/nonexistent" in lines[0] and "cocodataset.org" in lines[0] and "data=sample" in lines[0]
 
 
+def test_resume_keeps_the_runs_settings_including_no_progress_bar(tmp_path):
+    photos = make_photo_folder(tmp_path / "photos", count=4)
+    out = tmp_path / "outputs"
+    first = _run([PYTHON, "-m", "fastnst.train", *tiny_overrides(photos, out, max_steps=2, warmup_epochs=0,
+                                                                 progress=False)], tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    (run,) = (out / "starry").iterdir()
+    resumed = _run([PYTHON, "-m", "fastnst.train", f"resume={run}", "max_steps=3"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"] == 3
+    assert "step/s" not in resumed.stderr and "s/step" not in resumed.stderr  # no tqdm bar: progress=false held
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
