@@ -15,10 +15,12 @@ trained weights. What changes, in order of what it bought on a 2-core AMX CPU (1
   (the norm subtracts the mean), and the residual stream is kept as s*(r_ - o) so its norms fold the
   same way. Before: batch-norm + ReLU + pad = five memory passes per layer.
 * **Upsampling without the upsampled tensor** (sub-pixel convolution, Shi et al. 2016): nearest x2
-  upsampling then a 3x3 conv equals a 3x3 conv on the *low-resolution* input with 4x the output
-  channels (one group per output phase); the 4x larger tensor is never built and the convolution gets
-  AMX-friendly channel counts. Reflection padding of the upsampled image is replication padding of
-  the low-resolution one.
+  upsampling then a 3x3 conv equals, for each of the 4 output phases, a 2x2 conv on the
+  *low-resolution* input; all four are one 2x2 conv with 4x the output channels, each phase read at
+  its own one-pixel offset. The 4x larger tensor is never built, the convolution gets AMX-friendly
+  channel counts and does 4/9 of the multiply-adds of the 3x3 form (~10% of the whole pass at
+  1024x1024). Reflection padding of the upsampled image is replication padding of the low-resolution
+  one.
 * **The 9x9 output conv in space-to-depth form**: with only 3 output channels it is oneDNN's slowest
   layer (~20 GMAC/s); on the 2x2 space-to-depth tensor it is a 5x5 conv with 4x the channels in and
   out (~3x faster). The last upsampling already produces that layout, so it costs no copy.
@@ -82,22 +84,57 @@ class _Norm:
 
 
 def upsample_conv_as_phase_conv(weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Nearest x2 upsampling + 3x3 conv  ==  3x3 conv on the low-res input (replicate-padded by 1)
-    with 4*Cout outputs, phase-major: channel ``(a*2 + b)*Cout + c`` is output pixel ``(2i+a, 2j+b)``.
+    """Nearest x2 upsampling + 3x3 conv  ==  2x2 conv on the low-res input (replicate-padded by 1)
+    with 4*Cout outputs, phase-major: output pixel ``(2i+a, 2j+b)``, channel ``c`` is channel
+    ``(a*2 + b)*Cout + c`` of the 2x2 conv's output at ``(i+a, j+b)``.
 
     Output row 2i+a reads upsampled rows 2i+a-1 .. 2i+a+1, i.e. low-res rows i + floor((a+u-1)/2) for
-    kernel row u: so kernel taps that land on the same low-res row are summed.
+    kernel row u: only two low-res rows (i-1+a and i+a), so kernel taps that land on the same row are
+    summed into a 2x2 kernel. One 2x2 conv on the padded (h+2, w+2) input gives every phase, each
+    shifted by its own (a, b): 4/9 of the multiply-adds of the 3x3 form.
     """
     cout, cin = weight.shape[:2]
-    out = weight.new_zeros(2, 2, cout, cin, 3, 3)
+    out = weight.new_zeros(2, 2, cout, cin, 2, 2)
     for a in range(2):
         for u in range(3):
-            ki = (a + u - 1) // 2 + 1
+            r = (a + u - 1) // 2 + 1 - a  # low-res row i-1+a+r
             for b in range(2):
                 for v in range(3):
-                    kj = (b + v - 1) // 2 + 1
-                    out[a, b, :, :, ki, kj] += weight[:, :, u, v]
-    return out.reshape(4 * cout, cin, 3, 3), bias.repeat(4)
+                    c = (b + v - 1) // 2 + 1 - b
+                    out[a, b, :, :, r, c] += weight[:, :, u, v]
+    return out.reshape(4 * cout, cin, 2, 2), bias.repeat(4)
+
+
+def _phase(y: torch.Tensor, channels: int, a: int, b: int, h: int, w: int) -> torch.Tensor:
+    """Phase (a, b) of a 2x2 phase conv's (1, 4*C, h+1, w+1) output, as an (h, w) view."""
+    g = a * 2 + b
+    return y[:, g * channels : (g + 1) * channels, a : a + h, b : b + w]
+
+
+def _phase_stats(y: torch.Tensor, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float32 mean and biased variance per channel, pooled over the 4 phases of a 2x2 phase conv's
+    (1, 4*C, h+1, w+1) output. Each phase is the full output minus one edge row and one edge column:
+    statistics of the strided phase views directly are ~10x slower than these of the whole tensor
+    with the excluded edges subtracted."""
+    _, c4, hp, wp = y.shape
+    mean, var = torch.ops.aten.batch_norm_update_stats(y, None, None, 1.0)
+    n_full = hp * wp
+    s1 = mean.float() * n_full
+    s2 = (var.float() + mean.float() ** 2) * n_full
+    a = torch.tensor([0, 0, 1, 1], device=y.device).repeat_interleave(channels)  # phase row offset
+    b = torch.tensor([0, 1, 0, 1], device=y.device).repeat_interleave(channels)
+    idx = torch.arange(c4, device=y.device)
+    row = torch.where(a == 0, hp - 1, 0)  # the edge row phase (a, b) does not use
+    col = torch.where(b == 0, wp - 1, 0)
+    rows = y[0, idx, row, :].float()  # (4C, w+1)
+    cols = y[0, idx, :, col].float()  # (4C, h+1)
+    corner = y[0, idx, row, col].float()
+    s1 = s1 - rows.sum(1) - cols.sum(1) + corner
+    s2 = s2 - (rows * rows).sum(1) - (cols * cols).sum(1) + corner * corner
+    n = 4 * (hp - 1) * (wp - 1)
+    mean = s1.view(4, channels).sum(0) / n
+    var = (s2.view(4, channels).sum(0) / n - mean * mean).clamp_min(0)
+    return mean, var
 
 
 def conv_as_space_to_depth_conv(weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -206,16 +243,10 @@ def pad_to_multiple_of_4(x: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------
 
 
-def _channel_stats(x: torch.Tensor, groups: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Float32 mean and biased variance per channel of a (1, C, H, W) tensor; with ``groups`` > 1 the
-    channels are group-major (``g*Cg + c``) and the groups' statistics are pooled per ``c``."""
+def _channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float32 mean and biased variance per channel of a (1, C, H, W) tensor."""
     mean, var = torch.ops.aten.batch_norm_update_stats(x, None, None, 1.0)
-    mean, var = mean.float(), var.float()
-    if groups > 1:
-        m, v = mean.view(groups, -1), var.view(groups, -1)
-        mean = m.mean(0)
-        var = ((v + m * m).mean(0) - mean * mean).clamp_min(0)
-    return mean, var
+    return mean.float(), var.float()
 
 
 @dataclass(frozen=True)
@@ -329,14 +360,16 @@ class FastTransformNet(nn.Module):
         y = outs[0] if len(outs) == 1 else torch.cat(outs)
         return y[..., :h, :w].contiguous()
 
-    def _affine(self, x: torch.Tensor, norm: _Norm, ctx: _NormContext, groups: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scale a >= 0 and shift b (float32, per channel) with IN(x) == a*x + b."""
+    def _affine(self, x: torch.Tensor, norm: _Norm, ctx: _NormContext, phase_channels: int = 0
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scale a >= 0 and shift b (float32, per channel) with IN(x) == a*x + b; with ``phase_channels``
+        x is a 2x2 phase conv's output and the statistics pool its 4 phases."""
         given = ctx.next_given()
         ctx.index += 1
         if given is not None:
             mean, var = given
         else:
-            mean, var = _channel_stats(x, groups)
+            mean, var = _phase_stats(x, phase_channels) if phase_channels else _channel_stats(x)
             if ctx.record is not None:
                 ctx.record.layers.append((mean, var))
         a = norm.weight * torch.rsqrt(var + norm.eps)
@@ -380,21 +413,26 @@ class FastTransformNet(nn.Module):
         # Upsampling convs in sub-pixel form: reflect-padding the upsampled image == replicate-padding
         # this one. Their outputs are phase-major: statistics pool the 4 phases of each channel.
         (w1, n1, c1), (w2, n2, c2) = self.upsamplers
-        y = F.conv2d(r_, *_fold(w1, s, o, dt))  # (1, 4*c1, h, w)
-        a, b = self._affine(y, n1, ctx, groups=4)
+        h, w = r_.shape[-2] - 2, r_.shape[-1] - 2
+        y = F.conv2d(r_, *_fold(w1, s, o, dt))  # (1, 4*c1, h+1, w+1), phase (a, b) at offset (a, b)
+        phases = [_phase(y, c1, a_, b_, h, w) for a_ in range(2) for b_ in range(2)]
+        a, b = self._affine(y, n1, ctx, phase_channels=c1)
         t = self._threshold(a, b)
-        _, _, h, w = y.shape
         z = _empty_padded(1, c1, 2 * h, 2 * w, 1, y)
         # Depth-to-space fused with the maximum, straight into the padded input of the next conv.
-        src = y.permute(0, 2, 3, 1).reshape(1, h, w, 2, 2, c1).permute(0, 1, 3, 2, 4, 5).reshape(1, 2 * h, 2 * w, c1)
-        torch.maximum(src, t.to(dt).view(1, 1, 1, c1), out=_interior(z, 1).permute(0, 2, 3, 1))
+        zi, tt = _interior(z, 1), t.to(dt).view(1, -1, 1, 1)
+        for k, src in enumerate(phases):
+            torch.maximum(src, tt, out=zi[:, :, k // 2 :: 2, k % 2 :: 2])
         z = _fill_replicate_border_(z, 1)
-        y = F.conv2d(z, *_fold(w2, a, t, dt))  # (1, 4*c2, 2h, 2w): the full-res activation, space-to-depth
-        a, b = self._affine(y, n2, ctx, groups=4)
+        y = F.conv2d(z, *_fold(w2, a, t, dt))  # (1, 4*c2, 2h+1, 2w+1)
+        h, w = 2 * h, 2 * w  # the full-res activation is kept space-to-depth: (1, 4*c2, h, w) blocks
+        phases = [_phase(y, c2, a_, b_, h, w) for a_ in range(2) for b_ in range(2)]
+        a, b = self._affine(y, n2, ctx, phase_channels=c2)
         t = self._threshold(a, b)
-        _, _, h, w = y.shape
         q = _empty_padded(1, 4 * c2, h, w, 2, y)  # reflect pad by 4 full-res px == 2 blocks
-        torch.maximum(y, t.repeat(4).to(dt).view(1, -1, 1, 1), out=_interior(q, 2))
+        qi, tt = _interior(q, 2), t.to(dt).view(1, -1, 1, 1)
+        for k, src in enumerate(phases):
+            torch.maximum(src, tt, out=qi[:, k * c2 : (k + 1) * c2])
         q = _fill_phase_reflect_border_(q, c2)
         # The output conv is not followed by a norm: undo the bias's bf16 rounding in float32.
         a4, t4 = a.repeat(4), t.repeat(4)
