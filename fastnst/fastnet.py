@@ -18,7 +18,7 @@ trained weights. What changes, in order of what it bought on a 2-core AMX CPU (1
   upsampling then a 3x3 conv equals, for each of the 4 output phases, a 2x2 conv on the
   *low-resolution* input; all four are one 2x2 conv with 4x the output channels, each phase read at
   its own one-pixel offset. The 4x larger tensor is never built, the convolution gets AMX-friendly
-  channel counts and does 4/9 of the multiply-adds of the 3x3 form (~10% of the whole pass at
+  channel counts and does 4/9 of the multiply-adds of the 3x3 form (~5% of the whole pass at
   1024x1024). Reflection padding of the upsampled image is replication padding of the low-resolution
   one.
 * **The 9x9 output conv in space-to-depth form**: with only 3 output channels it is oneDNN's slowest
