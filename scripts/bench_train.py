@@ -19,6 +19,7 @@ than that, so ``batch / loss-net time`` is the ceiling of images/s for that conf
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
@@ -116,34 +117,32 @@ def build_step(variant: Variant, size: int, batch: int, style: str) -> tuple[cal
     images = torch.stack([dataset[(i, 0, 0, i)] for i in range(batch)])
     state = TrainState()
 
-    def step() -> None:
-        import fastnst.losses
-
-        exact_gram = fastnst.losses.gram_matrix
-        if variant.bf16_gram:  # swapped in for this variant's steps only
-            fastnst.losses.gram_matrix = _gram_in_input_dtype
-        try:
-            train_one_epoch(ctx, state, [Batch(images=images, bad=[])])
-        finally:
-            fastnst.losses.gram_matrix = exact_gram
-
-    content = images.to(device).contiguous(memory_format=memory_format)
-    output = content.clone().requires_grad_(True)
-
-    def loss_net_only() -> None:
-        """The loss part of ``step`` on a fixed "output": what no transform-net speed-up can remove."""
+    @contextlib.contextmanager
+    def gram_of_variant():
+        """Swap in the variant's Gram product (if it has one) for the duration of one timed call."""
         import fastnst.losses
 
         exact_gram = fastnst.losses.gram_matrix
         if variant.bf16_gram:
             fastnst.losses.gram_matrix = _gram_in_input_dtype
         try:
-            with autocast(device, dtype):
-                total = loss_fn(output, content)["total"]
-            total.backward()
-            output.grad = None
+            yield
         finally:
             fastnst.losses.gram_matrix = exact_gram
+
+    def step() -> None:
+        with gram_of_variant():
+            train_one_epoch(ctx, state, [Batch(images=images, bad=[])])
+
+    content = images.to(device).contiguous(memory_format=memory_format)
+    output = content.clone().requires_grad_(True)
+
+    def loss_net_only() -> None:
+        """The loss part of ``step`` on a fixed "output": what no transform-net speed-up can remove."""
+        with gram_of_variant(), autocast(device, dtype):
+            total = loss_fn(output, content)["total"]
+        total.backward()
+        output.grad = None
 
     return step, loss_net_only, f"{device}, {str(dtype).replace('torch.', '')}"
 
