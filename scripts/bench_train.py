@@ -166,6 +166,7 @@ def conv_rates(size: int, batch: int, dtype: torch.dtype, repeats: int = 5) -> N
     print("| layer | GFLOP | forward ms | GFLOP/s | forward + input-grad ms | GFLOP/s |")
     print("|---|---:|---:|---:|---:|---:|")
     side, step_s = size, 0.0
+    content_last = LAYER_NAMES.index("conv2_2")  # the content pass (relu2_2) is forward only
     for index, name in enumerate(LAYER_NAMES[: LAYER_NAMES.index("conv5_1") + 1]):
         layer = vgg.layers[index]
         if name.startswith("pool"):
@@ -181,7 +182,7 @@ def conv_rates(size: int, batch: int, dtype: torch.dtype, repeats: int = 5) -> N
         with torch.no_grad():
             fwd = timed(lambda: F.conv2d(x, weight, bias, padding=1))
         both = timed(lambda: torch.autograd.grad(F.conv2d(x, weight, bias, padding=1), x, grad))
-        step_s += both + (fwd if LAYER_NAMES.index(name) <= LAYER_NAMES.index("conv2_2") else 0.0)
+        step_s += both + (fwd if index <= content_last else 0.0)
         print(f"| {name} ({layer.in_channels}->{layer.out_channels}, {side}x{side}) | {gflop:.2f} | {fwd * 1e3:.1f} | "
               f"{gflop / fwd:.0f} | {both * 1e3:.1f} | {2 * gflop / both:.0f} |")
     print(f"\nThe loss network's convolutions alone: {step_s:.2f} s per step of {batch} "
