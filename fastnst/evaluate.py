@@ -1,0 +1,8 @@
+"""``python -m fastnst.evaluate``: see fastnst/cli/evaluate.py (the metrics are in fastnst/metrics.py)."""
+
+if __name__ == "__main__":
+    import sys
+
+    from fastnst.cli.evaluate import main
+
+    sys.exit(main())
