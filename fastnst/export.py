@@ -17,14 +17,12 @@ import warnings
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from fastnst.atomic import atomic_path
+from fastnst.geometry import MIN_SIDE
 from fastnst.modelfile import ModelFileError, StyleModel, load_style_model
-from fastnst.transformer import TransformNet
+from fastnst.transformer import TransformNet, unwrap
 
-MIN_SIDE = 8
 DEFAULT_OPSET = 17
 # The graph is traced at this size; the H and W axes are exported as dynamic.
 EXAMPLE_SIZE = (64, 96)
@@ -32,38 +30,20 @@ EXAMPLE_SIZE = (64, 96)
 VERIFY_SIZES = ((64, 96), (131, 77), (256, 200))
 
 
-class OnnxTransformNet(nn.Module):
-    """TransformNet with its size logic written so that the exporter records it as graph operations.
-
-    TransformNet.forward branches in Python on the input size (pad or not, reflect or replicate),
-    which tracing would freeze at the example size; here the reflection padding to a multiple of 4
-    is unconditional (zero-width when not needed) and the final crop uses the runtime size.
-    The result equals TransformNet's for H, W >= 8.
-    """
-
-    def __init__(self, net: TransformNet) -> None:
-        super().__init__()
-        self.net = getattr(net, "_orig_mod", net)
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        h, w = image.shape[-2], image.shape[-1]
-        x = F.pad(image, (0, (4 - w % 4) % 4, 0, (4 - h % 4) % 4), mode="reflect")
-        y = self.net.decoder(self.net.residuals(self.net.encoder(x)))
-        return y[:, :, :h, :w]
-
-
 def export_onnx(model: StyleModel | TransformNet, path: str | os.PathLike, opset: int = DEFAULT_OPSET) -> Path:
     """Write ``model`` as an ONNX file (atomically) with dynamic batch, height and width."""
-    net = model.net if isinstance(model, StyleModel) else model
+    net = unwrap(model.net if isinstance(model, StyleModel) else model)
     info = model.info if isinstance(model, StyleModel) else {}
-    wrapper = OnnxTransformNet(net.float().cpu().eval()).eval()
+    # TransformNet's pad-and-crop (fastnst.geometry) is trace-safe: the exporter records it as graph
+    # operations on the runtime size, so height and width stay dynamic.
+    net = net.float().cpu().eval()
     example = torch.rand(1, 3, *EXAMPLE_SIZE)
     path = Path(path)
     with atomic_path(path) as tmp:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the tracer's notes on shape arithmetic are expected here
             torch.onnx.export(
-                wrapper,
+                net,
                 (example,),
                 tmp,
                 dynamo=False,
@@ -86,7 +66,7 @@ def _add_metadata(path: str, net: TransformNet, info: dict) -> None:
     meta = {
         "fastnst.model_config": json.dumps(net.config.to_dict()),
         "fastnst.info": json.dumps(info, default=str),
-        "fastnst.io": "image: float32 (N,3,H,W) RGB in [0,1], H,W >= 8 -> stylized: same shape, clamp to [0,1]",
+        "fastnst.io": f"image: float32 (N,3,H,W) RGB in [0,1], H,W >= {MIN_SIDE} -> stylized: same shape, clamp to [0,1]",
     }
     for key, value in meta.items():
         entry = proto.metadata_props.add()

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from fastnst.color import blend, preserve_color as preserve_color_fn
-from fastnst.fastnet import FastTransformNet, NormStats
+from fastnst.fused_net import FusedNet, NormStats
 from fastnst.imageio import pil_to_tensor, resize_long_side, tensor_to_pil
 from fastnst.modelfile import StyleModel, load_style_model, resolve_model_path
 from fastnst.runtime import resolve_device, resolve_precision
@@ -183,8 +183,8 @@ class Stylizer:
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         self.precision = precision
         self.dtype = resolve_precision(precision, self.device)
-        self.net = FastTransformNet(model.net, self.dtype, self.device)
-        self._net_fp32: FastTransformNet | None = self.net if self.dtype == torch.float32 else None
+        self.net = FusedNet(model.net, self.dtype, self.device)
+        self._net_fp32: FusedNet | None = self.net if self.dtype == torch.float32 else None
 
     @property
     def style(self) -> str:
@@ -193,11 +193,11 @@ class Stylizer:
     def __repr__(self) -> str:
         return f"Stylizer(style={self.style!r}, device={self.device}, dtype={self.dtype}, config={self.model.config})"
 
-    def _net_for(self, h: int, w: int) -> FastTransformNet:
+    def _net_for(self, h: int, w: int) -> FusedNet:
         if min(h, w) >= FP32_BELOW_SIDE:
             return self.net
         if self._net_fp32 is None:
-            self._net_fp32 = FastTransformNet(self.model.net, torch.float32, self.device)
+            self._net_fp32 = FusedNet(self.model.net, torch.float32, self.device)
         return self._net_fp32
 
     def pixel_budget(self) -> int:

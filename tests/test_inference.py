@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from fastnst.color import blend, preserve_color, rgb_to_ycbcr, ycbcr_to_rgb
-from fastnst.fastnet import FastTransformNet
+from fastnst.fused_net import FusedNet
 from fastnst.inference import Stylizer, load_model, stylize_image, tile_spans
 from fastnst.modelfile import ModelFileError, save_style_model
 from fastnst.transformer import TransformNet
@@ -57,7 +57,7 @@ def test_fast_net_float32_equals_transformnet(size, width, blocks):
     x[1] = x[1].flip(-1)
     with torch.no_grad():
         expected = net(x)
-    got = FastTransformNet(net, torch.float32)(x)
+    got = FusedNet(net, torch.float32)(x)
     assert got.shape == expected.shape
     assert torch.allclose(got, expected, atol=2e-4, rtol=0), (got - expected).abs().max()
 
@@ -67,12 +67,12 @@ def test_fast_net_bf16_close_to_float32():
     x = photo(96, 128)
     with torch.no_grad():
         expected = net(x).clamp(0, 1)
-    got = FastTransformNet(net, torch.bfloat16)(x).clamp(0, 1)
+    got = FusedNet(net, torch.bfloat16)(x).clamp(0, 1)
     assert psnr(got, expected) >= 35
 
 
 def test_recorded_statistics_reproduce_the_output():
-    fast = FastTransformNet(make_net(), torch.float32)
+    fast = FusedNet(make_net(), torch.float32)
     x = photo(40, 52)
     out, stats = fast.record_stats(x)
     assert len(stats.layers) == fast.num_norm_layers
@@ -223,4 +223,4 @@ def test_norm_channels_with_zero_scale_are_exact():
     x = photo(45, 61)
     with torch.no_grad():
         expected = net(x)
-    assert torch.allclose(FastTransformNet(net, torch.float32)(x), expected, atol=2e-4, rtol=0)
+    assert torch.allclose(FusedNet(net, torch.float32)(x), expected, atol=2e-4, rtol=0)
