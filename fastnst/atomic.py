@@ -7,9 +7,11 @@ write leaves the previous file (if any) untouched and no temporary file behind.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 def _create_temp(path: Path) -> Path:
@@ -53,3 +55,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def save_json(data: Any, path: str | os.PathLike) -> Path:
+    """Write JSON atomically (temporary file + os.replace), creating the parent directory."""
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, allow_nan=True)
+        f.write("\n")
+    return path

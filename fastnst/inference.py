@@ -24,10 +24,8 @@ that differs somewhat from what a machine with more memory would produce.
 
 from __future__ import annotations
 
-import ctypes
 import math
 import os
-import sys
 import threading
 from collections.abc import Callable
 from typing import Union
@@ -36,11 +34,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from fastnst.color import blend, preserve_color as preserve_color_fn
+from fastnst.color import blend
+from fastnst.color import preserve_color as preserve_color_fn
 from fastnst.fused_net import FusedNet, NormStats
 from fastnst.imageio import pil_to_tensor, resize_long_side, tensor_to_pil
 from fastnst.modelfile import StyleModel, load_style_model, resolve_model_path
-from fastnst.runtime import resolve_device, resolve_precision
+from fastnst.runtime import available_memory, resolve_device, resolve_precision
 from fastnst.transformer import TransformNet
 
 __all__ = [
@@ -48,7 +47,6 @@ __all__ = [
     "Stylizer",
     "load_model",
     "pixel_budget",
-    "reuse_freed_memory",
     "stylize_image",
     "tile_spans",
 ]
@@ -70,55 +68,6 @@ MEMORY_FRACTION = 0.5  # of the memory currently available
 # ----------------------------------------------------------------------------------------------
 # Memory: allocator, budget, tiling
 # ----------------------------------------------------------------------------------------------
-
-_MALLOC_TUNED: bool | None = None
-
-
-def reuse_freed_memory() -> bool:
-    """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the system.
-
-    Why: glibc serves every block above 32 MB with a fresh mmap and unmaps it on free, so each
-    full-resolution activation (16 channels of a 1-megapixel image are already 32 MB) arrives as new
-    pages that the kernel must fault in and zero on first touch. On a 2-core CPU that was a third of
-    the whole stylization time. With mmap off and a high trim threshold, freed blocks are reused, as
-    PyTorch's caching allocator does on GPUs; the cost is that the process keeps its peak memory.
-
-    Process-wide and irreversible; done by ``load_model`` and the CLI. Linux with glibc only (a no-op
-    returning False elsewhere). Set the environment variable FASTNST_KEEP_FREED_MEMORY=0 to opt out.
-    """
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED is not None:
-        return _MALLOC_TUNED
-    _MALLOC_TUNED = False
-    if os.environ.get("FASTNST_KEEP_FREED_MEMORY", "1") == "0" or not sys.platform.startswith("linux"):
-        return False
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):  # not glibc (e.g. musl)
-        return False
-    m_trim_threshold, m_mmap_max = -1, -4  # from glibc's malloc.h
-    _MALLOC_TUNED = bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, (1 << 31) - 1))
-    return _MALLOC_TUNED
-
-
-
-def available_memory(device: torch.device) -> int:
-    """Bytes currently available to allocate on ``device`` (free GPU memory, or MemAvailable)."""
-    if device.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
-        return int(free)
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 4 << 30
-
 
 def pixel_budget(device: torch.device, dtype: torch.dtype, base_channels: int = 16) -> int:
     """How many pixels one forward pass may process at once within the memory budget."""
@@ -298,12 +247,11 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "au
     """Load a style model (shipped name or file path) prepared for fast inference; cached per file
     version, device and precision. Raises ModelFileError for a missing or invalid model.
 
-    On a CPU this also calls :func:`reuse_freed_memory` (a process-wide malloc setting, see there).
+    Changes no process-wide setting: the command line and the benchmarks opt in to
+    :func:`fastnst.runtime.reuse_freed_memory` themselves (a long-lived process may want it too).
     """
     path = resolve_model_path(name_or_path).resolve()
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
-    if dev.type == "cpu":
-        reuse_freed_memory()
     try:
         st = path.stat()
         key: tuple = (str(path), st.st_mtime_ns, st.st_size, str(dev), precision)

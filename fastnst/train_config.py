@@ -19,17 +19,12 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from fastnst.runtime import Precision
+
 # The top-level configs/ directory (a sibling of the package in a source checkout).
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 DEFAULT_STYLE_LAYERS = {"relu1_1": 1.0, "relu2_1": 1.0, "relu3_1": 1.0, "relu4_1": 1.0, "relu5_1": 1.0}
-
-
-class Precision(Enum):
-    auto = "auto"
-    fp32 = "fp32"
-    bf16 = "bf16"
-    fp16 = "fp16"
 
 
 class DataSource(Enum):

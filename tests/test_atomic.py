@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 
 import pytest
-
-from fastnst.atomic import atomic_path
-from fastnst.gatys import save_json
-from fastnst.modelfile import save_style_model
 from support import random_style_net
+
+from fastnst.atomic import atomic_path, save_json
+from fastnst.modelfile import save_style_model
 
 
 def _umask() -> int:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from fastnst.export import EXAMPLE_SIZE, export_onnx, main, verify_onnx
-from fastnst.modelfile import load_style_model, save_style_model
 from support import random_style_net
+
+from fastnst.cli.export import main
+from fastnst.modelfile import load_style_model, save_style_model
+from fastnst.onnx_export import EXAMPLE_SIZE, export_onnx, verify_onnx
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")

@@ -6,9 +6,9 @@ import json
 
 import pytest
 from PIL import Image
-
-from fastnst.gatys import main
 from support import noise_photo
+
+from fastnst.cli.gatys import main
 
 FAST = ["--vgg", "random", "--precision", "fp32", "--quiet", "--style-layers", "relu1_1,relu2_1",
         "--content-layers", "relu2_2"]

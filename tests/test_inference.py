@@ -8,14 +8,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from support import random_style_net
 
 from fastnst.color import blend, preserve_color, rgb_to_ycbcr, ycbcr_to_rgb
 from fastnst.fused_net import FusedNet
 from fastnst.inference import Stylizer, load_model, stylize_image, tile_spans
 from fastnst.modelfile import ModelFileError, save_style_model
 from fastnst.transformer import TransformNet
-from support import random_style_net
-
 
 pytestmark = pytest.mark.usefixtures("default_malloc")
 
@@ -205,7 +204,7 @@ def test_reuse_freed_memory_in_a_fresh_process():
     import subprocess
     import sys
 
-    code = "import fastnst.inference as i, sys; sys.exit(0 if i.reuse_freed_memory() else 3)"
+    code = "import fastnst.runtime as r, sys; sys.exit(0 if r.reuse_freed_memory() else 3)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env={**__import__("os").environ, "FASTNST_KEEP_FREED_MEMORY": "1",
                             "PYTHONPATH": str(__import__("pathlib").Path(__file__).resolve().parents[1])})
@@ -224,3 +223,12 @@ def test_norm_channels_with_zero_scale_are_exact():
     with torch.no_grad():
         expected = net(x)
     assert torch.allclose(FusedNet(net, torch.float32)(x), expected, atol=2e-4, rtol=0)
+
+
+def test_load_model_leaves_the_allocator_alone(model_path):
+    """A library call changes no process-wide state: only the CLI and the benchmarks opt in to mallopt."""
+    import fastnst.runtime as runtime
+
+    runtime._MALLOC_TUNED = None
+    load_model(model_path, "cpu")
+    assert runtime._MALLOC_TUNED is None

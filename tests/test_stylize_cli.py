@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from support import random_style_net
 
 from fastnst import modelfile
+from fastnst.cli.stylize import main
 from fastnst.modelfile import save_style_model
-from fastnst.stylize import main
 from fastnst.transformer import TransformerConfig, TransformNet
-from support import random_style_net
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,16 +11,15 @@ from safetensors import safe_open
 from support import compose, make_photo_folder, tiny_overrides
 
 from fastnst.checkpoint import load_checkpoint
+from fastnst.cli.train import _resumed_config
 from fastnst.modelfile import load_style_model
-from fastnst.transformer import TransformNet
-from fastnst.train import (
+from fastnst.trainer import (
     NonFiniteLossError,
     TrainingInterrupted,
-    _resumed_config,
     lr_factor,
     train,
 )
-
+from fastnst.transformer import TransformNet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -167,7 +166,7 @@ def test_ctrl_c_stops_after_the_step_and_saves(photos, tmp_path):
 
 
 def test_non_finite_loss_stops_at_once(photos, tmp_path, monkeypatch):
-    import fastnst.train as train_module
+    import fastnst.trainer as train_module
 
     real = train_module.compute_loss
     calls = []
