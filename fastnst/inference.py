@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from fastnst.color import blend
+from fastnst.color import blend, check_strength
 from fastnst.color import preserve_color as preserve_color_fn
 from fastnst.fused_net import FusedNet, NormStats
 from fastnst.imageio import pil_to_tensor, resize_long_side, tensor_to_pil
@@ -55,7 +55,7 @@ ImageLike = Union[Image.Image, torch.Tensor]
 Progress = Callable[[int, int], None]
 
 DEFAULT_OVERLAP = 128  # px shared by neighbouring tiles; the network's receptive-field radius is ~54 px
-MIN_TILE = 128
+MIN_TILE = 64  # smallest tile side accepted (and the tile must exceed the overlap)
 # Below this side length bf16 instance-norm statistics (over a handful of pixels at 1/4 resolution)
 # get too coarse; such images are tiny, so they run in float32.
 FP32_BELOW_SIDE = 32
@@ -63,6 +63,10 @@ FP32_BELOW_SIDE = 32
 # with scripts/bench_stylize.py (peak RSS above the loaded model's at 3840x2160), plus headroom.
 BYTES_PER_PIXEL_BF16_16 = 250
 MEMORY_FRACTION = 0.5  # of the memory currently available
+# ...and never more than this for one forward pass, however much is free: the peak memory of a large
+# image then follows the tile, not the image (an 8000x8000 photo stays under ~3 GB in all, with the
+# input and output images themselves), and smaller tiles are no slower (fewer fresh pages to fault in).
+MAX_PASS_BYTES = 1 << 30
 
 
 # ----------------------------------------------------------------------------------------------
@@ -70,10 +74,11 @@ MEMORY_FRACTION = 0.5  # of the memory currently available
 # ----------------------------------------------------------------------------------------------
 
 def pixel_budget(device: torch.device, dtype: torch.dtype, base_channels: int = 16) -> int:
-    """How many pixels one forward pass may process at once within the memory budget."""
+    """How many pixels one forward pass may process at once: half the free memory, at most MAX_PASS_BYTES."""
     itemsize = torch.empty((), dtype=dtype).element_size()
     bytes_per_pixel = BYTES_PER_PIXEL_BF16_16 * (base_channels / 16) * (itemsize / 2)
-    return max(MIN_TILE * MIN_TILE, int(available_memory(device) * MEMORY_FRACTION / bytes_per_pixel))
+    usable = min(available_memory(device) * MEMORY_FRACTION, MAX_PASS_BYTES)
+    return max(4 * MIN_TILE * MIN_TILE, int(usable / bytes_per_pixel))
 
 
 def tile_spans(length: int, tile: int, overlap: int) -> list[tuple[int, int]]:
@@ -94,6 +99,21 @@ def tile_spans(length: int, tile: int, overlap: int) -> list[tuple[int, int]]:
     return spans
 
 
+def _blend_weights(length: int, spans: list[tuple[int, int]], overlap: int, device: torch.device) -> list[torch.Tensor]:
+    """Each span's 1-D weights (see _edge_weights), divided by their sum over all spans at each pixel.
+
+    A tile's 2-D weight is the product of its row and column weights, so the weights of a grid of
+    tiles sum to one everywhere: no image-sized weight map is needed to normalise the blend.
+    """
+    total = torch.zeros(length, device=device)
+    weights = []
+    for a, b in spans:
+        w = _edge_weights(b - a, a > 0, b < length, overlap, device)
+        total[a:b] += w
+        weights.append(w)
+    return [w / total[a:b] for w, (a, b) in zip(weights, spans)]
+
+
 def _edge_weights(n: int, low_inner: bool, high_inner: bool, overlap: int, device: torch.device) -> torch.Tensor:
     """1-D blending weights of a tile: zero on the outer quarter of an inner overlap, a linear ramp
     over its middle half, one elsewhere. Tiles' weights sum to one across an overlap of ``overlap``."""
@@ -106,6 +126,17 @@ def _edge_weights(n: int, low_inner: bool, high_inner: bool, overlap: int, devic
     if high_inner:
         w = torch.minimum(w, ((n - d - skip) / ramp).clamp(0, 1))
     return w
+
+
+def check_tile(tile: int, overlap: int) -> None:
+    """The one rule for a tile size: at least MIN_TILE and larger than the overlap."""
+    if tile < MIN_TILE or tile <= overlap:
+        raise ValueError(f"tile size {tile} too small: it must be at least {MIN_TILE} and larger than the overlap ({overlap})")
+
+
+def check_overlap(overlap: int) -> None:
+    if overlap < 0:
+        raise ValueError(f"overlap must be >= 0, got {overlap}")
 
 
 def _resize_to_pixels(x: torch.Tensor, max_pixels: int) -> torch.Tensor:
@@ -168,8 +199,8 @@ class Stylizer:
         ``tile``: None = tile only when the image exceeds the memory budget; 0 = never;
         N = tiles of at most N x N pixels (with ``overlap`` pixels shared between neighbours).
         """
-        if not 0.0 <= strength <= 1.0:
-            raise ValueError(f"strength must be in [0, 1], got {strength!r}")
+        check_strength(strength)
+        check_overlap(overlap)
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected an (N, 3, H, W) image batch, got shape {tuple(x.shape)}")
         x = x.to(self.device, torch.float32)
@@ -195,8 +226,7 @@ class Stylizer:
             if h * w <= budget:
                 return None
             tile = max(MIN_TILE, 2 * overlap, int(math.sqrt(budget)) // 4 * 4)
-        if tile < 2 * 32 or tile <= overlap:
-            raise ValueError(f"tile size {tile} too small: it must exceed the overlap ({overlap}) and be at least 64")
+        check_tile(tile, overlap)
         return None if max(h, w) <= tile else tile
 
     def norm_stats(self, x: torch.Tensor, max_pixels: int | None = None) -> NormStats:
@@ -215,20 +245,18 @@ class Stylizer:
         if progress is not None:
             progress(done, total)
         out = torch.zeros(1, 3, h, w, device=self.device)
-        weight = torch.zeros(1, 1, h, w, device=self.device)
-        for y0, y1 in rows:
-            wy = _edge_weights(y1 - y0, y0 > 0, y1 < h, overlap, self.device)
-            for x0, x1 in cols:
-                wx = _edge_weights(x1 - x0, x0 > 0, x1 < w, overlap, self.device)
+        row_weights = _blend_weights(h, rows, overlap, self.device)
+        col_weights = _blend_weights(w, cols, overlap, self.device)
+        for (y0, y1), wy in zip(rows, row_weights):
+            for (x0, x1), wx in zip(cols, col_weights):
                 piece = x[..., y0:y1, x0:x1]
                 t = self._net_for(y1 - y0, x1 - x0)(piece, stats=stats)
-                wt = wy[:, None] * wx[None, :]
-                out[..., y0:y1, x0:x1].addcmul_(t, wt)
-                weight[..., y0:y1, x0:x1].add_(wt)
+                out[..., y0:y1, x0:x1].addcmul_(t, wy[:, None] * wx[None, :])
+                del t
                 done += 1
                 if progress is not None:
                     progress(done, total)
-        return out.div_(weight).clamp_(0, 1)
+        return out.clamp_(0, 1)
 
     def __call__(self, image: ImageLike, **kwargs) -> ImageLike:
         return stylize_image(self, image, **kwargs)
@@ -313,8 +341,7 @@ def stylize_image(
     """
     if max_size is not None and max_size < 1:
         raise ValueError(f"max_size must be a positive integer, got {max_size!r}")
-    if not 0.0 <= strength <= 1.0:
-        raise ValueError(f"strength must be in [0, 1], got {strength!r}")
+    check_strength(strength)
     if isinstance(image, Image.Image):
         if max_size is not None:
             image = resize_long_side(image, max_size)
