@@ -37,3 +37,21 @@ def test_failure_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
     with atomic_path(target) as tmp:
         tmp.write_text("new")
     assert target.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+def test_an_unwritable_directory_names_the_output_not_the_temporary_file(tmp_path, monkeypatch):
+    import fastnst.atomic as atomic
+
+    real_open = os.open
+
+    def refuse(path, *args, **kwargs):
+        if str(path).endswith(".tmp"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(atomic.os, "open", refuse)
+    target = tmp_path / "out.png"
+    with pytest.raises(PermissionError) as info:
+        with atomic_path(target):
+            pass
+    assert info.value.filename == str(target) and ".tmp" not in str(info.value)
