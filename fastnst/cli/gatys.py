@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from fastnst.assets import resolve_style_image
 from fastnst.atomic import save_json
 from fastnst.grid import image_grid
 from fastnst.imageio import SAVE_EXTENSIONS, ImageError, load_image, save_image
@@ -55,6 +56,10 @@ class Variant:
 
 class UsageError(ValueError):
     """Bad option values (exit status 2, like argparse's own errors)."""
+
+
+class OutputExistsError(FileExistsError):
+    """An output file exists and --overwrite was not given (exit status 1, as in the stylize CLI)."""
 
 
 def parse_layers(text: str, option: str) -> list[str]:
@@ -135,6 +140,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--style-blend", default=None, help="weights of several style images, e.g. 0.7,0.3")
     p.add_argument("-o", "--output", required=True,
                    help="output image (.png/.jpg/.webp); losses go to the same name with .json")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (refused otherwise)")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="lbfgs")
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--lr", type=float, default=None, help="default: 1.0 for lbfgs, 0.02 for adam")
@@ -169,17 +175,45 @@ def _build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _resolve_style_path(text: str) -> Path:
-    from fastnst.assets import STYLE_IMAGES
+@dataclass(frozen=True)
+class GatysSettings:
+    """A checked command line: everything a run needs, typed (built by ``settings_from_args``)."""
 
-    path = Path(text).expanduser()
-    if not path.exists() and text in STYLE_IMAGES:
-        return STYLE_IMAGES[text]
-    return path
+    mode: str  # transfer | texture | reconstruct-content | reconstruct-style
+    variants: tuple[Variant, ...]  # one image each (several for a sweep)
+    content: str | None  # the content image (None: texture / style reconstruction)
+    style: tuple[str, ...]  # style images: paths or bundled names
+    style_blend: tuple[float, ...] | None
+    content_layers: tuple[str, ...]
+    style_layers: tuple[str, ...]
+    output: Path
+    overwrite: bool
+    optimizer: str
+    steps: int
+    lr: float | None
+    init: str | None
+    noise_ratio: float
+    size: int
+    style_size: int | None
+    vgg: str
+    pooling: str
+    seed: int
+    device: str
+    precision: str
+    channels_last: bool
+    history_size: int
+    line_search: str | None
+    save_every: int
+    grid_columns: int | None
+    quiet: bool
+
+    @property
+    def has_content(self) -> bool:
+        return self.content is not None
 
 
-def _check_args(args: argparse.Namespace) -> tuple[str, list[Variant]]:
-    """Validate option values; return the mode and the variants to render."""
+def settings_from_args(args: argparse.Namespace) -> GatysSettings:
+    """Validate the parsed options (UsageError on a bad one) and return them as typed settings."""
     if args.steps < 0:
         raise UsageError(f"--steps must be >= 0, got {args.steps}")
     if args.size < 1 or (args.style_size is not None and args.style_size < 1):
@@ -233,19 +267,26 @@ def _check_args(args: argparse.Namespace) -> tuple[str, list[Variant]]:
             swept.append(("style_layer_weights", "style-layer-weights",
                           parse_layer_weight_sweep(args.style_layer_weights, len(style_layers), "--style-layer-weights")))
     swept.append(("tv_weight", "tv-weight", parse_sweep(args.tv_weight, "--tv-weight")))
+    blend = None
     if args.style_blend is not None:
         blend = [value for _, value in parse_sweep(args.style_blend, "--style-blend")]
         if len(blend) != len(args.style):
             raise UsageError(f"--style-blend has {len(blend)} weights for {len(args.style)} style images")
         if sum(blend) <= 0:
             raise UsageError("--style-blend weights must sum to a positive number")
-        args.style_blend = blend
-    args.content_layers, args.style_layers = content_layers, style_layers
-    args.has_content = has_content
-    return mode, build_variants(swept)
+    return GatysSettings(
+        mode=mode, variants=tuple(build_variants(swept)), content=args.content if has_content else None,
+        style=tuple(args.style), style_blend=tuple(blend) if blend is not None else None,
+        content_layers=tuple(content_layers), style_layers=tuple(style_layers), output=Path(args.output),
+        overwrite=args.overwrite, optimizer=args.optimizer, steps=args.steps, lr=args.lr, init=args.init,
+        noise_ratio=args.noise_ratio, size=args.size, style_size=args.style_size, vgg=args.vgg, pooling=args.pooling,
+        seed=args.seed, device=args.device, precision=args.precision, channels_last=args.channels_last,
+        history_size=args.history_size, line_search=None if args.line_search == "none" else args.line_search,
+        save_every=args.save_every, grid_columns=args.grid_columns, quiet=args.quiet,
+    )
 
 
-def _variant_loss_settings(args: argparse.Namespace, mode: str, variant: Variant) -> dict[str, Any]:
+def _variant_loss_settings(s: GatysSettings, mode: str, variant: Variant) -> dict[str, Any]:
     """PerceptualLoss keyword arguments for one variant."""
     v = variant.values
     tv = v.get("tv_weight", 0.0)
@@ -253,10 +294,10 @@ def _variant_loss_settings(args: argparse.Namespace, mode: str, variant: Variant
         return dict(content_layers={v["layer"]: 1.0}, style_layers={}, content_weight=1.0, style_weight=0.0, tv_weight=tv)
     if mode == "reconstruct-style":
         return dict(content_layers={}, style_layers={v["layer"]: 1.0}, content_weight=0.0, style_weight=1.0, tv_weight=tv)
-    layer_weights = v.get("style_layer_weights") or [1.0] * len(args.style_layers)
+    layer_weights = v.get("style_layer_weights") or [1.0] * len(s.style_layers)
     return dict(
-        content_layers={name: 1.0 for name in args.content_layers} if mode == "transfer" else {},
-        style_layers=dict(zip(args.style_layers, layer_weights)),
+        content_layers={name: 1.0 for name in s.content_layers} if mode == "transfer" else {},
+        style_layers=dict(zip(s.style_layers, layer_weights)),
         content_weight=v.get("content_weight", 0.0) if mode == "transfer" else 0.0,
         style_weight=v.get("style_weight", DEFAULT_STYLE_WEIGHT),
         tv_weight=tv,
@@ -277,11 +318,11 @@ def _output_path(base: Path, variant: Variant) -> Path:
     return base if not variant.slug else base.with_name(f"{base.stem}_{variant.slug}{base.suffix}")
 
 
-def _load_inputs(args: argparse.Namespace, mode: str) -> tuple[torch.Tensor | None, list[torch.Tensor], list[Path]]:
+def _load_inputs(s: GatysSettings, mode: str) -> tuple[torch.Tensor | None, list[torch.Tensor], list[Path]]:
     """Read every input image up front, so a bad file stops the run before any output exists."""
-    content = load_image(args.content, max_size=args.size) if args.has_content else None
-    style_paths = [] if mode == "reconstruct-content" else [_resolve_style_path(s) for s in args.style]
-    style_size = args.style_size or args.size
+    content = load_image(s.content, max_size=s.size) if s.has_content else None
+    style_paths = [] if mode == "reconstruct-content" else [resolve_style_image(name) for name in s.style]
+    style_size = s.style_size or s.size
     styles = [load_image(path, max_size=style_size) for path in style_paths]
     return content, styles, style_paths
 
@@ -293,61 +334,67 @@ def _check_not_overwriting_inputs(outputs: Sequence[Path], inputs: Sequence[Path
             raise UsageError(f"{out}: output would overwrite an input image")
 
 
-def run_cli(args: argparse.Namespace) -> int:
-    """Run the parsed command line (errors propagate; ``main`` turns them into messages)."""
+def run(s: GatysSettings) -> int:
+    """Run checked settings (errors propagate; ``main`` turns them into messages)."""
     from tqdm import tqdm
 
-    mode, variants = _check_args(args)
+    mode, variants = s.mode, s.variants
     try:
-        device = resolve_device(args.device)
-        precision = resolve_precision(args.precision, device)
+        device = resolve_device(s.device)
+        precision = resolve_precision(s.precision, device)
     except (RuntimeError, ValueError) as exc:  # cuda without a GPU, fp16 on CPU, a bad device name
         raise UsageError(" ".join(str(exc).split())) from None
-    if mode == "reconstruct-content" and args.style:
+    if mode == "reconstruct-content" and s.style:
         print("note: --style is not used by --reconstruct content", file=sys.stderr)
-    content, styles, style_paths = _load_inputs(args, mode)
+    content, styles, style_paths = _load_inputs(s, mode)
 
-    base = Path(args.output)
+    base = Path(s.output)
     outputs = [_output_path(base, v) for v in variants]
     grid_path = base.with_name(f"{base.stem}_grid{base.suffix}")
-    inputs = style_paths + ([Path(args.content)] if args.has_content else [])
-    _check_not_overwriting_inputs(outputs + ([grid_path] if len(variants) > 1 else []), inputs)
+    inputs = style_paths + ([Path(s.content)] if s.has_content else [])
+    written = outputs + [p.with_suffix(".json") for p in outputs]
+    if len(variants) > 1:
+        written += [grid_path, base.with_name(f"{base.stem}_sweep.json")]
+    _check_not_overwriting_inputs(written, inputs)
+    if not s.overwrite:  # the rule of python -m fastnst.stylize: an existing output is never replaced silently
+        for path in written:
+            if path.exists():
+                raise OutputExistsError(f"{path} exists (use --overwrite to replace it)")
 
-    vgg = VGG19Features(args.vgg, pooling=args.pooling).to(device)
+    vgg = VGG19Features(s.vgg, pooling=s.pooling).to(device)
     if content is not None:
         size_hw = tuple(content.shape[-2:])
     else:  # texture: the first style image's aspect ratio at --size
         h, w = styles[0].shape[-2:]
-        scale = args.size / max(h, w)
+        scale = s.size / max(h, w)
         size_hw = (max(1, round(h * scale)), max(1, round(w * scale)))
-    init_kind = "noise" if mode.startswith("reconstruct") or content is None else (args.init or "content")
-    line_search = None if args.line_search == "none" else args.line_search
+    init_kind = "noise" if mode.startswith("reconstruct") or content is None else (s.init or "content")
     precision_name = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[precision]
 
     summary, rendered = [], []
     for variant, out_path in zip(variants, outputs):
-        settings = _variant_loss_settings(args, mode, variant)
+        settings = _variant_loss_settings(s, mode, variant)
         use_styles = styles if settings["style_layers"] else None
-        loss_fn = PerceptualLoss(vgg, use_styles, style_blend=args.style_blend if use_styles else None, **settings).to(device)
-        generator = torch.Generator().manual_seed(args.seed)
-        torch.manual_seed(args.seed)
-        init = initial_image(init_kind, content, size_hw, args.noise_ratio, generator)
+        loss_fn = PerceptualLoss(vgg, use_styles, style_blend=s.style_blend if use_styles else None, **settings).to(device)
+        generator = torch.Generator().manual_seed(s.seed)
+        torch.manual_seed(s.seed)
+        init = initial_image(init_kind, content, size_hw, s.noise_ratio, generator)
         use_content = content if settings["content_layers"] else None
-        width = len(str(args.steps))
-        bar = tqdm(total=args.steps, desc=variant.label or out_path.name, disable=args.quiet,
+        width = len(str(s.steps))
+        bar = tqdm(total=s.steps, desc=variant.label or out_path.name, disable=s.quiet,
                    file=sys.stderr, dynamic_ncols=True, leave=True)
 
         def on_step(report: StepReport, bar=bar, out_path=out_path) -> None:
             bar.update(1)
             bar.set_postfix(loss=f"{report.losses['total']:.4g}", best=f"{report.best_total:.4g}", refresh=False)
-            if args.save_every and report.step % args.save_every == 0:
+            if s.save_every and report.step % s.save_every == 0:
                 save_image(report.image, out_path.with_name(f"{out_path.stem}_step{report.step:0{width}d}{out_path.suffix}"))
 
         try:
             result = optimize_image(
-                loss_fn, init, use_content, optimizer=args.optimizer, steps=args.steps, lr=args.lr,
-                precision=precision, channels_last=args.channels_last, history_size=args.history_size,
-                line_search=line_search, callback=on_step,
+                loss_fn, init, use_content, optimizer=s.optimizer, steps=s.steps, lr=s.lr,
+                precision=precision, channels_last=s.channels_last, history_size=s.history_size,
+                line_search=s.line_search, callback=on_step,
             )
         finally:
             bar.close()
@@ -357,44 +404,44 @@ def run_cli(args: argparse.Namespace) -> int:
             "output": str(out_path),
             "mode": mode,
             "sweep": variant.label or None,
-            "content": str(args.content) if args.has_content else None,
+            "content": str(s.content) if s.has_content else None,
             "styles": [str(p) for p in style_paths] if use_styles else [],
-            "style_blend": args.style_blend,
+            "style_blend": list(s.style_blend) if s.style_blend else None,
             "size_hw": list(size_hw),
-            "optimizer": args.optimizer,
-            "lr": args.lr if args.lr is not None else DEFAULT_LR[args.optimizer],
-            "steps": args.steps,
+            "optimizer": s.optimizer,
+            "lr": s.lr if s.lr is not None else DEFAULT_LR[s.optimizer],
+            "steps": s.steps,
             "init": init_kind,
-            "seed": args.seed,
+            "seed": s.seed,
             "device": str(device),
             "precision": precision_name,
-            "vgg": args.vgg,
-            "pooling": args.pooling,
+            "vgg": s.vgg,
+            "pooling": s.pooling,
             **settings,
             "losses": result.losses,
             "best_step": result.best_step,
             "best_total_during_optimisation": result.best_total,
             "seconds": result.seconds,
-            "seconds_per_step": result.seconds / max(1, args.steps),
+            "seconds_per_step": result.seconds / max(1, s.steps),
             "history": [{k: h[k] for k in ("step", "total", "content", "style", "tv")} for h in result.history],
         }
         save_json(record, out_path.with_suffix(".json"))
         summary.append({k: record[k] for k in ("output", "sweep", "losses", "best_step", "seconds")})
-        print(f"{out_path}: best image at step {result.best_step}/{args.steps}, "
-              f"{result.seconds:.1f} s ({result.seconds / max(1, args.steps):.3f} s/step, {precision_name})")
+        print(f"{out_path}: best image at step {result.best_step}/{s.steps}, "
+              f"{result.seconds:.1f} s ({result.seconds / max(1, s.steps):.3f} s/step, {precision_name})")
         print("  " + format_losses(result.losses, settings))
 
     if len(variants) > 1:
-        save_image(image_grid(rendered, [v.label for v in variants], columns=_grid_columns(args, variants)), grid_path)
+        save_image(image_grid(rendered, [v.label for v in variants], columns=_grid_columns(s, variants)), grid_path)
         save_json({"grid": str(grid_path), "variants": summary}, base.with_name(f"{base.stem}_sweep.json"))
         print(f"{grid_path}: grid of {len(rendered)} images")
     return 0
 
 
-def _grid_columns(args: argparse.Namespace, variants: Sequence[Variant]) -> int:
+def _grid_columns(s: GatysSettings, variants: Sequence[Variant]) -> int:
     """Two swept options: one row per value of the first; otherwise rows of at most five."""
-    if args.grid_columns:
-        return args.grid_columns
+    if s.grid_columns:
+        return s.grid_columns
     swept = [k for k in variants[0].values if len({repr(v.values[k]) for v in variants}) > 1]
     if len(swept) == 2:
         return len({repr(v.values[swept[1]]) for v in variants})
@@ -406,11 +453,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:
-        return run_cli(args)
+        return run(settings_from_args(args))
     except UsageError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
-    except (ImageError, WeightsError, GatysError) as exc:
+    except (ImageError, WeightsError, GatysError, OutputExistsError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
