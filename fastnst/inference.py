@@ -16,10 +16,16 @@ are cross-faded with linear ramps that give no weight to the outermost pixels of
 reflection padding differs from the real neighbourhood). The result equals the untiled output (to
 ~80 dB PSNR in bf16) at the cost of that extra pass.
 
-Only an image larger than the memory budget itself gets its statistics from a copy downscaled to the
-budget. The network's statistics are not scale-invariant (statistics from a copy at 0.7x scale give
+One forward pass takes at most ~0.5 GB of working memory (MAX_PASS_BYTES; less when memory is
+short), so a large image's peak follows the tile, not the image: about 2 megapixels run in one pass,
+larger images in tiles of ~1500 px. The statistics pass may take twice as much: up to ~4 megapixels
+the statistics are the whole image's, exact; a larger image gets them from a copy downscaled to that
+size. The network's statistics are not scale-invariant (statistics from a copy at 0.7x scale give
 ~30 dB against the full-resolution result), so such a result is a consistent, seamless stylization
-that differs somewhat from what a machine with more memory would produce.
+that differs somewhat from an untiled pass over the full image. (Exact statistics tile by tile would
+take one pass over the image per norm layer, 15 in all: each layer's statistics depend on the
+normalised output of the layers before it. Pooling each tile's own statistics instead gave 19-28 dB,
+worse than the downscaled copy.)
 """
 
 from __future__ import annotations
@@ -64,20 +70,23 @@ FP32_BELOW_SIDE = 32
 BYTES_PER_PIXEL_BF16_16 = 250
 MEMORY_FRACTION = 0.5  # of the memory currently available
 # ...and never more than this for one forward pass, however much is free: the peak memory of a large
-# image then follows the tile, not the image (an 8000x8000 photo stays under ~3 GB in all, with the
-# input and output images themselves), and smaller tiles are no slower (fewer fresh pages to fault in).
-MAX_PASS_BYTES = 1 << 30
+# image then follows the tile, not the image (an 8000x8000 photo peaks at ~2.7 GB in all, the input
+# and output images included), and ~1500 px tiles are faster than huge ones (they stay in cache and
+# fault in fewer fresh pages). The statistics pass, which runs before the output exists, may take
+# twice as much, so images up to ~4 megapixels get exact whole-image statistics.
+MAX_PASS_BYTES = 1 << 29
+STATS_PASS_FACTOR = 2
 
 
 # ----------------------------------------------------------------------------------------------
 # Memory: allocator, budget, tiling
 # ----------------------------------------------------------------------------------------------
 
-def pixel_budget(device: torch.device, dtype: torch.dtype, base_channels: int = 16) -> int:
-    """How many pixels one forward pass may process at once: half the free memory, at most MAX_PASS_BYTES."""
+def pixel_budget(device: torch.device, dtype: torch.dtype, base_channels: int = 16, max_bytes: int = MAX_PASS_BYTES) -> int:
+    """How many pixels one forward pass may process at once: half the free memory, at most ``max_bytes``."""
     itemsize = torch.empty((), dtype=dtype).element_size()
     bytes_per_pixel = BYTES_PER_PIXEL_BF16_16 * (base_channels / 16) * (itemsize / 2)
-    usable = min(available_memory(device) * MEMORY_FRACTION, MAX_PASS_BYTES)
+    usable = min(available_memory(device) * MEMORY_FRACTION, max_bytes)
     return max(4 * MIN_TILE * MIN_TILE, int(usable / bytes_per_pixel))
 
 
@@ -139,12 +148,21 @@ def check_overlap(overlap: int) -> None:
         raise ValueError(f"overlap must be >= 0, got {overlap}")
 
 
+def _as_float(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """An image as float32 in [0, 1] on ``device`` (uint8 images are scaled from 0..255)."""
+    if x.dtype == torch.uint8:
+        return x.to(device).float().div_(255.0)
+    return x.to(device, torch.float32)
+
+
 def _resize_to_pixels(x: torch.Tensor, max_pixels: int) -> torch.Tensor:
     h, w = x.shape[-2:]
     if h * w <= max_pixels:
         return x
     scale = math.sqrt(max_pixels / (h * w))
     size = (max(8, round(h * scale)), max(8, round(w * scale)))
+    if x.dtype == torch.uint8:  # resized as 8 bits (no float copy of the whole image)
+        return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
     return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False).clamp_(0, 1)
 
 
@@ -194,26 +212,31 @@ class Stylizer:
         strength: float = 1.0,
         progress: Progress | None = None,
     ) -> torch.Tensor:
-        """(N, 3, H, W) float in [0, 1] -> stylized (N, 3, H, W) float32 in [0, 1] on this device.
+        """(N, 3, H, W) float in [0, 1] (or uint8 in 0..255) -> stylized (N, 3, H, W) float32 in [0, 1]
+        on this device.
 
         ``tile``: None = tile only when the image exceeds the memory budget; 0 = never;
         N = tiles of at most N x N pixels (with ``overlap`` pixels shared between neighbours).
+        A large uint8 image is converted tile by tile (a quarter of the memory of a float copy).
         """
         check_strength(strength)
         check_overlap(overlap)
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected an (N, 3, H, W) image batch, got shape {tuple(x.shape)}")
-        x = x.to(self.device, torch.float32)
-        if strength == 0.0:
-            return x.clone()
         n, _, h, w = x.shape
         tile_size = self._tile_size(h, w, tile, overlap)
+        if strength == 0.0:
+            return _as_float(x, self.device)
         if tile_size is None:
+            x = _as_float(x, self.device)
             y = self._net_for(h, w)(x).clamp_(0, 1)
             if progress is not None:
                 progress(1, 1)
         else:
-            y = torch.cat([self._stylize_tiled(x[i : i + 1], tile_size, overlap, progress) for i in range(n)])
+            tiled = [self._stylize_tiled(x[i : i + 1], tile_size, overlap, progress) for i in range(n)]
+            y = tiled[0] if n == 1 else torch.cat(tiled)  # no copy of a lone (large) image
+        if preserve_color or strength < 1.0:
+            x = _as_float(x, self.device)
         if preserve_color:
             y = preserve_color_fn(y, x)
         return blend(x, y, strength)
@@ -232,7 +255,10 @@ class Stylizer:
     def norm_stats(self, x: torch.Tensor, max_pixels: int | None = None) -> NormStats:
         """Instance-norm statistics of one image (1, 3, H, W): at full resolution if it fits in
         ``max_pixels`` (default: the memory budget), else from a copy downscaled to fit."""
-        src = _resize_to_pixels(x, max_pixels or self.pixel_budget())
+        if max_pixels is None:
+            max_pixels = pixel_budget(self.device, self.dtype, self.model.config.base_channels,
+                                      STATS_PASS_FACTOR * MAX_PASS_BYTES)
+        src = _as_float(_resize_to_pixels(x, max_pixels), self.device)
         _, stats = self._net_for(*src.shape[-2:]).record_stats(src)
         return stats
 
@@ -249,7 +275,7 @@ class Stylizer:
         col_weights = _blend_weights(w, cols, overlap, self.device)
         for (y0, y1), wy in zip(rows, row_weights):
             for (x0, x1), wx in zip(cols, col_weights):
-                piece = x[..., y0:y1, x0:x1]
+                piece = _as_float(x[..., y0:y1, x0:x1], self.device)
                 t = self._net_for(y1 - y0, x1 - x0)(piece, stats=stats)
                 out[..., y0:y1, x0:x1].addcmul_(t, wy[:, None] * wx[None, :])
                 del t

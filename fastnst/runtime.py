@@ -99,8 +99,11 @@ def reuse_freed_memory() -> bool:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):  # not glibc (e.g. musl)
         return False
-    m_trim_threshold, m_mmap_max = -1, -4  # from glibc's malloc.h
-    _MALLOC_TUNED = bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, (1 << 31) - 1))
+    m_trim_threshold, m_mmap_max, m_arena_max = -1, -4, -8  # from glibc's malloc.h
+    # One arena: memory freed by the decoding and saving threads is then reused by the compute, not
+    # kept aside in per-thread arenas (which raised an 8000x8000 photo's peak by ~0.4 GB).
+    _MALLOC_TUNED = (bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, (1 << 31) - 1))
+                     and bool(mallopt(m_arena_max, 1)))
     return _MALLOC_TUNED
 
 

@@ -122,6 +122,30 @@ def test_automatic_tiling_when_over_the_memory_budget(monkeypatch):
     assert psnr(tiled, untiled) < psnr(tiled, same_stats)
 
 
+def test_large_images_are_tiled_whatever_the_free_memory(monkeypatch):
+    """Rough edge: with lots of free memory an 8000x8000 photo ran as ~6,900 px tiles and peaked at 13 GB.
+    One pass is now capped (MAX_PASS_BYTES), so the tile and the statistics copy follow the cap."""
+    import fastnst.inference as inference
+
+    monkeypatch.setattr(inference, "available_memory", lambda device: 1 << 40)  # a terabyte free
+    stylizer = Stylizer(make_net(16, 5), "cpu", "bf16")
+    tile = stylizer._tile_size(8000, 8000, None, inference.DEFAULT_OVERLAP)
+    assert tile is not None and 1024 <= tile <= 2048
+    seen = []
+    monkeypatch.setattr(inference, "_resize_to_pixels", lambda x, n: seen.append(n) or x[..., :8, :8])
+    stylizer.norm_stats(torch.zeros(1, 3, 16, 16))
+    assert seen and seen[0] <= 2.1 * tile * tile
+
+
+def test_an_8_bit_image_gives_the_float_images_result():
+    stylizer = Stylizer(make_net(), "cpu", "fp32")
+    x8 = (photo(150, 170) * 255).round().to(torch.uint8)
+    x = x8.float() / 255
+    for tile in (0, 96):
+        assert torch.equal(stylizer.stylize_tensor(x8, tile=tile, overlap=32), stylizer.stylize_tensor(x, tile=tile, overlap=32))
+    assert torch.equal(stylizer.stylize_tensor(x8, strength=0.0), x)
+
+
 # -- colour and strength ------------------------------------------------------------------------------
 
 
