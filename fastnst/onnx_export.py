@@ -1,6 +1,6 @@
 """Export a style model to ONNX with dynamic height and width, checked against PyTorch with ONNX Runtime.
 
-    python -m fastnst.export --model starry --onnx starry.onnx      (command line: fastnst/cli/export.py)
+    python -m fastnst.export --model starry -o starry.onnx      (command line: fastnst/cli/export.py)
 
 The ONNX graph takes ``image``: float32 (N, 3, H, W) RGB in [0, 1], H and W >= 8, and returns
 ``stylized`` of the same shape (not clamped: clamp to [0, 1] before converting to 8 bits), exactly
