@@ -125,9 +125,11 @@ def register_configs() -> None:
     """Register the schemas so that the YAML files can name them in their defaults lists."""
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
-    cs.store(group="style", name="style_schema", node=StyleConfig)
-    cs.store(group="data", name="data_schema", node=DataConfig)
-    cs.store(group="model", name="model_schema", node=ModelConfig)
+    # Outside the style/data/model groups: there they would be listed (and selectable) as options
+    # beside the real styles, datasets and models. The group files extend them with `/<group>_schema@_here_`.
+    cs.store(name="style_schema", node=StyleConfig)
+    cs.store(name="data_schema", node=DataConfig)
+    cs.store(name="model_schema", node=ModelConfig)
 
 
 def _style_stem(image: str) -> str:

@@ -37,6 +37,7 @@ from fastnst.checkpoint import (
     capture_rng_state,
     last_checkpoint_path,
     load_checkpoint,
+    remove_stale_temp_files,
     restore_rng_state,
     save_checkpoint,
 )
@@ -645,14 +646,19 @@ def render_samples(ctx: TrainContext, state: TrainState) -> None:
     save_image(grid, ctx.run_dir / "samples" / f"step_{state.step:06d}.jpg", quality=90)
 
 
-def restore_from_checkpoint(ctx: TrainContext, ckpt: dict[str, Any], cfg: DictConfig) -> TrainState:
-    """Load module/optimiser/scheduler/RNG states and the loop position from a checkpoint."""
+def check_checkpoint_model(ckpt: dict[str, Any], config: TransformerConfig, resume: str) -> None:
+    """Refuse a checkpoint whose network differs from the one the config builds."""
     saved_model = ckpt.get("model_config")
-    if saved_model != ctx.model.config.to_dict():
+    if saved_model != config.to_dict():
         raise CheckpointError(
-            f"{cfg.resume}: checkpoint has model {saved_model}, this run builds {ctx.model.config.to_dict()} "
+            f"{resume}: checkpoint has model {saved_model}, this run builds {config.to_dict()} "
             "(resume with the same model settings)"
         )
+
+
+def restore_from_checkpoint(ctx: TrainContext, ckpt: dict[str, Any], cfg: DictConfig) -> TrainState:
+    """Load module/optimiser/scheduler/RNG states and the loop position from a checkpoint."""
+    check_checkpoint_model(ckpt, ctx.model.config, cfg.resume)
     try:
         ctx.model.load_state_dict(ckpt["model"])
         ctx.optimizer.load_state_dict(ckpt["optimizer"])
@@ -784,6 +790,9 @@ def _train(cfg: DictConfig, run_dir: Path, info: DistInfo, device: torch.device,
                        start_step=0, callbacks=callbacks, interrupt=InterruptFlag(), overrides=overrides)
     state = restore_from_checkpoint(ctx, ckpt, cfg) if ckpt is not None else TrainState()
     ctx.start_step = state.step
+    if ckpt is not None and info.is_main:
+        for stale in remove_stale_temp_files(last_checkpoint_path(run_dir)):  # left by a kill mid-write
+            log.info("removed %s, an unfinished checkpoint write", stale)
 
     step_model: torch.nn.Module = model
     if info.enabled:

@@ -238,3 +238,15 @@ def test_init_from_with_another_width_is_refused(photos, tmp_path):
     first, _ = run(photos, tmp_path / "a", max_steps=1, warmup_epochs=0)
     with pytest.raises(Exception, match="base_channels=4.*choose the matching model"):
         run(photos, tmp_path / "b", max_steps=1, warmup_epochs=0, init_from=first.model_path, **{"model.base_channels": 8})
+
+
+def test_resume_removes_a_checkpoint_write_cut_short(photos, tmp_path):
+    """A kill during a checkpoint write leaves .last.pt.<hex>.tmp; resuming cleans it up."""
+    settings = dict(warmup_epochs=0, tensorboard=False)
+    run(photos, tmp_path, max_steps=2, **settings)
+    stale = tmp_path / "run" / "checkpoints" / ".last.pt.0badc0de.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    resumed, _ = run(photos, tmp_path, max_steps=3, resume=tmp_path / "run", **settings)
+    assert resumed.steps == 3
+    assert not stale.exists()
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["last.pt"]

@@ -8,18 +8,29 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
+import logging
 import os
 import shutil
 import sys
 import tempfile
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 from fastnst.checkpoint import load_checkpoint
-from fastnst.train_config import CONFIG_DIR, run_dir_of_checkpoint
-from fastnst.trainer import USER_ERRORS, Progress, TrainingInterrupted, train
+from fastnst.train_config import CONFIG_DIR, TrainConfig, run_dir_of_checkpoint
+from fastnst.trainer import (
+    USER_ERRORS,
+    Progress,
+    TrainingInterrupted,
+    check_checkpoint_model,
+    model_config,
+    train,
+    validate_config,
+)
 
 
 def _override_key(override: str) -> str:
@@ -67,8 +78,125 @@ def _resumed_config(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, 
     return compose(config_name="train", overrides=merged), merged
 
 
-def run_cli(cfg: DictConfig) -> None:
-    """Body of ``python -m fastnst.train``: one-line errors, exit codes, progress bar, printed model path."""
+# --------------------------------------------------------------------------------------------------
+# Leaving existing runs alone: checks before Hydra writes anything, and undoing what it wrote
+# --------------------------------------------------------------------------------------------------
+
+
+def unknown_key_message(overrides: Sequence[str]) -> str | None:
+    """A one-line error for the first override naming a setting the schema does not have (listing the
+    ones it has), or None. Keys under a dict-valued setting (``style.style_layers.relu4_2``) are free."""
+    for override in overrides:
+        key = _override_key(override)
+        if "=" not in override and not override.startswith("~") or key.startswith("hydra"):
+            continue
+        cls, path = TrainConfig, []
+        for part in key.split("."):
+            hints = typing.get_type_hints(cls)
+            if part not in hints:
+                where = ".".join(path) or "the top level"
+                return f"{key}: no such setting ({where} has: {', '.join(hints)})"
+            path.append(part)
+            cls = hints[part]
+            if not dataclasses.is_dataclass(cls):
+                break  # a value (or a dict of them): anything below is the value's business
+    return None
+
+
+class _RunFiles:
+    """What a resumed session may change in an existing run directory, kept to put back if it fails."""
+
+    NAMES = (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "config.yaml")
+
+    def __init__(self, run_dir: Path | None) -> None:
+        self.run_dir = run_dir
+        self.saved: dict[Path, bytes | None] = {}
+        self.log_size: int | None = None
+        if run_dir is None or not run_dir.is_dir():
+            return
+        for name in self.NAMES:
+            path = run_dir / name
+            self.saved[path] = path.read_bytes() if path.is_file() else None
+        log_file = run_dir / "train.log"
+        self.log_size = log_file.stat().st_size if log_file.is_file() else None
+
+    def restore(self) -> None:
+        if self.run_dir is None:
+            return
+        _close_log_files(self.run_dir)
+        for path, data in self.saved.items():
+            with contextlib.suppress(OSError):
+                if data is None:
+                    path.unlink(missing_ok=True)
+                else:
+                    path.write_bytes(data)
+        log_file = self.run_dir / "train.log"
+        with contextlib.suppress(OSError):
+            if self.log_size is None:
+                log_file.unlink(missing_ok=True)
+            else:
+                with open(log_file, "r+b") as f:
+                    f.truncate(self.log_size)
+        hydra_dir = self.run_dir / ".hydra"
+        with contextlib.suppress(OSError):
+            if hydra_dir.is_dir() and not any(hydra_dir.iterdir()):
+                hydra_dir.rmdir()
+
+
+def _close_log_files(run_dir: Path) -> None:
+    """Close the logging file handlers that write into ``run_dir`` (Hydra's train.log)."""
+    for logger in [logging.getLogger()] + [logging.getLogger(n) for n in logging.root.manager.loggerDict]:
+        for handler in list(getattr(logger, "handlers", [])):
+            if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).is_relative_to(run_dir.resolve()):
+                handler.close()
+                logger.removeHandler(handler)
+
+
+def _remove_failed_new_run(run_dir: Path) -> None:
+    """A new run that failed before writing a checkpoint or a model leaves no stub directory behind."""
+    if (run_dir / "checkpoints").exists() or any(run_dir.glob("*.safetensors")):
+        return
+    _close_log_files(run_dir)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        run_dir.parent.rmdir()  # <output_dir>/<style>/, if this run was its only one
+
+
+def preflight(argv: Sequence[str]) -> tuple[str, int] | None:
+    """Checks made before Hydra creates or touches any directory: (one-line error, exit status) or None.
+
+    Unknown settings are named with the ones that exist. A ``resume=`` is checked in full (checkpoint,
+    recomposed config, model) so that a refused resume changes nothing in the run it names.
+    """
+    overrides = [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith("~"))]
+    message = unknown_key_message(overrides)
+    if message is not None:
+        return message, 2
+    resume = next((o.split("=", 1)[1] for o in overrides if _override_key(o) == "resume"), None)
+    if resume in (None, "", "null", "None"):
+        return None
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    try:
+        ckpt = load_checkpoint(resume)
+        merged = merge_overrides(ckpt.get("overrides", []), [o for o in overrides if not _override_key(o).startswith("hydra.")])
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = validate_config(compose(config_name="train", overrides=merged))
+        check_checkpoint_model(ckpt, model_config(cfg), resume)
+    except USER_ERRORS as exc:
+        return str(exc), 1
+    except HydraException as exc:
+        return " ".join(str(exc).split("\n")[0].split()), 1
+    return None
+
+
+def run_cli(cfg: DictConfig, run_files: _RunFiles | None = None) -> None:
+    """Body of ``python -m fastnst.train``: one-line errors, exit codes, progress bar, printed model path.
+
+    A failed run changes no existing run (a resumed run's files are put back) and a failed new run
+    leaves no stub directory.
+    """
     from hydra.core.hydra_config import HydraConfig
 
     hc = HydraConfig.get()
@@ -76,6 +204,17 @@ def run_cli(cfg: DictConfig) -> None:
     overrides = [o for o in hc.overrides.task if not _override_key(o).startswith("hydra.")]
     is_main = int(os.environ.get("RANK", "0")) == 0
     bar = _ProgressBar(enabled=bool(cfg.progress) and is_main)
+    resuming = bool(cfg.resume)
+
+    def undo() -> None:
+        if not is_main:
+            return
+        if resuming:
+            if run_files is not None:
+                run_files.restore()
+        else:
+            _remove_failed_new_run(run_dir)
+
     try:
         if cfg.resume:
             cfg, overrides = _resumed_config(cfg, overrides)
@@ -93,10 +232,12 @@ def run_cli(cfg: DictConfig) -> None:
         sys.exit(130)
     except USER_ERRORS as exc:
         bar.close()
+        undo()
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:  # before the loop started: nothing to save
         bar.close()
+        undo()
         print("interrupted before training started; nothing was saved", file=sys.stderr)
         sys.exit(130)
     bar.close()
@@ -126,7 +267,17 @@ def main() -> None:
     import hydra
 
     _isolate_non_main_rank()
-    hydra_main = hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")(run_cli)
+    refused = preflight(sys.argv[1:])
+    if refused is not None:
+        print(f"error: {refused[0]}", file=sys.stderr)
+        sys.exit(refused[1])
+    resume = next((a.split("=", 1)[1] for a in sys.argv[1:] if _override_key(a) == "resume" and "=" in a), None)
+    run_files = _RunFiles(run_dir_of_checkpoint(resume) if resume not in (None, "", "null", "None") else None)
+
+    def task(cfg: DictConfig) -> None:
+        run_cli(cfg, run_files)
+
+    hydra_main = hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")(task)
     hydra_main()
 
 
