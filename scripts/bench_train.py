@@ -33,19 +33,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 from fastnst.data import Batch, PhotoDataset, image_paths  # noqa: E402
+from fastnst.distributed import DistInfo  # noqa: E402
+from fastnst.interrupt import InterruptFlag  # noqa: E402
 from fastnst.runtime import autocast, cpu_supports_bf16, resolve_device, resolve_precision  # noqa: E402
-from fastnst.train_config import CONFIG_DIR  # noqa: E402
-from fastnst.trainer import (  # noqa: E402
-    DistInfo,
-    InterruptFlag,
-    TrainContext,
-    TrainState,
-    build_loss,
-    build_model,
-    build_optimizer,
-    train_one_epoch,
-    validate_config,
+from fastnst.train_build import build_loss, build_model, build_optimizer  # noqa: E402
+from fastnst.train_config import (
+    CONFIG_DIR,  # noqa: E402
+    validate_config,  # noqa: E402
 )
+from fastnst.trainer import TrainContext, TrainState, train_one_epoch  # noqa: E402
 
 
 @dataclass
@@ -111,7 +107,7 @@ def build_step(variant: Variant, size: int, batch: int, style: str) -> tuple[cal
         loss_fn.vgg.forward = torch.compile(loss_fn.vgg.forward)
     ctx = TrainContext(cfg=cfg, run_dir=Path("."), dist=DistInfo(), device=device, dtype=dtype,
                        memory_format=memory_format, model=model, step_model=step_model, loss_fn=loss_fn,
-                       optimizer=optimizer, scheduler=scheduler, scaler=None, sampler=None, warmup_steps=0,
+                       optimizer=optimizer, scheduler=scheduler, scaler=torch.amp.GradScaler(enabled=False), sampler=None, warmup_steps=0,
                        total_steps=1_000_000, start_step=0, callbacks=(), interrupt=InterruptFlag(), overrides=[])
     dataset = PhotoDataset(image_paths("sample"), size)
     images = torch.stack([dataset[(i, 0, 0, i)] for i in range(batch)])

@@ -13,12 +13,8 @@ from support import compose, make_photo_folder, tiny_overrides
 from fastnst.checkpoint import load_checkpoint
 from fastnst.cli.train import _resumed_config
 from fastnst.modelfile import load_style_model
-from fastnst.trainer import (
-    NonFiniteLossError,
-    TrainingInterrupted,
-    lr_factor,
-    train,
-)
+from fastnst.train_build import lr_factor
+from fastnst.trainer import NonFiniteLossError, TrainingInterrupted, train
 from fastnst.transformer import TransformNet
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -21,16 +21,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from fastnst.checkpoint import load_checkpoint
-from fastnst.train_config import CONFIG_DIR, TrainConfig, run_dir_of_checkpoint
-from fastnst.trainer import (
-    USER_ERRORS,
-    Progress,
-    TrainingInterrupted,
-    check_checkpoint_model,
-    model_config,
-    train,
-    validate_config,
-)
+from fastnst.train_config import CONFIG_DIR, TrainConfig, model_config, run_dir_of_checkpoint, validate_config
+from fastnst.trainer import USER_ERRORS, Progress, TrainingInterrupted, check_checkpoint_model, train
 
 
 def _override_key(override: str) -> str:
