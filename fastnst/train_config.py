@@ -20,6 +20,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from fastnst.assets import resolve_style_image
+from fastnst.losses import JOHNSON_CONTENT_LAYERS, STYLE_LAYERS
 from fastnst.runtime import Precision
 from fastnst.transformer import TransformerConfig
 from fastnst.vgg import LAYER_NAMES
@@ -27,7 +28,8 @@ from fastnst.vgg import LAYER_NAMES
 # The top-level configs/ directory (a sibling of the package in a source checkout).
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
-DEFAULT_STYLE_LAYERS = {"relu1_1": 1.0, "relu2_1": 1.0, "relu3_1": 1.0, "relu4_1": 1.0, "relu5_1": 1.0}
+DEFAULT_STYLE_LAYERS = dict.fromkeys(STYLE_LAYERS, 1.0)
+DEFAULT_CONTENT_LAYERS = dict.fromkeys(JOHNSON_CONTENT_LAYERS, 1.0)
 
 
 class DataSource(Enum):
@@ -53,7 +55,7 @@ class StyleConfig:
     name: str = MISSING  # names outputs/<name>/ and the exported model file
     image: str = MISSING  # a bundled painting (starry, scream) or a path to any image file
     image_size: int = 512  # long side of the painting when its Gram targets are computed (never enlarged)
-    content_layers: dict[str, float] = field(default_factory=lambda: {"relu2_2": 1.0})
+    content_layers: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CONTENT_LAYERS))
     style_layers: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_STYLE_LAYERS))
     content_weight: float = 1.0
     style_weight: float = 1.0

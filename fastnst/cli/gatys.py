@@ -42,9 +42,6 @@ from fastnst.vgg import LAYER_NAMES, VGG19Features, WeightsError
 
 # --------------------------------------------------------------------------------------------------
 
-MODES = ("transfer", "texture", "reconstruct-content", "reconstruct-style")
-
-
 @dataclass
 class Variant:
     """One image of a run: a single run has one; a sweep has one per combination of swept values."""
