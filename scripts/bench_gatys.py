@@ -30,11 +30,6 @@ from typing import Any
 
 import torch
 
-try:
-    import fastnst  # noqa: F401
-except ImportError:  # run from a clone without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from fastnst.assets import style_image_path
 from fastnst.atomic import save_json
 from fastnst.imageio import load_image

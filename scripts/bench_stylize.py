@@ -38,7 +38,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 DEFAULT_SIZES = ["256", "512", "1024", "1920x1080", "3840x2160"]
 DEFAULT_CONFIGS = ["eager32", "eager16", "fast16", "fast32"]
 

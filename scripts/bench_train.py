@@ -21,27 +21,23 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from hydra import compose, initialize_config_dir
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from hydra import compose, initialize_config_dir  # noqa: E402
-
-from fastnst.data import Batch, PhotoDataset, image_paths  # noqa: E402
-from fastnst.distributed import DistInfo  # noqa: E402
-from fastnst.interrupt import InterruptFlag  # noqa: E402
-from fastnst.runtime import autocast, cpu_supports_bf16, resolve_device, resolve_precision  # noqa: E402
-from fastnst.train_build import build_loss, build_model, build_optimizer  # noqa: E402
+from fastnst.data import Batch, PhotoDataset, image_paths
+from fastnst.distributed import DistInfo
+from fastnst.interrupt import InterruptFlag
+from fastnst.runtime import autocast, cpu_supports_bf16, resolve_device, resolve_precision
+from fastnst.train_build import build_loss, build_model, build_optimizer
 from fastnst.train_config import (
-    CONFIG_DIR,  # noqa: E402
-    validate_config,  # noqa: E402
+    CONFIG_DIR,
+    validate_config,
 )
-from fastnst.trainer import TrainContext, TrainState, train_one_epoch  # noqa: E402
+from fastnst.trainer import TrainContext, TrainState, train_one_epoch
 
 
 @dataclass

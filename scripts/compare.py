@@ -38,11 +38,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-try:
-    import fastnst  # noqa: F401
-except ImportError:  # run from a clone without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from fastnst.atomic import atomic_path, save_json
 from fastnst.grid import image_grid
 from fastnst.imageio import ImageError, is_image_file, load_image, save_image
