@@ -28,7 +28,7 @@ def _create_temp(path: Path) -> Path:
         except FileExistsError:
             continue
         except OSError as exc:  # name the file the user asked for, not our hidden temporary one
-            raise type(exc)(exc.errno, f"cannot write {path}: {exc.strerror}", str(path)) from None
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from None
 
 
 def _fsync(path: Path) -> None:

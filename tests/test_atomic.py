@@ -55,3 +55,22 @@ def test_an_unwritable_directory_names_the_output_not_the_temporary_file(tmp_pat
         with atomic_path(target):
             pass
     assert info.value.filename == str(target) and ".tmp" not in str(info.value)
+
+
+def test_a_checkpoint_holding_objects_is_refused_without_torchs_unsafe_advice(tmp_path):
+    import torch
+
+    from fastnst.checkpoint import CheckpointError, load_checkpoint
+
+    path = tmp_path / "last.pt"
+    torch.save({"format": "fastnst.train-checkpoint", "thing": _Anything()}, path)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert str(path) in message and "\n" not in message
+    for advice in ("weights_only", "Weights only", "can still be loaded", "trust the source"):
+        assert advice not in message
+
+
+class _Anything:  # a class torch's weights_only loader refuses
+    pass

@@ -457,6 +457,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ImageError, WeightsError, GatysError, OutputExistsError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # e.g. an output directory that cannot be written
+        print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: the image being optimised was not saved", file=sys.stderr)
         return 130
