@@ -70,8 +70,8 @@ FP32_BELOW_SIDE = 32
 BYTES_PER_PIXEL_BF16_16 = 250
 MEMORY_FRACTION = 0.5  # of the memory currently available
 # ...and never more than this for one forward pass, however much is free: the peak memory of a large
-# image then follows the tile, not the image (an 8000x8000 photo peaks at ~2.7 GB in all, the input
-# and output images included), and ~1500 px tiles are faster than huge ones (they stay in cache and
+# image then follows the tile, not the image (an 8000x8000 photo peaks at ~2.3 GB in all, the input
+# and output images included: scripts/bench_large_image.py), and ~1500 px tiles are faster than huge ones (they stay in cache and
 # fault in fewer fresh pages). The statistics pass, which runs before the output exists, may take
 # twice as much, so images up to ~4 megapixels get exact whole-image statistics.
 MAX_PASS_BYTES = 1 << 29
@@ -79,8 +79,9 @@ STATS_PASS_FACTOR = 2
 
 
 # ----------------------------------------------------------------------------------------------
-# Memory: allocator, budget, tiling
+# Memory budget and tiling
 # ----------------------------------------------------------------------------------------------
+
 
 def pixel_budget(device: torch.device, dtype: torch.dtype, base_channels: int = 16, max_bytes: int = MAX_PASS_BYTES) -> int:
     """How many pixels one forward pass may process at once: half the free memory, at most ``max_bytes``."""

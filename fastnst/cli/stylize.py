@@ -14,6 +14,9 @@ Output rules:
   ``--format`` forces one;
 * an input is never overwritten; an existing output is refused (reported, exit status 1) unless
   ``--overwrite`` (replace it) or ``--skip-existing`` (leave it, exit status 0).
+* directories and globs leave out earlier outputs written next to their photos (``dog_starry.jpg``
+  beside ``dog.jpg``, for this run's suffix or a shipped model's), listed as skipped; a file named on
+  the command line is always stylized.
 
 A bad input (unreadable, corrupt, ...) does not stop the batch: the others are written, the summary
 lists it with the reason, and the exit status is 1. Exit status 2: bad arguments or model.

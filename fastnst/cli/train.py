@@ -145,13 +145,21 @@ def _close_log_files(run_dir: Path) -> None:
 
 
 def _remove_failed_new_run(run_dir: Path) -> None:
-    """A new run that failed before writing a checkpoint or a model leaves no stub directory behind."""
-    if (run_dir / "checkpoints").exists() or any(run_dir.glob("*.safetensors")):
+    """A new run that failed before training leaves no stub directory behind.
+
+    Removes only what Hydra writes at the start (``.hydra/*.yaml``, ``train.log``) and then the
+    directories if they are empty, so a directory holding anything else (a checkpoint, a model, a
+    user's own files after ``hydra.run.dir=...``) is left as it is.
+    """
+    if not run_dir.is_dir() or (run_dir / "checkpoints").exists():
         return
     _close_log_files(run_dir)
-    shutil.rmtree(run_dir, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        run_dir.parent.rmdir()  # <output_dir>/<style>/, if this run was its only one
+    for name in (*_RunFiles.NAMES[:3], "train.log"):
+        with contextlib.suppress(OSError):
+            (run_dir / name).unlink(missing_ok=True)
+    for directory in (run_dir / ".hydra", run_dir, run_dir.parent):  # the last: <output_dir>/<style>/
+        with contextlib.suppress(OSError):
+            directory.rmdir()  # only if empty
 
 
 def preflight(argv: Sequence[str]) -> tuple[str, int] | None:
@@ -207,6 +215,13 @@ def run_cli(cfg: DictConfig, run_files: _RunFiles | None = None) -> None:
         else:
             _remove_failed_new_run(run_dir)
 
+    def note(message: str) -> None:
+        """A failed new run that leaves a directory (it had begun) says why in its own log."""
+        log_file = run_dir / "train.log"
+        if is_main and not resuming and run_dir.is_dir():
+            with contextlib.suppress(OSError), open(log_file, "a", encoding="utf-8") as f:
+                f.write(f"error: {message}\n")
+
     try:
         if cfg.resume:
             cfg, overrides = _resumed_config(cfg, overrides)
@@ -225,6 +240,7 @@ def run_cli(cfg: DictConfig, run_files: _RunFiles | None = None) -> None:
     except USER_ERRORS as exc:
         bar.close()
         undo()
+        note(str(exc))
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:  # before the loop started: nothing to save
