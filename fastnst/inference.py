@@ -92,20 +92,20 @@ def pixel_budget(device: torch.device, dtype: torch.dtype, base_channels: int = 
 
 
 def tile_spans(length: int, tile: int, overlap: int) -> list[tuple[int, int]]:
-    """Start/end of overlapping tiles covering ``[0, length)``.
+    """Start/end of overlapping tiles covering ``[0, length)``, each at most ``tile`` long.
 
-    Starts are multiples of 4 so every tile samples the same stride-4 grid as the whole image
-    (the network downsamples twice by 2); consecutive tiles share at least ``overlap`` pixels.
+    As few tiles as cover the length, spread evenly: equal steps, so that no tile repeats most of its
+    neighbour's work (a 3000 px side in 1464 px tiles is 3 x 1088 px, not 3 x 1464). Starts are
+    multiples of 4 so every tile samples the same stride-4 grid as the whole image (the network
+    downsamples twice by 2); consecutive tiles share at least ``overlap`` pixels.
     """
     if length <= tile:
         return [(0, length)]
-    step = max(4, (tile - overlap) // 4 * 4)
-    starts = list(range(0, length - tile, step))
-    last = (length - tile) // 4 * 4
-    if last > starts[-1]:
-        starts.append(last)
-    spans = [(s, s + tile) for s in starts]
-    spans[-1] = (spans[-1][0], length)  # the last tile runs to the end (up to 3 px longer)
+    room = max(4, (tile - overlap) // 4 * 4)  # the longest step that keeps a tile within `tile`
+    n = math.ceil((length - overlap) / room)
+    step = math.ceil((length - overlap) / n / 4) * 4  # <= room
+    spans = [(i * step, min(i * step + step + overlap, length)) for i in range(n)]
+    spans[-1] = (spans[-1][0], length)
     return spans
 
 

@@ -84,13 +84,17 @@ def test_recorded_statistics_reproduce_the_output():
 # -- tiling --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("length,tile,overlap", [(300, 128, 48), (1000, 256, 64), (257, 256, 64), (100, 128, 32)])
+@pytest.mark.parametrize("length,tile,overlap", [(300, 128, 48), (1000, 256, 64), (257, 256, 64), (100, 128, 32),
+                                                 (3000, 1464, 128), (8000, 1464, 128)])
 def test_tile_spans_cover_aligned_and_overlap(length, tile, overlap):
     spans = tile_spans(length, tile, overlap)
     assert spans[0][0] == 0 and spans[-1][1] == length
     for (s0, e0), (s1, e1) in zip(spans, spans[1:]):
         assert s1 % 4 == 0 and e0 - s1 >= overlap and s1 > s0
     assert all(e - s <= tile + 3 for s, e in spans)
+    # Spread evenly: the tiles repeat little more than their overlaps (no last tile doing mostly
+    # its neighbour's work again).
+    assert sum(e - s for s, e in spans) <= length + (len(spans) - 1) * (overlap + 4)
 
 
 def test_tiled_output_matches_untiled():
