@@ -40,6 +40,19 @@ def style_image_path(name: str) -> Path:
         raise KeyError(f"no bundled style image {name!r}; bundled: {sorted(STYLE_IMAGES)}") from None
 
 
+def resolve_style_image(text: str) -> Path:
+    """A style image given as a path or a bundled painting's name -> its path (the one lookup of all
+    front ends). A file that exists wins over a bundled name; neither raises FileNotFoundError with
+    a one-line message that lists the bundled names."""
+    path = Path(str(text)).expanduser()
+    if path.is_file():
+        return path
+    if str(text) in STYLE_IMAGES:
+        return STYLE_IMAGES[str(text)]
+    what = "is a directory, not an image file" if path.is_dir() else "no such file"
+    raise FileNotFoundError(f"{text}: {what}, and not a bundled painting (bundled: {', '.join(STYLE_IMAGES)})")
+
+
 def sample_image_paths() -> list[Path]:
     """The bundled sample photos that exist in the installed scikit-image (may be empty if absent)."""
     try:

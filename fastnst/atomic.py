@@ -7,9 +7,11 @@ write leaves the previous file (if any) untouched and no temporary file behind.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 def _create_temp(path: Path) -> Path:
@@ -25,6 +27,8 @@ def _create_temp(path: Path) -> Path:
             return tmp
         except FileExistsError:
             continue
+        except OSError as exc:  # name the file the user asked for, not our hidden temporary one
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from None
 
 
 def _fsync(path: Path) -> None:
@@ -53,3 +57,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def save_json(data: Any, path: str | os.PathLike) -> Path:
+    """Write JSON atomically (temporary file + os.replace), creating the parent directory."""
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, allow_nan=True)
+        f.write("\n")
+    return path

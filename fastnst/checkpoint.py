@@ -8,6 +8,7 @@ A checkpoint is a dict (as in the torchvision reference scripts) holding ``model
 from __future__ import annotations
 
 import os
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -58,14 +59,40 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = find_checkpoint(path)
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch's message advises retrying with weights_only=False: never pass that on, it would
+        # run whatever code the file holds.
+        raise CheckpointError(
+            f"{path}: not a fastnst training checkpoint (it holds objects other than tensors and plain containers)"
+        ) from exc
     except Exception as exc:  # torch raises many types for corrupt or foreign files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = _first_line(exc)
         raise CheckpointError(f"{path}: not a readable training checkpoint ({first})") from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a fastnst training checkpoint")
     if data.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format version {data.get('format_version')!r} is not supported")
     return data
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an error, without any advice to load with weights_only=False."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return "unsafe to load" if "weights_only" in first else first
+
+
+def remove_stale_temp_files(path: str | os.PathLike) -> list[Path]:
+    """Delete what an interrupted atomic write of ``path`` left behind (``.<name>.<hex>.tmp``)."""
+    path = Path(path)
+    removed = []
+    for tmp in path.parent.glob(f".{path.name[:64]}.*.tmp"):
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except OSError:
+            pass
+    return removed
 
 
 def capture_rng_state() -> dict[str, Any]:

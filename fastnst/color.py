@@ -48,10 +48,15 @@ def preserve_color(stylized: torch.Tensor, photo: torch.Tensor) -> torch.Tensor:
     return ycbcr_to_rgb(ycc).clamp_(0.0, 1.0)
 
 
+def check_strength(strength: float) -> None:
+    """The one rule for ``strength``: a number in [0, 1] (0 = the photo, 1 = full style)."""
+    if not 0.0 <= strength <= 1.0:  # also refuses NaN
+        raise ValueError(f"strength must be in [0, 1], got {strength!r}")
+
+
 def blend(photo: torch.Tensor, stylized: torch.Tensor, strength: float) -> torch.Tensor:
     """Linear blend: ``strength`` 0 gives the photo, 1 the stylized image."""
-    if not 0.0 <= strength <= 1.0:
-        raise ValueError(f"strength must be in [0, 1], got {strength!r}")
+    check_strength(strength)
     if strength == 1.0:
         return stylized
     return torch.lerp(photo.to(stylized.dtype), stylized, strength)

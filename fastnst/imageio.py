@@ -120,7 +120,8 @@ def _pillow_limit_at_least(limit: int | None) -> Iterator[None]:
 
 def _too_large(name: str, pixels: int | str, limit: int | None) -> ImageError:
     return ImageError(
-        f"{name}: image too large ({pixels} pixels > limit {limit}); a decompression bomb?"
+        f"{name}: image too large ({pixels} pixels > limit {limit}); a decompression bomb? "
+        "If you trust the file, raise the limit (--max-pixels N on the command line, max_pixels=N in Python)"
     )
 
 
@@ -270,23 +271,32 @@ def resize_long_side(img: Image.Image, size: int, upscale: bool = False) -> Imag
     return img.resize(new, Image.Resampling.LANCZOS)
 
 
-def pil_to_tensor(img: Image.Image) -> torch.Tensor:
-    """PIL image (any mode) to a (1, 3, H, W) float32 tensor in [0, 1].
+def pil_to_tensor(img: Image.Image, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """PIL image (any mode) to a (1, 3, H, W) float32 tensor in [0, 1] (or uint8 in 0..255).
 
-    High-bit-depth modes (I;16, I, F) keep their full precision.
+    High-bit-depth modes (I;16, I, F) keep their full precision (in float32).
     """
+    if dtype not in (torch.float32, torch.uint8):
+        raise ValueError(f"dtype must be torch.float32 or torch.uint8, got {dtype}")
     if img.mode in _HIGH_BIT_MODES:
         gray = torch.from_numpy(np.ascontiguousarray(_gray_float(img)))
+        if dtype == torch.uint8:
+            gray = gray.mul(255.0).round_().to(torch.uint8)
         return gray.expand(1, 3, *gray.shape).contiguous()
-    rgb = np.array(_to_rgb8(img), dtype=np.uint8)  # np.array copies: writable, owned
-    t = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0)
-    return t.to(torch.float32).div_(255.0).contiguous()
+    rgb = torch.from_numpy(np.array(_to_rgb8(img), dtype=np.uint8))  # (H, W, 3); np.array copies: writable
+    if dtype == torch.uint8:
+        return rgb.permute(2, 0, 1).unsqueeze(0).contiguous()
+    # Straight into a contiguous float32 tensor: no second image-sized temporary on the way.
+    out = torch.empty(1, 3, *rgb.shape[:2], dtype=torch.float32)
+    out[0].copy_(rgb.permute(2, 0, 1))
+    return out.div_(255.0)
 
 
 def load_image(
-    path: StrPath, max_size: int | None = None, max_pixels: int | None = None
+    path: StrPath, max_size: int | None = None, max_pixels: int | None = None, dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:
-    """Read an image file as a (1, 3, H, W) float32 tensor in [0, 1].
+    """Read an image file as a (1, 3, H, W) float32 tensor in [0, 1] (``dtype=torch.uint8``: 0..255,
+    a quarter of the memory, for images that are only passed on to ``Stylizer.stylize_tensor``).
 
     16-bit sources keep their precision. With `max_size`, the long side is
     shrunk to at most `max_size` (never enlarged). See `open_image` for
@@ -303,7 +313,7 @@ def load_image(
     if max_size is not None:
         img = resize_long_side(img, max_size)
     # LANCZOS overshoots slightly; _gray_float clips F data back into [0, 1].
-    return pil_to_tensor(img)
+    return pil_to_tensor(img, dtype)
 
 
 def tensor_to_pil(t: torch.Tensor) -> Image.Image:
@@ -323,9 +333,16 @@ def tensor_to_pil(t: torch.Tensor) -> Image.Image:
         raise ValueError(f"expected shape (3, H, W) or (1, 3, H, W), got {tuple(t.shape)}")
     # Out-of-place ops only: .to() may return `t` itself when it is already
     # float32 on the CPU, so nothing below may write into it.
-    x = t.detach().to(device="cpu", dtype=torch.float32)
-    x = torch.nan_to_num(x, nan=0.0).clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
-    return Image.fromarray(x.permute(1, 2, 0).contiguous().numpy())
+    # Converted in bands of rows, so the float temporaries stay small next to a large image.
+    t = t.detach()
+    h, w = t.shape[-2:]
+    out = torch.empty(h, w, 3, dtype=torch.uint8)
+    band = max(1, (1 << 22) // max(1, w))  # ~4 M pixels at a time
+    for r0 in range(0, h, band):
+        x = t[:, r0 : r0 + band].to(device="cpu", dtype=torch.float32)
+        x = torch.nan_to_num(x, nan=0.0).clamp_(0.0, 1.0).mul_(255.0).round_()
+        out[r0 : r0 + band] = x.permute(1, 2, 0)
+    return Image.fromarray(out.numpy())
 
 
 # --------------------------------------------------------------------------

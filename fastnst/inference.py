@@ -16,18 +16,22 @@ are cross-faded with linear ramps that give no weight to the outermost pixels of
 reflection padding differs from the real neighbourhood). The result equals the untiled output (to
 ~80 dB PSNR in bf16) at the cost of that extra pass.
 
-Only an image larger than the memory budget itself gets its statistics from a copy downscaled to the
-budget. The network's statistics are not scale-invariant (statistics from a copy at 0.7x scale give
+One forward pass takes at most ~0.5 GB of working memory (MAX_PASS_BYTES; less when memory is
+short), so a large image's peak follows the tile, not the image: about 2 megapixels run in one pass,
+larger images in tiles of ~1500 px. The statistics pass may take twice as much: up to ~4 megapixels
+the statistics are the whole image's, exact; a larger image gets them from a copy downscaled to that
+size. The network's statistics are not scale-invariant (statistics from a copy at 0.7x scale give
 ~30 dB against the full-resolution result), so such a result is a consistent, seamless stylization
-that differs somewhat from what a machine with more memory would produce.
+that differs somewhat from an untiled pass over the full image. (Exact statistics tile by tile would
+take one pass over the image per norm layer, 15 in all: each layer's statistics depend on the
+normalised output of the layers before it. Pooling each tile's own statistics instead gave 19-28 dB,
+worse than the downscaled copy.)
 """
 
 from __future__ import annotations
 
-import ctypes
 import math
 import os
-import sys
 import threading
 from collections.abc import Callable
 from typing import Union
@@ -36,11 +40,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from fastnst.color import blend, preserve_color as preserve_color_fn
-from fastnst.fastnet import FastTransformNet, NormStats
+from fastnst.color import blend, check_strength
+from fastnst.color import preserve_color as preserve_color_fn
+from fastnst.fused_net import FusedNet, NormStats
 from fastnst.imageio import pil_to_tensor, resize_long_side, tensor_to_pil
 from fastnst.modelfile import StyleModel, load_style_model, resolve_model_path
-from fastnst.runtime import resolve_device, resolve_precision
+from fastnst.runtime import available_memory, resolve_device, resolve_precision
 from fastnst.transformer import TransformNet
 
 __all__ = [
@@ -48,7 +53,6 @@ __all__ = [
     "Stylizer",
     "load_model",
     "pixel_budget",
-    "reuse_freed_memory",
     "stylize_image",
     "tile_spans",
 ]
@@ -57,7 +61,7 @@ ImageLike = Union[Image.Image, torch.Tensor]
 Progress = Callable[[int, int], None]
 
 DEFAULT_OVERLAP = 128  # px shared by neighbouring tiles; the network's receptive-field radius is ~54 px
-MIN_TILE = 128
+MIN_TILE = 64  # smallest tile side accepted (and the tile must exceed the overlap)
 # Below this side length bf16 instance-norm statistics (over a handful of pixels at 1/4 resolution)
 # get too coarse; such images are tiny, so they run in float32.
 FP32_BELOW_SIDE = 32
@@ -65,84 +69,59 @@ FP32_BELOW_SIDE = 32
 # with scripts/bench_stylize.py (peak RSS above the loaded model's at 3840x2160), plus headroom.
 BYTES_PER_PIXEL_BF16_16 = 250
 MEMORY_FRACTION = 0.5  # of the memory currently available
+# ...and never more than this for one forward pass, however much is free: the peak memory of a large
+# image then follows the tile, not the image (an 8000x8000 photo peaks at ~2.3 GB in all, the input
+# and output images included: scripts/bench_large_image.py), and ~1500 px tiles are faster than huge ones (they stay in cache and
+# fault in fewer fresh pages). The statistics pass, which runs before the output exists, may take
+# twice as much, so images up to ~4 megapixels get exact whole-image statistics.
+MAX_PASS_BYTES = 1 << 29
+STATS_PASS_FACTOR = 2
 
 
 # ----------------------------------------------------------------------------------------------
-# Memory: allocator, budget, tiling
+# Memory budget and tiling
 # ----------------------------------------------------------------------------------------------
 
-_MALLOC_TUNED: bool | None = None
 
-
-def reuse_freed_memory() -> bool:
-    """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the system.
-
-    Why: glibc serves every block above 32 MB with a fresh mmap and unmaps it on free, so each
-    full-resolution activation (16 channels of a 1-megapixel image are already 32 MB) arrives as new
-    pages that the kernel must fault in and zero on first touch. On a 2-core CPU that was a third of
-    the whole stylization time. With mmap off and a high trim threshold, freed blocks are reused, as
-    PyTorch's caching allocator does on GPUs; the cost is that the process keeps its peak memory.
-
-    Process-wide and irreversible; done by ``load_model`` and the CLI. Linux with glibc only (a no-op
-    returning False elsewhere). Set the environment variable FASTNST_KEEP_FREED_MEMORY=0 to opt out.
-    """
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED is not None:
-        return _MALLOC_TUNED
-    _MALLOC_TUNED = False
-    if os.environ.get("FASTNST_KEEP_FREED_MEMORY", "1") == "0" or not sys.platform.startswith("linux"):
-        return False
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):  # not glibc (e.g. musl)
-        return False
-    m_trim_threshold, m_mmap_max = -1, -4  # from glibc's malloc.h
-    _MALLOC_TUNED = bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, (1 << 31) - 1))
-    return _MALLOC_TUNED
-
-
-
-def available_memory(device: torch.device) -> int:
-    """Bytes currently available to allocate on ``device`` (free GPU memory, or MemAvailable)."""
-    if device.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
-        return int(free)
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 4 << 30
-
-
-def pixel_budget(device: torch.device, dtype: torch.dtype, base_channels: int = 16) -> int:
-    """How many pixels one forward pass may process at once within the memory budget."""
+def pixel_budget(device: torch.device, dtype: torch.dtype, base_channels: int = 16, max_bytes: int = MAX_PASS_BYTES) -> int:
+    """How many pixels one forward pass may process at once: half the free memory, at most ``max_bytes``."""
     itemsize = torch.empty((), dtype=dtype).element_size()
     bytes_per_pixel = BYTES_PER_PIXEL_BF16_16 * (base_channels / 16) * (itemsize / 2)
-    return max(MIN_TILE * MIN_TILE, int(available_memory(device) * MEMORY_FRACTION / bytes_per_pixel))
+    usable = min(available_memory(device) * MEMORY_FRACTION, max_bytes)
+    return max(4 * MIN_TILE * MIN_TILE, int(usable / bytes_per_pixel))
 
 
 def tile_spans(length: int, tile: int, overlap: int) -> list[tuple[int, int]]:
-    """Start/end of overlapping tiles covering ``[0, length)``.
+    """Start/end of overlapping tiles covering ``[0, length)``, each at most ``tile`` long.
 
-    Starts are multiples of 4 so every tile samples the same stride-4 grid as the whole image
-    (the network downsamples twice by 2); consecutive tiles share at least ``overlap`` pixels.
+    As few tiles as cover the length, spread evenly: equal steps, so that no tile repeats most of its
+    neighbour's work (a 3000 px side in 1464 px tiles is 3 x 1088 px, not 3 x 1464). Starts are
+    multiples of 4 so every tile samples the same stride-4 grid as the whole image (the network
+    downsamples twice by 2); consecutive tiles share at least ``overlap`` pixels.
     """
     if length <= tile:
         return [(0, length)]
-    step = max(4, (tile - overlap) // 4 * 4)
-    starts = list(range(0, length - tile, step))
-    last = (length - tile) // 4 * 4
-    if last > starts[-1]:
-        starts.append(last)
-    spans = [(s, s + tile) for s in starts]
-    spans[-1] = (spans[-1][0], length)  # the last tile runs to the end (up to 3 px longer)
+    room = max(4, (tile - overlap) // 4 * 4)  # the longest step that keeps a tile within `tile`
+    n = math.ceil((length - overlap) / room)
+    step = math.ceil((length - overlap) / n / 4) * 4  # <= room
+    spans = [(i * step, min(i * step + step + overlap, length)) for i in range(n)]
+    spans[-1] = (spans[-1][0], length)
     return spans
+
+
+def _blend_weights(length: int, spans: list[tuple[int, int]], overlap: int, device: torch.device) -> list[torch.Tensor]:
+    """Each span's 1-D weights (see _edge_weights), divided by their sum over all spans at each pixel.
+
+    A tile's 2-D weight is the product of its row and column weights, so the weights of a grid of
+    tiles sum to one everywhere: no image-sized weight map is needed to normalise the blend.
+    """
+    total = torch.zeros(length, device=device)
+    weights = []
+    for a, b in spans:
+        w = _edge_weights(b - a, a > 0, b < length, overlap, device)
+        total[a:b] += w
+        weights.append(w)
+    return [w / total[a:b] for w, (a, b) in zip(weights, spans)]
 
 
 def _edge_weights(n: int, low_inner: bool, high_inner: bool, overlap: int, device: torch.device) -> torch.Tensor:
@@ -159,12 +138,32 @@ def _edge_weights(n: int, low_inner: bool, high_inner: bool, overlap: int, devic
     return w
 
 
+def check_tile(tile: int, overlap: int) -> None:
+    """The one rule for a tile size: at least MIN_TILE and larger than the overlap."""
+    if tile < MIN_TILE or tile <= overlap:
+        raise ValueError(f"tile size {tile} too small: it must be at least {MIN_TILE} and larger than the overlap ({overlap})")
+
+
+def check_overlap(overlap: int) -> None:
+    if overlap < 0:
+        raise ValueError(f"overlap must be >= 0, got {overlap}")
+
+
+def _as_float(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """An image as float32 in [0, 1] on ``device`` (uint8 images are scaled from 0..255)."""
+    if x.dtype == torch.uint8:
+        return x.to(device).float().div_(255.0)
+    return x.to(device, torch.float32)
+
+
 def _resize_to_pixels(x: torch.Tensor, max_pixels: int) -> torch.Tensor:
     h, w = x.shape[-2:]
     if h * w <= max_pixels:
         return x
     scale = math.sqrt(max_pixels / (h * w))
     size = (max(8, round(h * scale)), max(8, round(w * scale)))
+    if x.dtype == torch.uint8:  # resized as 8 bits (no float copy of the whole image)
+        return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
     return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False).clamp_(0, 1)
 
 
@@ -183,8 +182,8 @@ class Stylizer:
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         self.precision = precision
         self.dtype = resolve_precision(precision, self.device)
-        self.net = FastTransformNet(model.net, self.dtype, self.device)
-        self._net_fp32: FastTransformNet | None = self.net if self.dtype == torch.float32 else None
+        self.net = FusedNet(model.net, self.dtype, self.device)
+        self._net_fp32: FusedNet | None = self.net if self.dtype == torch.float32 else None
 
     @property
     def style(self) -> str:
@@ -193,11 +192,11 @@ class Stylizer:
     def __repr__(self) -> str:
         return f"Stylizer(style={self.style!r}, device={self.device}, dtype={self.dtype}, config={self.model.config})"
 
-    def _net_for(self, h: int, w: int) -> FastTransformNet:
+    def _net_for(self, h: int, w: int) -> FusedNet:
         if min(h, w) >= FP32_BELOW_SIDE:
             return self.net
         if self._net_fp32 is None:
-            self._net_fp32 = FastTransformNet(self.model.net, torch.float32, self.device)
+            self._net_fp32 = FusedNet(self.model.net, torch.float32, self.device)
         return self._net_fp32
 
     def pixel_budget(self) -> int:
@@ -214,26 +213,31 @@ class Stylizer:
         strength: float = 1.0,
         progress: Progress | None = None,
     ) -> torch.Tensor:
-        """(N, 3, H, W) float in [0, 1] -> stylized (N, 3, H, W) float32 in [0, 1] on this device.
+        """(N, 3, H, W) float in [0, 1] (or uint8 in 0..255) -> stylized (N, 3, H, W) float32 in [0, 1]
+        on this device.
 
         ``tile``: None = tile only when the image exceeds the memory budget; 0 = never;
         N = tiles of at most N x N pixels (with ``overlap`` pixels shared between neighbours).
+        A large uint8 image is converted tile by tile (a quarter of the memory of a float copy).
         """
-        if not 0.0 <= strength <= 1.0:
-            raise ValueError(f"strength must be in [0, 1], got {strength!r}")
+        check_strength(strength)
+        check_overlap(overlap)
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected an (N, 3, H, W) image batch, got shape {tuple(x.shape)}")
-        x = x.to(self.device, torch.float32)
-        if strength == 0.0:
-            return x.clone()
         n, _, h, w = x.shape
         tile_size = self._tile_size(h, w, tile, overlap)
+        if strength == 0.0:
+            return _as_float(x, self.device)
         if tile_size is None:
+            x = _as_float(x, self.device)
             y = self._net_for(h, w)(x).clamp_(0, 1)
             if progress is not None:
                 progress(1, 1)
         else:
-            y = torch.cat([self._stylize_tiled(x[i : i + 1], tile_size, overlap, progress) for i in range(n)])
+            tiled = [self._stylize_tiled(x[i : i + 1], tile_size, overlap, progress) for i in range(n)]
+            y = tiled[0] if n == 1 else torch.cat(tiled)  # no copy of a lone (large) image
+        if preserve_color or strength < 1.0:
+            x = _as_float(x, self.device)
         if preserve_color:
             y = preserve_color_fn(y, x)
         return blend(x, y, strength)
@@ -246,14 +250,16 @@ class Stylizer:
             if h * w <= budget:
                 return None
             tile = max(MIN_TILE, 2 * overlap, int(math.sqrt(budget)) // 4 * 4)
-        if tile < 2 * 32 or tile <= overlap:
-            raise ValueError(f"tile size {tile} too small: it must exceed the overlap ({overlap}) and be at least 64")
+        check_tile(tile, overlap)
         return None if max(h, w) <= tile else tile
 
     def norm_stats(self, x: torch.Tensor, max_pixels: int | None = None) -> NormStats:
         """Instance-norm statistics of one image (1, 3, H, W): at full resolution if it fits in
         ``max_pixels`` (default: the memory budget), else from a copy downscaled to fit."""
-        src = _resize_to_pixels(x, max_pixels or self.pixel_budget())
+        if max_pixels is None:
+            max_pixels = pixel_budget(self.device, self.dtype, self.model.config.base_channels,
+                                      STATS_PASS_FACTOR * MAX_PASS_BYTES)
+        src = _as_float(_resize_to_pixels(x, max_pixels), self.device)
         _, stats = self._net_for(*src.shape[-2:]).record_stats(src)
         return stats
 
@@ -266,20 +272,18 @@ class Stylizer:
         if progress is not None:
             progress(done, total)
         out = torch.zeros(1, 3, h, w, device=self.device)
-        weight = torch.zeros(1, 1, h, w, device=self.device)
-        for y0, y1 in rows:
-            wy = _edge_weights(y1 - y0, y0 > 0, y1 < h, overlap, self.device)
-            for x0, x1 in cols:
-                wx = _edge_weights(x1 - x0, x0 > 0, x1 < w, overlap, self.device)
-                piece = x[..., y0:y1, x0:x1]
+        row_weights = _blend_weights(h, rows, overlap, self.device)
+        col_weights = _blend_weights(w, cols, overlap, self.device)
+        for (y0, y1), wy in zip(rows, row_weights):
+            for (x0, x1), wx in zip(cols, col_weights):
+                piece = _as_float(x[..., y0:y1, x0:x1], self.device)
                 t = self._net_for(y1 - y0, x1 - x0)(piece, stats=stats)
-                wt = wy[:, None] * wx[None, :]
-                out[..., y0:y1, x0:x1].addcmul_(t, wt)
-                weight[..., y0:y1, x0:x1].add_(wt)
+                out[..., y0:y1, x0:x1].addcmul_(t, wy[:, None] * wx[None, :])
+                del t
                 done += 1
                 if progress is not None:
                     progress(done, total)
-        return out.div_(weight).clamp_(0, 1)
+        return out.clamp_(0, 1)
 
     def __call__(self, image: ImageLike, **kwargs) -> ImageLike:
         return stylize_image(self, image, **kwargs)
@@ -298,12 +302,11 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "au
     """Load a style model (shipped name or file path) prepared for fast inference; cached per file
     version, device and precision. Raises ModelFileError for a missing or invalid model.
 
-    On a CPU this also calls :func:`reuse_freed_memory` (a process-wide malloc setting, see there).
+    Changes no process-wide setting: the command line and the benchmarks opt in to
+    :func:`fastnst.runtime.reuse_freed_memory` themselves (a long-lived process may want it too).
     """
     path = resolve_model_path(name_or_path).resolve()
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
-    if dev.type == "cpu":
-        reuse_freed_memory()
     try:
         st = path.stat()
         key: tuple = (str(path), st.st_mtime_ns, st.st_size, str(dev), precision)
@@ -365,8 +368,7 @@ def stylize_image(
     """
     if max_size is not None and max_size < 1:
         raise ValueError(f"max_size must be a positive integer, got {max_size!r}")
-    if not 0.0 <= strength <= 1.0:
-        raise ValueError(f"strength must be in [0, 1], got {strength!r}")
+    check_strength(strength)
     if isinstance(image, Image.Image):
         if max_size is not None:
             image = resize_long_side(image, max_size)

@@ -16,6 +16,12 @@ from torch import nn
 
 from fastnst.vgg import VGG19Features
 
+# The default layers, in one place. Gatys et al. name conv4_2 and conv1_1..conv5_1; their Caffe network
+# applies ReLU in place, so those blobs hold the rectified activations: relu4_2 and relu*_1 here.
+STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")  # Gatys et al. 2016
+GATYS_CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)  # Gatys et al. 2016: pixel optimisation
+JOHNSON_CONTENT_LAYERS: tuple[str, ...] = ("relu2_2",)  # Johnson et al. 2016: feed-forward training
+
 
 class _Gram(torch.autograd.Function):
     """G = X X^T / n (``nhwc=False``, X is (B, C, N)) or X^T X / n (``nhwc=True``, X is (B, N, C)).
@@ -95,10 +101,10 @@ class PerceptualLoss(nn.Module):
         self,
         vgg: VGG19Features,
         style_images: torch.Tensor | Sequence[torch.Tensor] | None,
-        content_layers: Sequence[str] | Mapping[str, float] = ("relu2_2",),
-        style_layers: Sequence[str] | Mapping[str, float] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"),
+        content_layers: Sequence[str] | Mapping[str, float] = JOHNSON_CONTENT_LAYERS,
+        style_layers: Sequence[str] | Mapping[str, float] = STYLE_LAYERS,
         content_weight: float = 1.0,
-        style_weight: float = 1e5,
+        style_weight: float = 1.0,  # as the training configs' schema (fastnst.train_config.StyleConfig)
         tv_weight: float = 0.0,
         style_blend: Sequence[float] | None = None,
     ) -> None:

@@ -24,7 +24,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 
 from fastnst.atomic import atomic_path
-from fastnst.transformer import TransformerConfig, TransformNet
+from fastnst.transformer import TransformerConfig, TransformNet, unwrap
 
 FORMAT = "fastnst.style-model"
 FORMAT_VERSION = "1"
@@ -54,8 +54,7 @@ class StyleModel:
 def save_style_model(path: str | os.PathLike, net: TransformNet, info: dict[str, Any] | None = None) -> Path:
     """Write ``net`` (unwrapped: not compiled / DDP) and its metadata to ``path`` atomically."""
     path = Path(path)
-    net = getattr(net, "_orig_mod", net)  # torch.compile wrapper
-    net = getattr(net, "module", net)  # DistributedDataParallel wrapper
+    net = unwrap(net)  # torch.compile / DistributedDataParallel wrappers
     if not isinstance(net, TransformNet):
         raise TypeError(f"expected a TransformNet, got {type(net).__name__}")
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in net.state_dict().items()}

@@ -1,13 +1,26 @@
-"""Device and numeric-precision choices shared by training, stylization and the Gatys baseline."""
+"""Device, precision and memory helpers shared by training, stylization and the Gatys baseline."""
 
 from __future__ import annotations
 
 import contextlib
-from typing import Literal
+import ctypes
+import os
+import sys
+from enum import Enum
 
 import torch
 
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
+
+class Precision(str, Enum):
+    """The numeric precisions every front end offers (``auto`` picks per device, see resolve_precision)."""
+
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+PRECISION_NAMES: tuple[str, ...] = tuple(p.value for p in Precision)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -34,6 +47,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
 
     ``auto`` uses bf16 on CUDA GPUs that support it and on CPUs with bf16 matrix units, fp32 otherwise.
     """
+    precision = precision.value if isinstance(precision, Precision) else precision
     if precision == "fp32":
         return torch.float32
     if precision == "bf16":
@@ -48,7 +62,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
         if device.type == "cpu" and cpu_supports_bf16():
             return torch.bfloat16
         return torch.float32
-    raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
+    raise ValueError(f"precision must be one of {', '.join(PRECISION_NAMES)}, got {precision!r}")
 
 
 def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
@@ -56,3 +70,56 @@ def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractCon
     if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+_MALLOC_TUNED: bool | None = None
+
+
+def reuse_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the system.
+
+    Why: glibc serves every block above 32 MB with a fresh mmap and unmaps it on free, so each
+    full-resolution activation (16 channels of a 1-megapixel image are already 32 MB) arrives as new
+    pages that the kernel must fault in and zero on first touch. On a 2-core CPU that was a third of
+    the whole stylization time. With mmap off and a high trim threshold, freed blocks are reused, as
+    PyTorch's caching allocator does on GPUs; the cost is that the process keeps its peak memory.
+
+    Process-wide and irreversible, so no library call does it: the stylize command line and the
+    benchmarks opt in (call it yourself in a long-lived process that stylizes large images).
+    Linux with glibc only (a no-op returning False elsewhere). Set the environment variable
+    FASTNST_KEEP_FREED_MEMORY=0 to opt out.
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED is not None:
+        return _MALLOC_TUNED
+    _MALLOC_TUNED = False
+    if os.environ.get("FASTNST_KEEP_FREED_MEMORY", "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc (e.g. musl)
+        return False
+    m_trim_threshold, m_mmap_max, m_arena_max = -1, -4, -8  # from glibc's malloc.h
+    # One arena: memory freed by the decoding and saving threads is then reused by the compute, not
+    # kept aside in per-thread arenas (which raised an 8000x8000 photo's peak by ~0.4 GB).
+    _MALLOC_TUNED = (bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, (1 << 31) - 1))
+                     and bool(mallopt(m_arena_max, 1)))
+    return _MALLOC_TUNED
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes currently available to allocate on ``device`` (free GPU memory, or MemAvailable)."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30

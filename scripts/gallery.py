@@ -18,11 +18,6 @@ from pathlib import Path
 
 import torch
 
-try:
-    import fastnst  # noqa: F401
-except ImportError:  # run from a clone without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from fastnst.grid import image_grid
 from fastnst.imageio import ImageError, load_image, save_image
 from fastnst.inference import load_model, stylize_image

@@ -47,5 +47,5 @@ def one_thread():
 
 @pytest.fixture()
 def default_malloc(monkeypatch):
-    """fastnst.load_model tunes glibc malloc process-wide; keep the shared pytest process as it was."""
+    """The stylize CLI tunes glibc malloc process-wide; keep the shared pytest process as it was."""
     monkeypatch.setenv("FASTNST_KEEP_FREED_MEMORY", "0")

@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from support import noise_photo
 
 from fastnst.modelfile import save_style_model
 from fastnst.transformer import TransformerConfig, TransformNet
-from support import noise_photo
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "compare.py"
 
-# What fastnst.train records in a model file's info (see fastnst.train.model_info), in part.
+# What fastnst.train records in a model file's info (see fastnst.trainer.model_info), in part.
 INFO = {
     "style": "starry", "style_image": "starry_night.jpg", "style_image_size": 48,
     "content_weight": 1.0, "style_weight": 10.0, "tv_weight": 0.0,

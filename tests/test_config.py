@@ -9,8 +9,17 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from support import compose
 
-from fastnst.train import ConfigError, merge_overrides, validate_config
-from fastnst.train_config import CONFIG_DIR, DataSource, Precision, TrainConfig, new_run_dir, run_dir_of_checkpoint
+from fastnst.cli.train import merge_overrides
+from fastnst.train_config import (
+    CONFIG_DIR,
+    ConfigError,
+    DataSource,
+    Precision,
+    TrainConfig,
+    new_run_dir,
+    run_dir_of_checkpoint,
+    validate_config,
+)
 from fastnst.vgg import LAYER_NAMES
 
 STYLES = sorted(p.stem for p in (CONFIG_DIR / "style").glob("*.yaml"))
@@ -30,7 +39,7 @@ def test_every_style_composes(style):
     assert cfg.style.name == style
     assert cfg.style.style_weight > 0 and cfg.style.content_weight > 0
     assert set(cfg.style.style_layers) <= set(LAYER_NAMES) and set(cfg.style.content_layers) <= set(LAYER_NAMES)
-    from fastnst.train import style_image_file
+    from fastnst.train_config import style_image_file
 
     assert style_image_file(cfg.style.image).is_file()  # the painting ships with the package
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from fastnst.export import EXAMPLE_SIZE, export_onnx, main, verify_onnx
-from fastnst.modelfile import load_style_model, save_style_model
 from support import random_style_net
+
+from fastnst.cli.export import main
+from fastnst.modelfile import load_style_model, save_style_model
+from fastnst.onnx_export import EXAMPLE_SIZE, export_onnx, verify_onnx
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -39,10 +40,18 @@ def test_onnx_matches_pytorch_at_other_sizes(model_path, tmp_path):
 
 
 def test_export_command_line(model_path, tmp_path, capsys):
-    assert main(["--model", str(model_path), "--onnx", str(tmp_path / "o" / "ink.onnx")]) == 0
+    assert main(["--model", str(model_path), "-o", str(tmp_path / "o" / "ink.onnx")]) == 0
     out = capsys.readouterr().out
     assert "wrote" in out and "verified with ONNX Runtime" in out
     assert (tmp_path / "o" / "ink.onnx").is_file()
     assert not [p for p in (tmp_path / "o").iterdir() if p.name.endswith(".tmp")]
-    assert main(["--model", "no_such_model", "--onnx", str(tmp_path / "x.onnx")]) == 2
+    assert main(["--model", "no_such_model", "-o", str(tmp_path / "x.onnx")]) == 2
     assert "error: no_such_model" in capsys.readouterr().err
+
+
+def test_export_takes_o_like_the_other_commands_and_refuses_to_overwrite(model_path, tmp_path, capsys):
+    out = tmp_path / "ink.onnx"
+    assert main(["--model", str(model_path), "-o", str(out), "--no-verify"]) == 0
+    assert main(["--model", str(model_path), "--output", str(out), "--no-verify"]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["--model", str(model_path), "--onnx", str(out), "--no-verify", "--overwrite"]) == 0  # the old spelling

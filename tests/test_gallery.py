@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from support import noise_photo, random_style_net
 
 from fastnst.modelfile import save_style_model
-from support import noise_photo, random_style_net
 
 pytestmark = pytest.mark.usefixtures("one_thread", "default_malloc")
 

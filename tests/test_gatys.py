@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from fastnst.gatys import GatysError, StepReport, evaluate_losses, initial_image, optimize_image
 from fastnst.losses import PerceptualLoss, gram_matrix
+from fastnst.pixel_optimizer import GatysError, StepReport, evaluate_losses, initial_image, optimize_image
 
 SIZE = (24, 32)
 
@@ -136,7 +136,7 @@ def test_gram_backward_passes_gradcheck():
 
 def test_low_precision_weights_give_the_autocast_numbers(vgg_random, images):
     # PixelOptimizer casts the frozen VGG weights once instead of letting autocast recast them per step.
-    from fastnst.gatys import PixelOptimizer
+    from fastnst.pixel_optimizer import PixelOptimizer
 
     content, style = images
     loss_fn = _loss(vgg_random, style)

@@ -6,9 +6,9 @@ import json
 
 import pytest
 from PIL import Image
-
-from fastnst.gatys import main
 from support import noise_photo
+
+from fastnst.cli.gatys import main
 
 FAST = ["--vgg", "random", "--precision", "fp32", "--quiet", "--style-layers", "relu1_1,relu2_1",
         "--content-layers", "relu2_2"]
@@ -108,3 +108,22 @@ def test_bad_options_are_usage_errors(tmp_path, photo, capsys):
     err = capsys.readouterr().err
     assert "x.txt" in err and "'abc' is not a number" in err and "relu9_9" in err and "overwrite" in err
     assert list(tmp_path.glob("x.*")) == []
+
+
+def test_an_existing_output_is_refused_unless_overwrite(tmp_path, photo, capsys):
+    out = tmp_path / "result.png"
+    out.write_bytes(b"an earlier result")
+    args = ["--content", str(photo), "--style", "starry", "-o", str(out), "--steps", "1", "--size", "24", *FAST]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "exists" in err and "--overwrite" in err
+    assert out.read_bytes() == b"an earlier result" and not out.with_suffix(".json").exists()
+    assert main([*args, "--overwrite"]) == 0
+    assert Image.open(out).size == (24, 18)
+
+
+def test_an_unknown_style_name_lists_the_bundled_paintings(tmp_path, photo, capsys):
+    code = main(["--content", str(photo), "--style", "monet", "-o", str(tmp_path / "r.png"), "--steps", "1", *FAST])
+    assert code == 1
+    err = capsys.readouterr().err.strip()
+    assert "monet" in err and "starry" in err and "scream" in err and "\n" not in err

@@ -8,14 +8,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from support import random_style_net
 
 from fastnst.color import blend, preserve_color, rgb_to_ycbcr, ycbcr_to_rgb
-from fastnst.fastnet import FastTransformNet
+from fastnst.fused_net import FusedNet
 from fastnst.inference import Stylizer, load_model, stylize_image, tile_spans
 from fastnst.modelfile import ModelFileError, save_style_model
 from fastnst.transformer import TransformNet
-from support import random_style_net
-
 
 pytestmark = pytest.mark.usefixtures("default_malloc")
 
@@ -57,7 +56,7 @@ def test_fast_net_float32_equals_transformnet(size, width, blocks):
     x[1] = x[1].flip(-1)
     with torch.no_grad():
         expected = net(x)
-    got = FastTransformNet(net, torch.float32)(x)
+    got = FusedNet(net, torch.float32)(x)
     assert got.shape == expected.shape
     assert torch.allclose(got, expected, atol=2e-4, rtol=0), (got - expected).abs().max()
 
@@ -67,12 +66,12 @@ def test_fast_net_bf16_close_to_float32():
     x = photo(96, 128)
     with torch.no_grad():
         expected = net(x).clamp(0, 1)
-    got = FastTransformNet(net, torch.bfloat16)(x).clamp(0, 1)
+    got = FusedNet(net, torch.bfloat16)(x).clamp(0, 1)
     assert psnr(got, expected) >= 35
 
 
 def test_recorded_statistics_reproduce_the_output():
-    fast = FastTransformNet(make_net(), torch.float32)
+    fast = FusedNet(make_net(), torch.float32)
     x = photo(40, 52)
     out, stats = fast.record_stats(x)
     assert len(stats.layers) == fast.num_norm_layers
@@ -85,13 +84,17 @@ def test_recorded_statistics_reproduce_the_output():
 # -- tiling --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("length,tile,overlap", [(300, 128, 48), (1000, 256, 64), (257, 256, 64), (100, 128, 32)])
+@pytest.mark.parametrize("length,tile,overlap", [(300, 128, 48), (1000, 256, 64), (257, 256, 64), (100, 128, 32),
+                                                 (3000, 1464, 128), (8000, 1464, 128)])
 def test_tile_spans_cover_aligned_and_overlap(length, tile, overlap):
     spans = tile_spans(length, tile, overlap)
     assert spans[0][0] == 0 and spans[-1][1] == length
     for (s0, e0), (s1, e1) in zip(spans, spans[1:]):
         assert s1 % 4 == 0 and e0 - s1 >= overlap and s1 > s0
     assert all(e - s <= tile + 3 for s, e in spans)
+    # Spread evenly: the tiles repeat little more than their overlaps (no last tile doing mostly
+    # its neighbour's work again).
+    assert sum(e - s for s, e in spans) <= length + (len(spans) - 1) * (overlap + 4)
 
 
 def test_tiled_output_matches_untiled():
@@ -121,6 +124,30 @@ def test_automatic_tiling_when_over_the_memory_budget(monkeypatch):
     same_stats = stylizer.net(x, stats=stylizer.norm_stats(x)).clamp(0, 1)
     assert psnr(tiled, same_stats) >= 35
     assert psnr(tiled, untiled) < psnr(tiled, same_stats)
+
+
+def test_large_images_are_tiled_whatever_the_free_memory(monkeypatch):
+    """Rough edge: with lots of free memory an 8000x8000 photo ran as ~6,900 px tiles and peaked at 13 GB.
+    One pass is now capped (MAX_PASS_BYTES), so the tile and the statistics copy follow the cap."""
+    import fastnst.inference as inference
+
+    monkeypatch.setattr(inference, "available_memory", lambda device: 1 << 40)  # a terabyte free
+    stylizer = Stylizer(make_net(16, 5), "cpu", "bf16")
+    tile = stylizer._tile_size(8000, 8000, None, inference.DEFAULT_OVERLAP)
+    assert tile is not None and 1024 <= tile <= 2048
+    seen = []
+    monkeypatch.setattr(inference, "_resize_to_pixels", lambda x, n: seen.append(n) or x[..., :8, :8])
+    stylizer.norm_stats(torch.zeros(1, 3, 16, 16))
+    assert seen and seen[0] <= 2.1 * tile * tile
+
+
+def test_an_8_bit_image_gives_the_float_images_result():
+    stylizer = Stylizer(make_net(), "cpu", "fp32")
+    x8 = (photo(150, 170) * 255).round().to(torch.uint8)
+    x = x8.float() / 255
+    for tile in (0, 96):
+        assert torch.equal(stylizer.stylize_tensor(x8, tile=tile, overlap=32), stylizer.stylize_tensor(x, tile=tile, overlap=32))
+    assert torch.equal(stylizer.stylize_tensor(x8, strength=0.0), x)
 
 
 # -- colour and strength ------------------------------------------------------------------------------
@@ -205,7 +232,7 @@ def test_reuse_freed_memory_in_a_fresh_process():
     import subprocess
     import sys
 
-    code = "import fastnst.inference as i, sys; sys.exit(0 if i.reuse_freed_memory() else 3)"
+    code = "import fastnst.runtime as r, sys; sys.exit(0 if r.reuse_freed_memory() else 3)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env={**__import__("os").environ, "FASTNST_KEEP_FREED_MEMORY": "1",
                             "PYTHONPATH": str(__import__("pathlib").Path(__file__).resolve().parents[1])})
@@ -223,4 +250,13 @@ def test_norm_channels_with_zero_scale_are_exact():
     x = photo(45, 61)
     with torch.no_grad():
         expected = net(x)
-    assert torch.allclose(FastTransformNet(net, torch.float32)(x), expected, atol=2e-4, rtol=0)
+    assert torch.allclose(FusedNet(net, torch.float32)(x), expected, atol=2e-4, rtol=0)
+
+
+def test_load_model_leaves_the_allocator_alone(model_path):
+    """A library call changes no process-wide state: only the CLI and the benchmarks opt in to mallopt."""
+    import fastnst.runtime as runtime
+
+    runtime._MALLOC_TUNED = None
+    load_model(model_path, "cpu")
+    assert runtime._MALLOC_TUNED is None

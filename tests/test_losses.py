@@ -75,3 +75,15 @@ def test_gradients_flow_to_the_input(vgg_random):
     loss(x, content)["total"].backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
     assert all(p.grad is None for p in vgg_random.parameters())
+
+
+def test_defaults_are_the_training_schemas(vgg_random):
+    """One source for the default layers and weights: the loss, the training schema and Gatys agree."""
+    from fastnst.pixel_optimizer import DEFAULT_STYLE_LAYERS
+    from fastnst.train_config import StyleConfig
+
+    loss = PerceptualLoss(vgg_random, torch.rand(1, 3, 32, 32))
+    schema = StyleConfig(name="x", image="y")
+    assert loss.style_weight == schema.style_weight and loss.content_weight == schema.content_weight
+    assert loss.style_layers == schema.style_layers and loss.content_layers == schema.content_layers
+    assert tuple(schema.style_layers) == DEFAULT_STYLE_LAYERS

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from support import random_style_net
 
 from fastnst import modelfile
+from fastnst.cli.stylize import main
 from fastnst.modelfile import save_style_model
-from fastnst.stylize import main
 from fastnst.transformer import TransformerConfig, TransformNet
-from support import random_style_net
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -210,3 +210,34 @@ def test_demo_takes_no_inputs_and_no_inputs_points_to_demo(model, tmp_path, caps
     with pytest.raises(SystemExit):
         main(["--model", str(model)])
     assert "--demo" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", [["--overlap", "-1"], ["--workers", "-1"], ["--tile", "100", "--overlap", "100"]])
+def test_negative_overlap_and_workers_are_refused(model, tmp_path, option, capsys):
+    src = write_photo(tmp_path / "a.png", 20, 20)
+    with pytest.raises(SystemExit) as exited:
+        run(model, str(src), *option)
+    assert exited.value.code == 2
+    assert option[0] in capsys.readouterr().err
+    assert not (tmp_path / "a_mosaic.png").exists()
+
+
+def test_a_folder_stylized_again_leaves_its_earlier_outputs_alone(model, tmp_path, capsys):
+    write_photo(tmp_path / "in" / "dog.png", 24, 20)
+    assert run(model, str(tmp_path / "in")) == 0
+    assert (tmp_path / "in" / "dog_mosaic.png").is_file()
+    assert main(["--model", str(model), str(tmp_path / "in"), "--overwrite"]) == 0
+    assert sorted(p.name for p in (tmp_path / "in").iterdir()) == ["dog.png", "dog_mosaic.png"]
+    assert "earlier output" in capsys.readouterr().err
+    # Named explicitly, such a file is still stylized.
+    assert run(model, str(tmp_path / "in" / "dog_mosaic.png")) == 0
+    assert (tmp_path / "in" / "dog_mosaic_mosaic.png").is_file()
+
+
+def test_overwrite_input_hint_fits_the_command(model, tmp_path, capsys):
+    src = write_photo(tmp_path / "in" / "a.png", 20, 20)
+    assert main(["--model", str(model), str(src), "-o", str(src)]) == 1
+    err = capsys.readouterr().err
+    assert "would overwrite an input" in err and "use -o" not in err and "another -o" in err
+    assert main(["--model", str(model), str(src), "--suffix", ""]) == 1
+    assert "use -o or a --suffix" in capsys.readouterr().err

@@ -11,16 +11,11 @@ from safetensors import safe_open
 from support import compose, make_photo_folder, tiny_overrides
 
 from fastnst.checkpoint import load_checkpoint
+from fastnst.cli.train import _resumed_config
 from fastnst.modelfile import load_style_model
+from fastnst.train_build import lr_factor
+from fastnst.trainer import NonFiniteLossError, TrainingInterrupted, train
 from fastnst.transformer import TransformNet
-from fastnst.train import (
-    NonFiniteLossError,
-    TrainingInterrupted,
-    _resumed_config,
-    lr_factor,
-    train,
-)
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -167,7 +162,7 @@ def test_ctrl_c_stops_after_the_step_and_saves(photos, tmp_path):
 
 
 def test_non_finite_loss_stops_at_once(photos, tmp_path, monkeypatch):
-    import fastnst.train as train_module
+    import fastnst.trainer as train_module
 
     real = train_module.compute_loss
     calls = []
@@ -239,3 +234,15 @@ def test_init_from_with_another_width_is_refused(photos, tmp_path):
     first, _ = run(photos, tmp_path / "a", max_steps=1, warmup_epochs=0)
     with pytest.raises(Exception, match="base_channels=4.*choose the matching model"):
         run(photos, tmp_path / "b", max_steps=1, warmup_epochs=0, init_from=first.model_path, **{"model.base_channels": 8})
+
+
+def test_resume_removes_a_checkpoint_write_cut_short(photos, tmp_path):
+    """A kill during a checkpoint write leaves .last.pt.<hex>.tmp; resuming cleans it up."""
+    settings = dict(warmup_epochs=0, tensorboard=False)
+    run(photos, tmp_path, max_steps=2, **settings)
+    stale = tmp_path / "run" / "checkpoints" / ".last.pt.0badc0de.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    resumed, _ = run(photos, tmp_path, max_steps=3, resume=tmp_path / "run", **settings)
+    assert resumed.steps == 3
+    assert not stale.exists()
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["last.pt"]

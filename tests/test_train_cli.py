@@ -6,6 +6,7 @@ import socket
 import subprocess
 from pathlib import Path
 
+import pytest
 import torch
 from support import PYTHON, make_photo_folder, subprocess_env, tiny_overrides
 
@@ -81,3 +82,48 @@ def test_torchrun_two_cpu_ranks(tmp_path):
     assert proc.stdout.count("style model:") == 1
     # Rank 1's throwaway Hydra directory is gone; nothing else was written.
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("torch")) == ["outputs", "photos"]
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_refused_resume_changes_nothing_in_the_run(tmp_path):
+    photos = make_photo_folder(tmp_path / "photos", count=4)
+    out = tmp_path / "outputs"
+    first = _run([PYTHON, "-m", "fastnst.train", *tiny_overrides(photos, out, max_steps=1, warmup_epochs=0)], tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    (run,) = (out / "starry").iterdir()
+    before = _files(run)
+    refused = _run([PYTHON, "-m", "fastnst.train", f"resume={run}", "model.base_channels=8"], tmp_path)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "same model settings" in refused.stderr
+    assert _files(run) == before
+    empty = tmp_path / "not_a_run"
+    empty.mkdir()
+    refused = _run([PYTHON, "-m", "fastnst.train", f"resume={empty}"], tmp_path)
+    assert refused.returncode == 1 and "no checkpoint" in refused.stderr
+    assert list(empty.iterdir()) == []
+
+
+@pytest.mark.parametrize("bad", [["data.root=/nonexistent"], ["lr=-1"]])
+def test_a_failed_new_run_leaves_no_stub_directory(tmp_path, bad):
+    photos = make_photo_folder(tmp_path / "photos", count=2)
+    out = tmp_path / "outputs"
+    overrides = [o for o in tiny_overrides(photos, out, max_steps=1) if not o.startswith(bad[0].split("=")[0] + "=")]
+    proc = _run([PYTHON, "-m", "fastnst.train", *overrides, *bad], tmp_path, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert not (out / "starry").exists() or list((out / "starry").iterdir()) == []
+
+
+def test_schemas_are_not_styles_and_unknown_keys_name_the_known_ones(tmp_path):
+    help_text = _run([PYTHON, "-m", "fastnst.train", "--help"], tmp_path, timeout=120).stdout
+    assert "style: scream, starry" in help_text and "schema" not in help_text
+    chosen = _run([PYTHON, "-m", "fastnst.train", "style=style_schema", f"output_dir={tmp_path}"], tmp_path, timeout=120)
+    assert chosen.returncode != 0 and "Traceback" not in chosen.stderr
+    for key in ("style.bogus=1", "+style.bogus=1"):
+        proc = _run([PYTHON, "-m", "fastnst.train", key, f"output_dir={tmp_path / 'o'}"], tmp_path, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        assert "style.bogus: no such setting" in proc.stderr and "style_weight" in proc.stderr
+        assert "+style.bogus" not in proc.stderr
+    assert not (tmp_path / "o").exists()

