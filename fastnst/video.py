@@ -37,22 +37,26 @@ import torch
 
 from fastnst.atomic import atomic_path
 from fastnst.frames import frame_to_tensor, tensor_to_frame
+from fastnst.imageio import IMAGE_EXTENSIONS as _IMAGE_EXTENSIONS
 from fastnst.temporal import FrameStylizer, Stabilization
 
 __all__ = [
     "DEFAULT_CRF",
     "DEFAULT_PRESET",
+    "KEEP_CONTAINERS",
     "VIDEO_EXTENSIONS",
     "VideoError",
     "VideoInfo",
     "VideoResult",
     "VideoWriter",
     "is_video_file",
+    "is_video_input",
     "output_size",
     "probe_video",
     "read_frames",
     "require_av",
     "stylize_video",
+    "video_output_extension",
 ]
 
 StrPath = str | os.PathLike
@@ -69,6 +73,9 @@ _MUXERS: dict[str, tuple[str, str]] = {
     ".avi": ("avi", "libx264"),
 }
 WRITE_EXTENSIONS: frozenset[str] = frozenset(_MUXERS)
+# Containers a stylized video keeps by default; others (.avi, unusual extensions) become .mp4, since
+# H.264 in AVI plays in few players.
+KEEP_CONTAINERS: frozenset[str] = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm"})
 DEFAULT_CRF = 18  # x264's "visually lossless" end; lower is better quality and bigger files
 DEFAULT_PRESET = "veryfast"  # x264 presets trade encoder CPU time (taken from the network) for size
 _CRF_CODECS = {"libx264", "libx265", "libvpx-vp9", "libsvtav1"}
@@ -175,6 +182,22 @@ def is_video_file(path: StrPath) -> bool:
             return True
     except (av.error.FFmpegError, OSError, ValueError):
         return False
+
+
+def is_video_input(path: StrPath) -> bool:
+    """How a batch tells videos from images: an image extension is an image (cheap, as before); a video
+    extension is a video (so a broken one gets the video reader's error, not "not an image");
+    anything else is probed for a video stream."""
+    ext = Path(path).suffix.lower()
+    if ext in _IMAGE_EXTENSIONS:
+        return False
+    return ext in VIDEO_EXTENSIONS or is_video_file(path)
+
+
+def video_output_extension(src: StrPath) -> str:
+    """The extension of a stylized video's default output name (see KEEP_CONTAINERS)."""
+    ext = Path(src).suffix.lower()
+    return ext if ext in KEEP_CONTAINERS else ".mp4"
 
 
 def output_size(width: int, height: int, max_size: int | None = None, even: bool = True) -> tuple[int, int]:
