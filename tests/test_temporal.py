@@ -11,7 +11,7 @@ from support import random_style_net
 from fastnst.frames import frame_to_tensor
 from fastnst.fused_net import FusedNet
 from fastnst.inference import Stylizer
-from fastnst.temporal import FrameStylizer, Stabilization, is_scene_cut
+from fastnst.temporal import FrameStylizer, Stabilization, global_shift, is_scene_cut
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -108,3 +108,37 @@ def test_smoothed_statistics():
     torch.testing.assert_close(s2.layers[0][0], mean)
     with pytest.raises(ValueError):
         net.smoothed(x2, s1, 1.0)
+
+
+def pan(count: int, dy: int, dx: int) -> list[np.ndarray]:
+    """A camera panning over a broadband texture (with noise): frame t shows the scene moved by t*(dy, dx)."""
+    rng = np.random.default_rng(5)
+    big = torch.nn.functional.avg_pool2d(torch.rand(1, 3, 200, 240, generator=torch.Generator().manual_seed(5)), 3, 1, 1)
+    big = (big[0].permute(1, 2, 0).numpy() * 255).astype(np.float32)
+    frames = []
+    for t in range(count):
+        y0, x0 = 60 - t * dy, 80 - t * dx
+        crop = big[y0 : y0 + H, x0 : x0 + W] + rng.normal(0, 2, (H, W, 3))
+        frames.append(np.clip(crop, 0, 255).astype(np.uint8))
+    return frames
+
+
+def test_global_shift_finds_the_pan():
+    frames = [frame_to_tensor(f) for f in pan(2, 3, -5)]
+    assert global_shift(frames[0], frames[1]) == (3, -5)
+    assert global_shift(frames[0], frames[0]) == (0, 0)
+
+
+def test_a_panning_camera_is_followed(stylizer):
+    frames = pan(6, 2, 4)
+    plain = [FrameStylizer(stylizer, stabilization=None)(f) for f in frames]
+    follow, fixed = FrameStylizer(stylizer), FrameStylizer(stylizer, stabilization=Stabilization(follow_camera=False))
+    moved = [follow(f) for f in frames]
+    still = [fixed(f) for f in frames]
+
+    def change(out: list[np.ndarray]) -> float:  # frame t against frame t-1 moved by the pan, inside
+        return float(np.mean([np.abs(out[t][10:-10, 10:-10].astype(int) - out[t - 1][8:-12, 6:-14].astype(int)).mean()
+                              for t in range(1, 6)]))
+
+    assert change(moved) < 0.5 * change(plain)
+    assert change(still) > 0.8 * change(plain)  # without following, a pan is all motion
