@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -230,7 +231,8 @@ def bench_threads(methods: Methods, tmp: Path, source: Path, frames: int, rounds
 
     clip = write_clip(tmp / "threads.mp4", source_frames(source, frames, (640, 360)))
     default = torch.get_num_threads()
-    combos = [(default, 1, 1), (default, 0, 0), (default, 1, 2), (1, 1, 1)]
+    cores = os.cpu_count() or 2
+    combos = [(cores, 1, 1), (cores, 0, 0), (cores, 1, 2), (max(1, cores - 1), 1, 1), (1, 1, 1)]
     seen: dict[tuple, list[float]] = {c: [] for c in combos}
     for _ in range(rounds):
         for c in combos:
