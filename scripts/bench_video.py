@@ -278,7 +278,7 @@ def make_strip(methods: Methods, source: Path, out: Path, stability: dict | None
         s = stability["fixed"]
         draw.text((width - 330, 2), f"warping error: per-frame {s['fastnst']:.2e}, stabilised {s['fastnst-stable']:.2e}", fill="black")
     out.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(out, quality=85)
+    canvas.save(out, quality=78, optimize=True)
     print(f"wrote {out}", file=sys.stderr)
 
 
