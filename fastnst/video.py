@@ -291,9 +291,12 @@ class _Reader:
             raise VideoError(f"{self.path}: no decodable video frames")
 
     def frames(self) -> Iterator[_Frame]:
+        last_pts = None
         for kind, item in self.packets():
             if kind == "video":
+                last_pts = item.pts
                 yield item
+        self.check_truncated(last_pts)
 
     def check_truncated(self, last_pts: int | None) -> None:
         """A file that ends well before the duration its header declares was cut short (a partial

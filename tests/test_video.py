@@ -174,6 +174,9 @@ def test_truncated_and_corrupt_files(stylizer, tmp_path):
     cut.write_bytes(data[: len(data) // 2])  # the index (moov) is at the front: half the frames decode
     with pytest.raises(VideoError, match="truncated"):
         stylize_video(stylizer, cut, tmp_path / "cut_out.mp4")
+    with pytest.raises(VideoError, match="truncated"):
+        list(read_frames(cut))
+    assert len(list(read_frames(whole))) == 30
     plain = write_clip(tmp_path / "plain.mp4", frames)  # the index at the end: a cut file cannot be opened
     cut2 = tmp_path / "cut2.mp4"
     cut2.write_bytes(plain.read_bytes()[: len(plain.read_bytes()) // 2])
