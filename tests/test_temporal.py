@@ -142,3 +142,13 @@ def test_a_panning_camera_is_followed(stylizer):
 
     assert change(moved) < 0.5 * change(plain)
     assert change(still) > 0.8 * change(plain)  # without following, a pan is all motion
+
+
+def test_model_given_by_path(tmp_path):
+    from fastnst.modelfile import save_style_model
+
+    path = tmp_path / "m.safetensors"
+    save_style_model(path, random_style_net(base_channels=8, blocks=1), {"style": "m"})
+    stream = FrameStylizer(path, precision="fp32", device="cpu")
+    assert stream.stylizer.style == "m"
+    assert stream(square_frames(1)[0]).shape == (H, W, 3)
