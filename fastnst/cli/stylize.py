@@ -7,7 +7,7 @@
     python -m fastnst.stylize --list-models
 
 Output rules:
-* one input file and ``-o FILE`` (with an image extension): that file, in the format of its extension;
+* one input file and ``-o FILE`` (with an image or video extension): that file, in the format of its extension;
 * otherwise each output is ``<stem><suffix><ext>`` (suffix ``_<style>`` by default), next to its input
   without ``-o``, or under the ``-o`` directory, keeping paths relative to a directory input (or to a
   glob's fixed leading directory);
@@ -20,7 +20,8 @@ Output rules:
   the command line is always stylized.
 
 A bad input (unreadable, corrupt, ...) does not stop the batch: the others are written, the summary
-lists it with the reason, and the exit status is 1. Exit status 2: bad arguments or model.
+lists it with the reason, and the exit status is 1. Exit status 2: bad arguments or model; 130: Ctrl-C
+during a video (no partial file left).
 """
 
 from __future__ import annotations
