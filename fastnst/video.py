@@ -6,7 +6,8 @@
 
 PyAV (the ``av`` wheel, which carries its own FFmpeg; ``pip install -e ".[video]"``) decodes and
 encodes. The output has the input's frame rate, frame count and timestamps (variable frame rates
-survive), its size (or ``max_size``), and the input's audio stream copied packet for packet when the
+survive), its size (or ``max_size``; frames stored turned, with a rotation in the container as phones
+record portrait video, are turned upright), and the input's audio stream copied packet for packet when the
 output container can hold it (else re-encoded with the container's usual audio codec). Video is H.264
 yuv420p (``crf``, ``preset``) unless ``codec`` says otherwise (VP9 for .webm). yuv420p needs even
 sizes: an odd width or height loses its last column or row (``max_size`` rounds to even instead).
@@ -112,6 +113,7 @@ class VideoInfo:
     height: int
     fps: Fraction | None  # average frame rate from the header (None if unknown)
     frames: int | None  # frame count from the header (None if unknown)
+    rotation: int  # degrees counter-clockwise the frames are turned for display (0, 90, 180, 270)
     duration: float | None  # seconds of video (None if unknown)
     audio_codec: str | None  # None without an audio stream
 
@@ -141,6 +143,20 @@ def _stream_duration(stream) -> float | None:
     return None
 
 
+def _quarter_turns(path: Path) -> int:
+    """Counter-clockwise quarter turns (0-3) that display the video upright: phones record portrait
+    video as landscape frames with a rotation in the container's display matrix. Read from the first
+    decoded frame (0 when there is none or it cannot be read; the real reading reports errors)."""
+    av = require_av()
+    try:
+        with av.open(str(path), "r") as container:
+            for frame in container.decode(video=0):
+                return round((getattr(frame, "rotation", 0) or 0) / 90) % 4
+    except (av.error.FFmpegError, OSError):
+        pass
+    return 0
+
+
 def probe_video(path: StrPath) -> VideoInfo:
     """Container facts of a video file; VideoError when it cannot be opened or has no video stream."""
     path = Path(path)
@@ -152,14 +168,17 @@ def probe_video(path: StrPath) -> VideoInfo:
         if duration is None and container.duration:
             duration = container.duration / 1_000_000
         audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
+        turns = _quarter_turns(path)
+        w, h = v.codec_context.width, v.codec_context.height
         return VideoInfo(
             path=path,
             container=container.format.name,
             codec=v.codec_context.name,
-            width=v.codec_context.width,
-            height=v.codec_context.height,
+            width=h if turns % 2 else w,  # as displayed
+            height=w if turns % 2 else h,
             fps=v.average_rate or v.guessed_rate or None,
             frames=v.frames or None,
+            rotation=90 * turns,
             duration=duration,
             audio_codec=audio,
         )
@@ -250,9 +269,11 @@ class _Reader:
             ctx = self.video.codec_context
             ctx.thread_count = max(0, threads)  # 0 = FFmpeg's choice (one per core)
             ctx.thread_type = "AUTO"
-            self.source_size = (ctx.width, ctx.height)
             if not ctx.width or not ctx.height:
                 raise VideoError(f"{path}: video stream without a frame size (corrupt header?)")
+            # Frames are turned upright (a phone's portrait video), so sizes here are as displayed.
+            self.turns = _quarter_turns(path)
+            self.source_size = (ctx.height, ctx.width) if self.turns % 2 else (ctx.width, ctx.height)
             self.size = size or self.source_size
             self.audio = self.container.streams.audio[0] if keep_audio and self.container.streams.audio else None
             self.decoded = 0
@@ -264,13 +285,14 @@ class _Reader:
         self.container.close()
 
     def _convert(self, frame) -> np.ndarray:
-        w, h = self.size
+        w, h = self.size if self.turns % 2 == 0 else self.size[::-1]  # before turning upright
         fw, fh = frame.width, frame.height
         if (w, h) == (fw, fh) or (w, h) == (fw - fw % 2, fh - fh % 2):
             rgb = frame.to_ndarray(format="rgb24")
-            return rgb[:h, :w] if (w, h) != (fw, fh) else rgb
-        # Scaled by swscale (area averaging when shrinking: no aliasing, as PIL's antialiased resize).
-        return frame.reformat(width=w, height=h, format="rgb24", interpolation="AREA").to_ndarray()
+            rgb = rgb[:h, :w] if (w, h) != (fw, fh) else rgb
+        else:  # scaled by swscale (area averaging when shrinking: no aliasing, as PIL's antialiased resize)
+            rgb = frame.reformat(width=w, height=h, format="rgb24", interpolation="AREA").to_ndarray()
+        return np.ascontiguousarray(np.rot90(rgb, self.turns)) if self.turns else rgb
 
     def packets(self) -> Iterator[tuple[str, object]]:
         """("video", _Frame) and ("audio", packet) items in file order."""

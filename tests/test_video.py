@@ -226,3 +226,35 @@ def test_missing_pyav_names_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "av", None)
     with pytest.raises(ImportError, match="pip install av"):
         require_av()
+
+
+@pytest.mark.parametrize("degrees", [90, -90])
+def test_phone_rotation_is_turned_upright(stylizer, tmp_path, degrees):
+    """Phones store portrait video as landscape frames plus a rotation in the container's display
+    matrix; the stylized video is written upright (no matrix), as players show the input."""
+    av = require_av()
+    path = tmp_path / "phone.mp4"
+    img = np.zeros((48, 64, 3), np.uint8)
+    img[:12, :12] = 255  # a white top-left corner
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.set_display_rotation(degrees)
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    info = probe_video(path)
+    assert (info.width, info.height, info.rotation) == (48, 64, degrees % 360)
+    upright = next(iter(read_frames(path)))
+    assert upright.shape == (64, 48, 3)
+    # counter-clockwise by 90 moves the top-left corner to the bottom-left; clockwise to the top-right
+    corner = upright[-10:, :10] if degrees == 90 else upright[:10, -10:]
+    assert corner.mean() > 200
+    result = stylize_video(stylizer, path, tmp_path / "out.mp4")
+    assert (result.width, result.height) == (48, 64)
+    out_info = probe_video(result.path)
+    assert (out_info.width, out_info.height, out_info.rotation) == (48, 64, 0)
