@@ -184,6 +184,15 @@ def probe_video(path: StrPath) -> VideoInfo:
         )
 
 
+def _estimated_frames(stream) -> int | None:
+    """Frames expected from duration x frame rate, when the header gives no count (for progress)."""
+    duration = _stream_duration(stream)
+    if duration is None and stream.container is not None and stream.container.duration:
+        duration = stream.container.duration / 1_000_000
+    rate = stream.average_rate or stream.guessed_rate
+    return max(1, round(duration * float(rate))) if duration and rate else None
+
+
 def is_video_file(path: StrPath) -> bool:
     """True if the file's content is a video container with a video stream (probed: the extension
     does not matter; still images and GIF-like single pictures are not videos)."""
@@ -566,7 +575,7 @@ def stylize_video(
         width, height = output_size(*reader.source_size, max_size)
         reader.size = (width, height)
         rate = reader.video.average_rate or reader.video.guessed_rate or Fraction(25)
-        total = reader.video.frames or None
+        total = reader.video.frames or _estimated_frames(reader.video)  # Matroska/WebM headers have no count
         with atomic_path(dst) as tmp:
             writer = VideoWriter(
                 tmp, dst.suffix, width, height, rate, time_base=reader.video.time_base, codec=codec, crf=crf,
