@@ -18,6 +18,7 @@ import torch
 from fastnst.color import check_strength
 from fastnst.imageio import IMAGE_EXTENSIONS, SAVE_EXTENSIONS, ImageError, is_image_file, load_image, save_image
 from fastnst.inference import DEFAULT_OVERLAP, Stylizer, check_overlap, check_tile
+from fastnst.video import VIDEO_EXTENSIONS, is_video_input, video_output_extension
 
 GLOB_CHARS = set("*?[")
 FORMATS = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "webp": ".webp"}
@@ -58,6 +59,7 @@ class StylizeSettings:
 class Job:
     src: Path
     dst: Path
+    video: bool = False  # a video file (fastnst.video), not an image
 
 
 @dataclass
@@ -110,11 +112,12 @@ def expand_inputs(
         path = Path(text).expanduser()
         if path.is_dir():
             pattern = "**/*" if recursive else "*"
-            files = sorted(p for p in path.glob(pattern) if p.is_file() and is_image_file(p))
+            files = sorted(p for p in path.glob(pattern) if p.is_file() and _is_media_file(p))
             files = [p for p in files if not any(part.startswith(".") for part in p.relative_to(path).parts)]
             files = [p for p in files if not _is_within(p, exclude_dir)]
             if not files:
-                failed.append((text, "no image files in directory" + ("" if recursive else " (use --recursive for subdirectories)")))
+                hint = "" if recursive else " (use --recursive for subdirectories)"
+                failed.append((text, "no image or video files in directory" + hint))
             for p in files:
                 add(p, p.relative_to(path))
         elif path.exists():
@@ -122,9 +125,9 @@ def expand_inputs(
         elif GLOB_CHARS & set(text):
             base = _glob_base(text)
             matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(text), recursive=True))
-            files = [m for m in matches if m.is_file() and is_image_file(m) and not _is_within(m, exclude_dir)]
+            files = [m for m in matches if m.is_file() and _is_media_file(m) and not _is_within(m, exclude_dir)]
             if not files:
-                failed.append((text, "no image files match this pattern"))
+                failed.append((text, "no image or video files match this pattern"))
             for m in files:
                 try:
                     rel = m.relative_to(base)
@@ -149,6 +152,11 @@ def earlier_outputs(files: list[Path], suffixes: list[str]) -> dict[Path, Path]:
                     found[p] = source
                     break
     return found
+
+
+def _is_media_file(path: Path) -> bool:
+    """Folders and globs take images and videos by extension (probing every file would be slow)."""
+    return is_image_file(path) or path.suffix.lower() in VIDEO_EXTENSIONS
 
 
 def output_extension(src: Path, fmt: str | None) -> str:
@@ -178,7 +186,7 @@ def plan_jobs(
         out_path is not None
         and not out_path.is_dir()
         and not str(output).endswith(("/", os.sep))
-        and out_path.suffix.lower() in IMAGE_EXTENSIONS
+        and out_path.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
     )
     exclude = None if single_file_output else out_path
     files, failed = expand_inputs(inputs, recursive, exclude_dir=exclude)
@@ -192,16 +200,23 @@ def plan_jobs(
     files = [(p, rel) for p, rel in files if p not in old_outputs]
     if single_file_output and (len(files) > 1 or len(inputs) > 1 or any(Path(i).is_dir() for i in inputs)):
         raise ValueError(f"-o {output} names one file, but there are several inputs: give a directory instead")
-    if single_file_output and out_path.suffix.lower() not in SAVE_EXTENSIONS:
-        raise ValueError(f"-o {output}: cannot write {out_path.suffix} files (use one of {', '.join(sorted(SAVE_EXTENSIONS))})")
+    writable = SAVE_EXTENSIONS | VIDEO_EXTENSIONS
+    if single_file_output and out_path.suffix.lower() not in writable:
+        raise ValueError(f"-o {output}: cannot write {out_path.suffix} files (use one of {', '.join(sorted(writable))})")
 
     input_paths = {p.resolve() for p, _ in files}
     claimed: dict[Path, Path] = {}
     for src, rel in files:
+        video = is_video_input(src)
         if single_file_output:
             dst = out_path
+            if video != (dst.suffix.lower() in VIDEO_EXTENSIONS):
+                kind = "a video" if video else "an image"
+                plan.failed.append((str(src), f"-o {output}: cannot write {kind} as {dst.suffix}"))
+                continue
         else:
-            name = f"{rel.stem}{suffix}{output_extension(src, fmt)}"
+            ext = video_output_extension(src) if video else output_extension(src, fmt)
+            name = f"{rel.stem}{suffix}{ext}"
             dst = (out_path / rel.parent / name) if out_path is not None else src.with_name(name)
         key = dst.resolve()
         if key in input_paths:
@@ -217,7 +232,7 @@ def plan_jobs(
             claimed[key] = src
         else:
             claimed[key] = src
-            plan.jobs.append(Job(src, dst))
+            plan.jobs.append(Job(src, dst, video))
     return plan
 
 

@@ -63,8 +63,9 @@ class NormStats:
 class _NormContext:
     """Per-call bookkeeping: which norm layer is next, and where statistics come from / go to."""
 
-    def __init__(self, given: NormStats | None, record: NormStats | None) -> None:
+    def __init__(self, given: NormStats | None, record: NormStats | None, momentum: float | None = None) -> None:
         self.given, self.record, self.index = given, record, 0
+        self.momentum = momentum  # set: blend the given statistics with the image's own (see FusedNet.smoothed)
 
     def next_given(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         if self.given is None:
@@ -343,9 +344,28 @@ class FusedNet:
         record = NormStats()
         return self._run(x, None, record), record
 
+    @torch.inference_mode()
+    def smoothed(self, x: torch.Tensor, running: NormStats | None, momentum: float) -> tuple[torch.Tensor, NormStats]:
+        """Stylize one video frame (1, 3, H, W) with statistics smoothed over time.
+
+        Each norm layer uses ``momentum * running + (1 - momentum) * own`` (own: this frame's
+        statistics at that layer, given the smoothed layers before it), in the same single pass.
+        Returns the output and the statistics used, the ``running`` of the next frame; with
+        ``running=None`` (the first frame, or after a scene cut) the frame's own statistics.
+        """
+        if x.shape[0] != 1:
+            raise ValueError("smoothed takes a single frame (batch of one)")
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+        record = NormStats()
+        if running is None:
+            return self._run(x, None, record), record
+        return self._run(x, running, record, momentum), record
+
     # -- internals ---------------------------------------------------------------------------
 
-    def _run(self, x: torch.Tensor, stats: NormStats | None, record: NormStats | None) -> torch.Tensor:
+    def _run(self, x: torch.Tensor, stats: NormStats | None, record: NormStats | None, momentum: float | None = None
+             ) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected a (N, 3, H, W) image batch, got shape {tuple(x.shape)}")
         h, w = x.shape[-2:]
@@ -354,7 +374,7 @@ class FusedNet:
         for i in range(x.shape[0]):  # instance norm is per image: one image at a time
             xi = F.pad(x[i : i + 1], (4, 4, 4, 4), mode="reflect")  # the first 9x9 conv's padding
             xi = xi.to(self.dtype).contiguous(memory_format=CHANNELS_LAST)
-            outs.append(self._core(xi, _NormContext(stats, record)))
+            outs.append(self._core(xi, _NormContext(stats, record, momentum)))
         y = outs[0] if len(outs) == 1 else torch.cat(outs)
         return y[..., :h, :w].contiguous()
 
@@ -364,7 +384,12 @@ class FusedNet:
         x is a 2x2 phase conv's output and the statistics pool its 4 phases."""
         given = ctx.next_given()
         ctx.index += 1
-        if given is not None:
+        if given is not None and ctx.momentum is not None:
+            own_mean, own_var = _phase_stats(x, phase_channels) if phase_channels else _channel_stats(x)
+            m = ctx.momentum
+            mean, var = torch.lerp(own_mean, given[0], m), torch.lerp(own_var, given[1], m)
+            ctx.record.layers.append((mean, var))
+        elif given is not None:
             mean, var = given
         else:
             mean, var = _phase_stats(x, phase_channels) if phase_channels else _channel_stats(x)

@@ -1,17 +1,18 @@
-"""Command line: stylize photos with a trained model.
+"""Command line: stylize photos and videos with a trained model.
 
     python -m fastnst.stylize --model starry photo.jpg                    # -> photo_starry.jpg
     python -m fastnst.stylize --model starry photo.jpg -o out.png
+    python -m fastnst.stylize --model starry clip.mp4                     # -> clip_starry.mp4 (see cli/video.py)
     python -m fastnst.stylize --model my.safetensors photos/ "shots/*.png" -o styled/ --recursive
     python -m fastnst.stylize --list-models
 
 Output rules:
-* one input file and ``-o FILE`` (with an image extension): that file, in the format of its extension;
+* one input file and ``-o FILE`` (with an image or video extension): that file, in the format of its extension;
 * otherwise each output is ``<stem><suffix><ext>`` (suffix ``_<style>`` by default), next to its input
   without ``-o``, or under the ``-o`` directory, keeping paths relative to a directory input (or to a
   glob's fixed leading directory);
 * ``<ext>`` is the input's own extension when it can be written (.png .jpg .jpeg .webp), else .png;
-  ``--format`` forces one;
+  ``--format`` forces one; a video keeps .mp4 .m4v .mov .mkv .webm, anything else becomes .mp4;
 * an input is never overwritten; an existing output is refused (reported, exit status 1) unless
   ``--overwrite`` (replace it) or ``--skip-existing`` (leave it, exit status 0).
 * directories and globs leave out earlier outputs written next to their photos (``dog_starry.jpg``
@@ -19,7 +20,8 @@ Output rules:
   the command line is always stylized.
 
 A bad input (unreadable, corrupt, ...) does not stop the batch: the others are written, the summary
-lists it with the reason, and the exit status is 1. Exit status 2: bad arguments or model.
+lists it with the reason, and the exit status is 1. Exit status 2: bad arguments or model; 130: Ctrl-C
+during a video (no partial file left).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import argparse
 import sys
 
 from fastnst.batch import FORMATS, Outcome, StylizeSettings, plan_jobs, run_jobs
+from fastnst.cli import video as video_cli
 from fastnst.inference import DEFAULT_OVERLAP
 from fastnst.runtime import PRECISION_NAMES
 
@@ -87,10 +90,10 @@ DEMO_OUTPUT = "outputs/demo"
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m fastnst.stylize",
-        description="Stylize photos with a trained fast style-transfer model.",
+        description="Stylize photos and videos (or a live camera) with a trained fast style-transfer model.",
         epilog="Exit status: 0 all done, 1 some inputs failed or were refused, 2 bad arguments or model.",
     )
-    p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, directories, or glob patterns")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="image or video files, directories, or glob patterns")
     p.add_argument("--model", "-m", default=DEFAULT_MODEL,
                    help=f"shipped model name (see --list-models) or path to a .safetensors model file (default: {DEFAULT_MODEL})")
     p.add_argument("--demo", action="store_true",
@@ -117,17 +120,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=1, metavar="N", help="images of equal size per forward pass (GPU)")
     p.add_argument("--workers", type=int, default=2, metavar="N", help="threads decoding and saving beside the compute (0: none)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary, only errors")
+    video_cli.add_video_arguments(p)
     return p
 
 
-def print_summary(outcome: Outcome, out=None) -> None:
+def print_summary(outcome: Outcome, out=None, videos: list | None = None) -> None:
+    """The counts, time per image, and a line per video written (``videos``: their VideoResults)."""
     out = out or sys.stderr
+    videos = videos or []
     n = len(outcome.done)
+    images = n - len(videos)
     parts = [f"done {n}", f"skipped {len(outcome.skipped)}", f"failed {len(outcome.failed)}"]
     line = ", ".join(parts)
-    if n:
-        line += f"; {outcome.wall_seconds / n:.2f} s per image ({outcome.compute_seconds / n:.2f} s stylizing)"
+    if images:
+        line += f"; {outcome.wall_seconds / images:.2f} s per image ({outcome.compute_seconds / images:.2f} s stylizing)"
     print(line, file=out)
+    for result in videos:
+        print(f"  video {video_cli.describe(result)}", file=out)
     for src, reason in outcome.skipped:
         print(f"  skipped {src}: {reason}", file=out)
     for src, reason in outcome.failed:
@@ -159,8 +168,11 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--demo: no bundled sample photos found (scikit-image is not installed)")
         output = output or DEMO_OUTPUT
         overwrite, skip_existing = True, False  # the demo's own outputs, refreshed on every run
-    if not inputs:
+    if args.camera is not None and inputs:
+        parser.error("--camera takes no inputs (record with -o FILE.mp4)")
+    if not inputs and args.camera is None:
         parser.error("no inputs given (--demo stylizes the bundled sample photos)")
+    video_cli.check_video_arguments(args, parser)
     if overwrite and skip_existing:
         parser.error("--overwrite and --skip-existing contradict each other")
     try:
@@ -184,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelFileError, RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.camera is not None:
+        return video_cli.run_camera(stylizer, args)
     suffix = args.suffix if args.suffix is not None else f"_{stylizer.style}"
     try:
         from fastnst.modelfile import list_shipped_models
@@ -194,26 +208,33 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
+    image_jobs = [job for job in plan.jobs if not job.video]
+    video_jobs = [job for job in plan.jobs if job.video]
     bar = None
-    if not args.quiet and len(plan.jobs) > 1:
+    if not args.quiet and len(image_jobs) > 1:
         from tqdm import tqdm
 
         # disable=None: no bar when stderr is not a terminal (logs, pipes)
-        bar = tqdm(total=len(plan.jobs), unit="img", desc=f"stylizing ({stylizer.style})", file=sys.stderr, disable=None)
+        bar = tqdm(total=len(image_jobs), unit="img", desc=f"stylizing ({stylizer.style})", file=sys.stderr, disable=None)
     try:
-        outcome = run_jobs(stylizer, plan.jobs, settings, progress=bar.update if bar is not None else None)
+        outcome = run_jobs(stylizer, image_jobs, settings, progress=bar.update if bar is not None else None) if image_jobs else Outcome()
     finally:
         if bar is not None:
             bar.close()
+    videos = video_cli.run_video_jobs(stylizer, video_jobs, args, overwrite)  # a frame progress bar per video
+    outcome.done += videos.done
+    outcome.failed += videos.failed
     outcome.failed = plan.failed + outcome.failed
     outcome.skipped = plan.skipped + outcome.skipped
     if not args.quiet:
-        print_summary(outcome)
+        print_summary(outcome, videos=videos.results)
         if args.demo and outcome.done:
             print(f"stylized photos ({stylizer.style}) in {output}/", file=sys.stderr)
     elif outcome.failed:
         for src, reason in outcome.failed:
             print(reason if reason.startswith(src) else f"{src}: {reason}", file=sys.stderr)
+    if videos.interrupted:
+        return 130  # Ctrl-C, as a shell reports it
     return 1 if outcome.failed else 0
 
 

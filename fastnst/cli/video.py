@@ -1,0 +1,225 @@
+"""The video half of ``python -m fastnst.stylize``: video files (progress bar, summary) and ``--camera``.
+
+    python -m fastnst.stylize --model starry clip.mp4                 # -> clip_starry.mp4
+    python -m fastnst.stylize --model starry clip.mov photo.jpg -o styled/
+    python -m fastnst.stylize --model starry --camera 0 -o live.mp4  # preview window, recorded
+
+Which inputs are videos and what their outputs are called is decided with the images, in
+fastnst.batch.plan_jobs (see fastnst.video.is_video_input and video_output_extension).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")  # what -o FILE may name for --camera
+
+
+def add_video_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("video")
+    g.add_argument("--crf", type=int, default=None, metavar="N",
+                   help="video quality, lower is better (x264/x265/VP9/AV1 CRF; default 18)")
+    g.add_argument("--preset", default=None, help="x264/x265 speed preset (default veryfast: the encoder shares the CPU with the network)")
+    g.add_argument("--codec", default=None, help="video codec, e.g. libx265, libvpx-vp9, libsvtav1, mpeg4 (default: H.264, VP9 for .webm)")
+    g.add_argument("--no-audio", action="store_true", help="drop the sound (default: copy the audio stream unchanged)")
+    g.add_argument("--no-stabilize", action="store_true",
+                   help="stylize every frame on its own (default: temporal stabilisation, see fastnst/temporal.py)")
+    g.add_argument("--camera", metavar="N", default=None,
+                   help="stylize a live camera (index N, or a device path / video URL): preview window, recording to -o FILE")
+
+
+def check_video_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    if args.crf is not None and not 0 <= args.crf <= 63:
+        parser.error("--crf must be in 0..63 (x264/x265: 0..51)")
+
+
+def _stabilization(args: argparse.Namespace):
+    from fastnst.temporal import Stabilization
+
+    return None if args.no_stabilize else Stabilization()
+
+
+# ----------------------------------------------------------------------------------------------
+# Video files
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class VideoOutcome:
+    done: list = field(default_factory=list)  # Jobs
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    results: list = field(default_factory=list)  # VideoResult, one per done job
+    interrupted: bool = False
+
+
+def _frame_bar(total: int | None, name: str, quiet: bool):
+    if quiet:
+        return None
+    from tqdm import tqdm
+
+    # frames, fps and ETA (tqdm's rate and remaining time); disable=None: no bar unless a terminal
+    return tqdm(total=total, unit="frame", desc=name, file=sys.stderr, disable=None, dynamic_ncols=True)
+
+
+def run_video_jobs(stylizer, jobs: list, args: argparse.Namespace, overwrite: bool) -> VideoOutcome:
+    """Stylize each video job; a bad video is reported and the others go on. Ctrl-C stops (no partial file)."""
+    from fastnst.video import VideoError, stylize_video
+
+    outcome = VideoOutcome()
+    for job in jobs:
+        bar = _frame_bar(None, job.src.name, args.quiet)
+
+        def progress(done: int, total: int | None, bar=bar) -> None:
+            if bar is None:
+                return
+            if total and bar.total != total:
+                bar.total = total
+                bar.refresh()
+            bar.update(done - bar.n)
+
+        try:
+            result = stylize_video(
+                stylizer, job.src, job.dst, max_size=args.max_size, stabilization=_stabilization(args),
+                preserve_color=args.preserve_color, strength=args.strength, codec=args.codec, crf=args.crf,
+                preset=args.preset, audio=not args.no_audio, overwrite=overwrite, progress=progress,
+            )
+        except KeyboardInterrupt:
+            outcome.interrupted = True
+            outcome.failed.append((str(job.src), "interrupted (no partial output left)"))
+            break
+        except (VideoError, FileExistsError, ValueError) as exc:
+            outcome.failed.append((str(job.src), str(exc)))
+        except OSError as exc:
+            outcome.failed.append((str(job.src), f"{exc.filename or job.dst}: {exc.strerror or exc}"))
+        except RuntimeError as exc:  # e.g. out of memory, an encoder refusing its settings
+            outcome.failed.append((str(job.src), f"{type(exc).__name__}: {exc}"))
+        else:
+            outcome.done.append(job)
+            outcome.results.append(result)
+        finally:
+            if bar is not None:
+                bar.close()
+    return outcome
+
+
+def describe(result) -> str:
+    audio = f"; audio {result.audio}" if result.audio else ""
+    cuts = f"; {result.scene_cuts} scene cuts" if result.scene_cuts else ""
+    return (f"{result.path}: {result.frames} frames {result.width}x{result.height} in {result.seconds:.1f} s, "
+            f"{result.fps:.1f} fps end to end ({result.stylize_seconds:.1f} s stylizing){audio}{cuts}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Camera
+# ----------------------------------------------------------------------------------------------
+
+
+def preview_unavailable(cv2) -> str | None:
+    """Why no preview window can be shown (None if it can)."""
+    info = cv2.getBuildInformation()
+    gui = re.search(r"^\s*GUI:\s*(\S+)", info, re.MULTILINE)
+    if gui is None or gui.group(1).upper() == "NONE":
+        return "this OpenCV has no GUI support (opencv-python-headless); pip install opencv-python for a preview window"
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return "no display (DISPLAY is not set)"
+    return None
+
+
+def run_camera(stylizer, args: argparse.Namespace) -> int:
+    """Stylize a live camera until Ctrl-C, q or Esc (or the end of a stream); the recording is finalised."""
+    try:
+        import cv2
+    except ImportError:
+        print('error: --camera needs OpenCV: pip install opencv-python (or opencv-python-headless to record without a preview)',
+              file=sys.stderr)
+        return 2
+    from fastnst.atomic import atomic_path
+    from fastnst.temporal import FrameStylizer
+    from fastnst.video import VideoError, VideoWriter, output_size
+
+    output = Path(args.output) if args.output else None
+    if output is not None:
+        if output.suffix.lower() not in VIDEO_SUFFIXES:
+            print(f"error: -o {output}: give a video file name (.mp4, .mkv, .mov, .webm, .avi) to record the camera", file=sys.stderr)
+            return 2
+        if output.exists() and not args.overwrite:
+            print(f"error: {output} exists (use --overwrite to replace it)", file=sys.stderr)
+            return 1
+    why = preview_unavailable(cv2)
+    if why is not None and output is None:
+        print(f"error: no preview window: {why}; give -o FILE.mp4 to record instead", file=sys.stderr)
+        return 2
+    if why is not None and not args.quiet:
+        print(f"no preview window: {why}; recording to {output}", file=sys.stderr)
+
+    source = int(args.camera) if str(args.camera).isdigit() else args.camera
+    capture = cv2.VideoCapture(source)
+    if not capture.isOpened():
+        print(f"error: cannot open camera {args.camera}", file=sys.stderr)
+        return 1
+    frames = FrameStylizer(stylizer, stabilization=_stabilization(args), preserve_color=args.preserve_color,
+                           strength=args.strength)
+    window = None if why is not None else f"fastnst {stylizer.style} (q or Esc to stop)"
+    count, start = 0, time.perf_counter()
+    try:
+        ok, bgr = capture.read()
+        if not ok:
+            print(f"error: camera {args.camera} gives no frames", file=sys.stderr)
+            return 1
+        h, w = bgr.shape[:2]
+        size = output_size(w, h, args.max_size)
+        rate = Fraction(capture.get(cv2.CAP_PROP_FPS) or 30).limit_denominator(1001)
+        if output is None:
+            count = _camera_loop(cv2, capture, bgr, frames, size, None, window)
+        else:
+            with atomic_path(output) as tmp:  # finalised and renamed on Ctrl-C too (handled in the loop)
+                writer = VideoWriter(tmp, output.suffix, *size, rate, time_base=Fraction(1, 1000), codec=args.codec,
+                                     crf=args.crf, preset=args.preset)
+                try:
+                    count = _camera_loop(cv2, capture, bgr, frames, size, writer, window)
+                    writer.close()
+                except BaseException:
+                    writer.abort()
+                    raise
+    except VideoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        capture.release()
+        if window is not None:
+            cv2.destroyAllWindows()
+    seconds = time.perf_counter() - start
+    if not args.quiet:
+        saved = f"; recorded to {output}" if output is not None else ""
+        print(f"camera: {count} frames in {seconds:.1f} s, {count / max(seconds, 1e-9):.1f} fps{saved}", file=sys.stderr)
+    return 0
+
+
+def _camera_loop(cv2, capture, bgr, frames, size, writer, window) -> int:
+    """Frames until the stream ends, q/Esc in the preview, or Ctrl-C (which ends it cleanly)."""
+    count, t0 = 0, time.perf_counter()
+    try:
+        while True:
+            if (bgr.shape[1], bgr.shape[0]) != size:
+                bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+            out = frames(bgr[:, :, ::-1])  # OpenCV gives BGR
+            if writer is not None:
+                writer.write(out, pts=int((time.perf_counter() - t0) * 1000), time_base=Fraction(1, 1000))
+            count += 1
+            if window is not None:
+                cv2.imshow(window, out[:, :, ::-1])
+                if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                    break
+            ok, bgr = capture.read()
+            if not ok:
+                break
+    except KeyboardInterrupt:
+        pass  # the normal way to stop a live camera: the recording so far is kept
+    return count
