@@ -1,6 +1,6 @@
 """An int8 inference rewrite of TransformNet for CPUs with integer dot-product units (VNNI / AMX-int8).
 
-``Int8TransformNet(net)`` computes the same function as the float32 network to ~40 dB PSNR on trained
+``Int8Net(net)`` computes the same function as the float32 network to ~40 dB PSNR on trained
 models (see scripts/int8_quality.py for the guard over the shipped models) at up to twice the speed of
 the bf16 fused path, because oneDNN's u8 x s8 convolutions (``torch.ops.onednn.qconv2d_pointwise``,
 the kernels behind PyTorch's x86 quantization backend) run ~2x the multiply-adds per second of bf16 on
@@ -25,7 +25,7 @@ the residual additions, depth-to-space of the sub-pixel upsampling) is one memor
 written as small functions compiled by ``torch.compile`` (inductor's C++ backend) on first use;
 where compilation is unavailable they run eagerly (same results, several times slower).
 
-The layer rewrites are the fused bf16 path's (fastnst.fastnet): nearest-upsample + 3x3 conv as a 2x2
+The layer rewrites are the fused bf16 path's (fastnst.fused_net): nearest-upsample + 3x3 conv as a 2x2
 sub-pixel conv on the low-resolution input, the 9x9 output conv as a 5x5 conv on the space-to-depth
 tensor, and the same optional fixed normalisation statistics for tiling.
 """
@@ -41,25 +41,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastnst.fastnet import (
+from fastnst.fused_net import (
     NormStats,
     _channel_stats,
     _NormContext,
     _phase_stats,
     conv_as_space_to_depth_conv,
-    pad_to_multiple_of_4,
     upsample_conv_as_phase_conv,
 )
-from fastnst.transformer import TransformNet
+from fastnst.geometry import pad_to_multiple_of_4
+from fastnst.transformer import TransformNet, unwrap
 
-__all__ = ["CLIP_SIGMAS", "Int8TransformNet", "int8_supported"]
+__all__ = ["Int8Net", "int8_supported"]
 
 CHANNELS_LAST = torch.channels_last
-# Activations are clipped at beta + CLIP_SIGMAS * |gamma| (CLIP_SIGMAS standard deviations of the
-# normalised conv output above its mean). Chosen with scripts/int8_quality.py: larger wastes levels on
-# the range, smaller clips the sparse strong features instructive for the style.
-CLIP_SIGMAS = 12.0
-RESIDUAL_SIGMAS = 8.0
 
 
 def int8_supported() -> bool:
@@ -190,49 +185,58 @@ def _kernel(fn: Callable) -> Callable:
 # ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+def _pack(weight: torch.Tensor, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 per output channel; returns oneDNN's packed weight and the scales."""
+    scale = (weight.abs().amax(dim=(1, 2, 3)) / 127).clamp_min(1e-12)
+    q = torch.round(weight / scale.view(-1, 1, 1, 1)).clamp(-127, 127).to(torch.int8)
+    # The activation scale given here is only a hint for oneDNN; each call passes the real one.
+    return torch.ops.onednn.qconv_prepack(q, scale, 1.0, 0, [stride, stride], [0, 0], [1, 1], 1, None), scale
+
+
 class _QConv:
-    """A convolution with int8 weights (per-output-channel scales), packed once for oneDNN."""
+    """A convolution with int8 weights (per-output-channel scales) for oneDNN's u8 x s8 kernels.
 
-    packed: torch.Tensor
-    w_scale: torch.Tensor
-    w_zero: torch.Tensor
-    bias: torch.Tensor | None
-    stride: int
+    With ``per_image=True`` the u8 input has a scale per channel that changes per image: it is folded
+    into the float32 weights before they are quantized and packed (~0.1-0.3 ms per layer), so the conv
+    itself sees one scale. Otherwise the weights are packed once here.
+    """
 
-    @classmethod
-    def of(cls, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: int = 1) -> "_QConv":
-        weight = weight.detach().float().cpu()
-        scale = (weight.abs().amax(dim=(1, 2, 3)) / 127).clamp_min(1e-12)
-        q = torch.round(weight / scale.view(-1, 1, 1, 1)).clamp(-127, 127).to(torch.int8)
-        # The activation scale given here is only a hint for oneDNN; each call passes the real one.
-        packed = torch.ops.onednn.qconv_prepack(q, scale, 1.0, 0, [stride, stride], [0, 0], [1, 1], 1, None)
-        b = None if bias is None else bias.detach().float().cpu().contiguous()
-        return cls(packed, scale, torch.zeros(len(scale), dtype=torch.int64), b, stride)
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: int = 1,
+                 per_image: bool = False) -> None:
+        self.weight = weight.detach().float().cpu().contiguous()
+        self.bias = None if bias is None else bias.detach().float().cpu().contiguous()
+        self.stride = stride
+        self.w_zero = torch.zeros(self.weight.shape[0], dtype=torch.int64)
+        self.packed = None if per_image else _pack(self.weight, stride)
 
-    def __call__(self, x: torch.Tensor, x_scale: float, x_zero: int, out_dtype: torch.dtype) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, x_scale: float, x_zero: int, out_dtype: torch.dtype,
+                 in_scale: torch.Tensor | None = None) -> torch.Tensor:
         s = self.stride
+        if in_scale is None:
+            packed, w_scale = self.packed
+        else:
+            packed, w_scale = _pack(self.weight * in_scale.view(1, -1, 1, 1), s)
         return torch.ops.onednn.qconv2d_pointwise(
-            x, x_scale, x_zero, self.packed, self.w_scale, self.w_zero, self.bias,
+            x, x_scale, x_zero, packed, w_scale, self.w_zero, self.bias,
             [s, s], [0, 0], [1, 1], 1, 1.0, 0, out_dtype, "none", [], "")
 
 
 @dataclass(frozen=True)
 class _Norm:
-    gamma: torch.Tensor
+    gamma: torch.Tensor  # >= 0: a negative scale is moved into the sign of the conv's output channel
     beta: torch.Tensor
     eps: float
 
-    def upper(self, sigmas: float) -> float:
-        """Upper end of ReLU(IN(y)) over all channels, clipping at ``sigmas`` standard deviations."""
-        return max(float((self.beta + sigmas * self.gamma.abs()).max()), 1e-6)
 
-    def lower(self, sigmas: float) -> float:
-        return min(float((self.beta - sigmas * self.gamma.abs()).min()), 0.0)
-
-
-def _norm(norm: nn.InstanceNorm2d) -> _Norm:
-    return _Norm(norm.weight.detach().float().cpu().clone(), norm.bias.detach().float().cpu().clone(), norm.eps)
+def _conv_norm(conv: nn.Conv2d, norm: nn.InstanceNorm2d) -> tuple[torch.Tensor, _Norm]:
+    """The float32 weight of a conv followed by an instance norm, with the sign of each output channel
+    whose norm scale is negative flipped (IN(-y) with -gamma == IN(y) with gamma), so that every
+    channel's a = gamma / std is >= 0 and ReLU(a*y + b) is largest where y is: its range needs only
+    the per-channel maximum of y. The conv's bias is dropped (the norm subtracts the mean)."""
+    gamma = norm.weight.detach().float().cpu()
+    sign = torch.where(gamma < 0, -1.0, 1.0)
+    weight = conv.weight.detach().float().cpu() * sign.view(-1, 1, 1, 1)
+    return weight, _Norm(gamma.abs(), norm.bias.detach().float().cpu().clone(), norm.eps)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -240,12 +244,12 @@ def _norm(norm: nn.InstanceNorm2d) -> _Norm:
 # ----------------------------------------------------------------------------------------------
 
 
-class Int8TransformNet(nn.Module):
-    """Inference-only TransformNet in int8 (CPU): same interface as fastnst.fastnet.FastTransformNet."""
+class Int8Net:
+    """Inference-only TransformNet in int8 on the CPU: called like fastnst.fused_net.FusedNet
+    (``Int8Net(net)(x, stats=None)``, ``record_stats``), plus ``stylize_u8`` for 8-bit images."""
 
-    def __init__(self, net: TransformNet, clip_sigmas: float = CLIP_SIGMAS, residual_sigmas: float = RESIDUAL_SIGMAS, out_dtype: torch.dtype = torch.bfloat16) -> None:
-        super().__init__()
-        net = getattr(net, "_orig_mod", net)
+    def __init__(self, net: TransformNet, out_dtype: torch.dtype = torch.bfloat16) -> None:
+        net = unwrap(net)
         if not isinstance(net, TransformNet):
             raise TypeError(f"expected a TransformNet, got {type(net).__name__}")
         if not hasattr(torch.ops.onednn, "qconv2d_pointwise"):
@@ -254,42 +258,36 @@ class Int8TransformNet(nn.Module):
         self.dtype = torch.int8
         self.device = torch.device("cpu")
         self.mid_dtype = out_dtype  # conv outputs that are normalised next: only their statistics matter
-        k = clip_sigmas
         with torch.no_grad():
-            enc = net.encoder
-            if enc[0][0][1].kernel_size != (9, 9) or net.decoder[2][1].kernel_size != (9, 9):
-                raise ValueError("Int8TransformNet expects 9x9 first and last convolutions (johnson2016)")
-            # (conv, norm) pairs; a conv followed by a norm needs no bias (the norm subtracts the mean).
-            self.encoder = [(_QConv.of(b[0][1].weight, stride=b[0][1].stride[0]), _norm(b[1])) for b in enc]
-            self.residuals = [
-                (_QConv.of(r.body[0][0][1].weight), _norm(r.body[0][1]), _QConv.of(r.body[1][1].weight), _norm(r.body[2]))
-                for r in net.residuals
-            ]
+            if net.encoder[0].conv.kernel_size != (9, 9) or net.output_layer.conv.kernel_size != (9, 9):
+                raise ValueError("Int8Net expects 9x9 first and last convolutions (johnson2016)")
+            # A conv whose input is a ReLU(IN(y)) gets that input's per-channel scale folded into its
+            # weights per image (per_image=True); the first conv reads the image (scale 1/255) and the
+            # convs after the residual stream read it with one scale per tensor: packed once.
+            self.encoder = []
+            for i, block in enumerate(net.encoder):
+                w, n = _conv_norm(block.conv, block.norm)
+                self.encoder.append((_QConv(w, stride=block.conv.stride[0], per_image=i > 0), n))
+            self.residuals = []
+            for r in net.residuals:
+                wa, na = _conv_norm(r.first.conv, r.first.norm)
+                wb, nb = _conv_norm(r.second_conv, r.second_norm)
+                self.residuals.append((_QConv(wa), na, _QConv(wb, per_image=True), nb))
             self.upsamplers = []
-            for up in net.decoder[:2]:
-                conv = up[1][0][1]
-                w, _ = upsample_conv_as_phase_conv(conv.weight.detach().float().cpu(), torch.zeros(conv.out_channels))
-                self.upsamplers.append((_QConv.of(w), _norm(up[1][1]), conv.out_channels))
-            last = net.decoder[2][1]
+            for i, up in enumerate(net.upsamplers):
+                w, n = _conv_norm(up.layer.conv, up.layer.norm)
+                w, _ = upsample_conv_as_phase_conv(w, torch.zeros(w.shape[0]))
+                self.upsamplers.append((_QConv(w, per_image=i > 0), n, up.layer.conv.out_channels))
+            last = net.output_layer.conv
             w, b = conv_as_space_to_depth_conv(last.weight.detach().float().cpu(), last.bias.detach().float().cpu())
-            self.output = _QConv.of(w, b)
+            self.output = _QConv(w, b, per_image=True)
             self.output_channels = last.out_channels
-        # Per-tensor activation scales, fixed by the norms' affine parameters (see the module docstring).
-        norms = [n for _, n in self.encoder] + [n for r in self.residuals for n in (r[1], r[3])] + [n for _, n, _ in self.upsamplers]
-        self.num_norm_layers = len(norms)
-        self.scales = [n.upper(k) / 255 for n in norms]
-        # Residual stream: ReLU(IN) of the encoder, then + IN(y) per block (no ReLU): its range grows
-        # by each block's normalised range.
-        lo, hi = 0.0, self.encoder[-1][1].upper(k)
-        self.residual_ranges = []
-        for _, _, _, n2 in self.residuals:
-            self.residual_ranges.append((lo, hi))
-            lo, hi = lo + n2.lower(k), hi + n2.upper(k)
-        self.residual_ranges.append((lo, hi))
-        self.clip_sigmas = k
-        self.residual_sigmas = residual_sigmas
+        self.num_norm_layers = len(self.encoder) + 2 * len(self.residuals) + len(self.upsamplers)
 
-    # -- public API (as FastTransformNet) ------------------------------------------------------
+    # -- public API (as FusedNet) --------------------------------------------------------------
+
+    def __call__(self, x: torch.Tensor, stats: NormStats | None = None) -> torch.Tensor:
+        return self.forward(x, stats)
 
     @torch.inference_mode()
     def forward(self, x: torch.Tensor, stats: NormStats | None = None) -> torch.Tensor:
@@ -332,8 +330,9 @@ class Int8TransformNet(nn.Module):
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
     def _affine(self, y: torch.Tensor, norm: _Norm, ctx: _NormContext, phase_channels: int = 0
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """a, b (float32, per channel) with IN(y) == a*y + b."""
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """a >= 0, b with IN(y) == a*y + b, and the per-channel scale of ReLU(a*y + b) as u8 (its
+        maximum in this image / tile over 255: no clipping, all 8 bits for every channel)."""
         given = ctx.next_given()
         ctx.index += 1
         if given is not None:
@@ -343,62 +342,51 @@ class Int8TransformNet(nn.Module):
             if ctx.record is not None:
                 ctx.record.layers.append((mean, var))
         a = norm.gamma * torch.rsqrt(var + norm.eps)
-        return a, norm.beta - mean * a
+        b = norm.beta - mean * a
+        top = y.amax(dim=(0, 2, 3)).float()
+        if phase_channels:
+            top = top.view(4, phase_channels).amax(0)
+        scale = (a * top + b).clamp_min(1e-6) / 255
+        return a, b, scale
 
     def _core(self, q: torch.Tensor, ctx: _NormContext, h: int, w: int, to_u8: bool) -> torch.Tensor:
         mid = self.mid_dtype
-        relu_pad, scales = _kernel(_k_relu_pad), iter(self.scales)
-        x_scale, x_zero = 1 / 255, 0
-        y = None
+        relu_pad = _kernel(_k_relu_pad)
+        s = None  # the per-channel scale of the current u8 activation (None: the image, 1/255)
         for i, (conv, norm) in enumerate(self.encoder):
-            y = conv(q, x_scale, x_zero, mid)
-            a, b = self._affine(y, norm, ctx)
-            x_scale = next(scales)
+            y = conv(q, 1 / 255 if s is None else 1.0, 0, mid, in_scale=s)
+            a, b, s = self._affine(y, norm, ctx)
             if i < len(self.encoder) - 1:
-                q = relu_pad(y, a / x_scale, b / x_scale, True)
-        r = _kernel(_k_relu)(y, a, b)
-        last = len(self.residuals) - 1
-        for i, ((c1, n1, c2, n2), bound) in enumerate(zip(self.residuals, self.residual_ranges)):
-            rs, rz = self._residual_scale(r, bound, ctx)
+                q = relu_pad(y, a / s, b / s, True)
+        r = _kernel(_k_relu)(y, a, b)  # the residual stream, float32
+        for c1, n1, c2, n2 in self.residuals:
+            rs, rz = self._stream_scale(r)
             y = c1(_kernel(_k_quant_pad)(r, 1 / rs, float(rz), True), rs, rz, mid)
-            a, b = self._affine(y, n1, ctx)
-            s = next(scales)
-            y = c2(relu_pad(y, a / s, b / s, True), s, 0, mid)
-            a, b = self._affine(y, n2, ctx)
-            next(scales)
+            a, b, s = self._affine(y, n1, ctx)
+            y = c2(relu_pad(y, a / s, b / s, True), 1.0, 0, mid, in_scale=s)
+            a, b, _ = self._affine(y, n2, ctx)
             r = _kernel(_k_residual)(r, y, a, b)
-        # Upsampling convs in sub-pixel form (see fastnst.fastnet): the low-resolution input is
+        # Upsampling convs in sub-pixel form (see fastnst.fused_net): the low-resolution input is
         # replicate-padded; the output is phase-major, its statistics pool the 4 phases.
-        rs, rz = self._residual_scale(r, self.residual_ranges[-1], ctx)
+        rs, rz = self._stream_scale(r)
         q = _kernel(_k_quant_pad)(r, 1 / rs, float(rz), False)
         (u1, m1, c1), (u2, m2, c2) = self.upsamplers
         hl, wl = r.shape[-2:]
         y = u1(q, rs, rz, mid)  # (1, 4*c1, hl+1, wl+1)
-        a, b = self._affine(y, m1, ctx, phase_channels=c1)
-        s = next(scales)
+        a, b, s = self._affine(y, m1, ctx, phase_channels=c1)
         q = _kernel(_k_phase_relu_pad)(y, a / s, b / s, hl, wl)
-        y = u2(q, s, 0, mid)  # (1, 4*c2, 2hl+1, 2wl+1)
-        a, b = self._affine(y, m2, ctx, phase_channels=c2)
-        s = next(scales)
+        y = u2(q, 1.0, 0, mid, in_scale=s)  # (1, 4*c2, 2hl+1, 2wl+1)
+        a, b, s = self._affine(y, m2, ctx, phase_channels=c2)
         q = _kernel(_k_phase_relu_s2d)(y, a / s, b / s, 2 * hl, 2 * wl)
-        o = self.output(q, s, 0, torch.float32)  # (1, 4*3, 2hl, 2wl) space-to-depth
+        o = self.output(q, 1.0, 0, torch.float32, in_scale=s.repeat(4))  # phase-major input channels
         k = self.output_channels
         return _kernel(_k_output_u8)(o, k, h, w).unsqueeze(0) if to_u8 else _kernel(_k_output)(o, k, h, w)
 
-    def _residual_scale(self, r: torch.Tensor, bound: tuple[float, float], ctx: _NormContext) -> tuple[float, int]:
-        """Scale and zero point of the residual stream's u8 copy: its per-channel mean +- K standard
-        deviations (the statistics are recorded / given like the norms', so tiles agree), within the
-        static bound."""
-        given = ctx.next_given()
-        ctx.index += 1
-        if given is not None:
-            mean, var = (t.cpu() for t in given)
-        else:
-            mean, var = _channel_stats(r)
-            if ctx.record is not None:
-                ctx.record.layers.append((mean, var))
-        std = var.sqrt() * self.residual_sigmas
-        lo = max(bound[0], min(float((mean - std).min()), 0.0))
-        hi = min(bound[1], max(float((mean + std).max()), 1e-6))
+    @staticmethod
+    def _stream_scale(r: torch.Tensor) -> tuple[float, int]:
+        """Scale and zero point of the residual stream's u8 copy: its range in this image (one per
+        tensor, since the convs reading it are packed once)."""
+        lo, hi = torch.aminmax(r)
+        lo, hi = min(float(lo), 0.0), max(float(hi), 1e-6)
         scale = (hi - lo) / 255
         return scale, int(round(-lo / scale))

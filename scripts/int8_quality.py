@@ -8,8 +8,7 @@ For every model in checkpoints/*.safetensors (whatever is shipped) and every pho
 colour photos of ../shared/photos/skimage and ../shared/photos/opencv-doc, long side --size), the
 output of fastnst's int8 network and of the bf16 fused network are compared with plain float32 eager
 TransformNet, all clamped to [0, 1]. The guard is: int8 PSNR >= --floor (35 dB, issue 15) for every
-(model, photo); the exit status is 1 if any falls below. ``--clip-sigmas`` overrides the activation
-clipping (fastnst.int8_net.CLIP_SIGMAS) to compare choices.
+(model, photo); the exit status is 1 if any falls below.
 
 ``--crop`` writes a 4x nearest-neighbour zoom of a flat sky region (fp32 | bf16 | int8 side by side)
 of --crop-photo stylized with the first model, so banding would show.
@@ -63,25 +62,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--photos", nargs="+", type=Path, default=None)
     p.add_argument("--size", type=int, default=512, help="long side of the photos (default 512)")
     p.add_argument("--floor", type=float, default=35.0, help="minimum int8 PSNR in dB (default 35)")
-    p.add_argument("--clip-sigmas", type=float, default=None)
     p.add_argument("--crop", type=Path, help="write the sky crop (jpg) here")
     p.add_argument("--crop-photo", type=Path, default=SHARED / "opencv-doc" / "aero3.jpg")
     p.add_argument("--crop-box", type=int, nargs=4, metavar=("X", "Y", "W", "H"), default=[16, 16, 96, 64])
     args = p.parse_args(argv)
 
-    from fastnst.fastnet import FastTransformNet
-    from fastnst.int8_net import CLIP_SIGMAS, Int8TransformNet
+    from fastnst.fused_net import FusedNet
+    from fastnst.int8_net import Int8Net
     from fastnst.modelfile import load_style_model
 
     photos = args.photos or default_photos()
-    sigmas = args.clip_sigmas if args.clip_sigmas is not None else CLIP_SIGMAS
-    print(f"{len(args.models)} models x {len(photos)} photos, long side {args.size}, clip {sigmas} sigmas; "
+    print(f"{len(args.models)} models x {len(photos)} photos, long side {args.size}; "
           f"PSNR (dB) against fp32 eager TransformNet", flush=True)
     worst = math.inf
     for model_path in args.models:
         net = load_style_model(model_path).net.eval()
-        int8 = Int8TransformNet(net, clip_sigmas=sigmas)
-        bf16 = FastTransformNet(net, torch.bfloat16, "cpu")
+        int8 = Int8Net(net)
+        bf16 = FusedNet(net, torch.bfloat16, "cpu")
         rows = []
         for photo in photos:
             x = load_photo(photo, args.size)
@@ -97,23 +94,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{model_path.stem}: int8 min {lo8:.1f} median {sorted(r[1] for r in rows)[len(rows) // 2]:.1f}; "
               f"bf16 min {min(r[2] for r in rows):.1f}", flush=True)
     if args.crop:
-        write_crop(args, load_style_model(args.models[0]).net.eval(), sigmas)
+        write_crop(args, load_style_model(args.models[0]).net.eval())
     ok = worst >= args.floor
     print(f"guard: worst int8 PSNR {worst:.1f} dB {'>=' if ok else '<'} {args.floor} dB -> {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1
 
 
-def write_crop(args: argparse.Namespace, net, sigmas: float) -> None:
+def write_crop(args: argparse.Namespace, net) -> None:
     from PIL import Image, ImageDraw
 
-    from fastnst.fastnet import FastTransformNet
+    from fastnst.fused_net import FusedNet
     from fastnst.imageio import tensor_to_pil
-    from fastnst.int8_net import Int8TransformNet
+    from fastnst.int8_net import Int8Net
 
     x = load_photo(args.crop_photo, args.size)
     with torch.inference_mode():
-        outs = {"fp32": net(x), "bf16": FastTransformNet(net, torch.bfloat16, "cpu")(x),
-                "int8": Int8TransformNet(net, clip_sigmas=sigmas)(x)}
+        outs = {"fp32": net(x), "bf16": FusedNet(net, torch.bfloat16, "cpu")(x),
+                "int8": Int8Net(net)(x)}
     cx, cy, cw, ch = args.crop_box
     zoom, gap, label = 4, 8, 14
     sheet = Image.new("RGB", (3 * cw * zoom + 2 * gap, ch * zoom + label), "white")
