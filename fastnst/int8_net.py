@@ -44,12 +44,15 @@ from torch import nn
 from fastnst.fused_net import (
     NormStats,
     _channel_stats,
+    _fill_phase_reflect_border_,
+    _fill_reflect_border_,
+    _fill_replicate_border_,
     _NormContext,
     _phase_stats,
     conv_as_space_to_depth_conv,
     upsample_conv_as_phase_conv,
 )
-from fastnst.geometry import pad_to_multiple_of_4
+from fastnst.geometry import MIN_SIDE, pad_to_multiple_of_4, padding
 from fastnst.transformer import TransformNet, unwrap
 
 __all__ = ["Int8Net", "int8_supported"]
@@ -74,76 +77,28 @@ def int8_supported() -> bool:
 # ----------------------------------------------------------------------------------------------
 
 
-def _to_u8(v: torch.Tensor) -> torch.Tensor:
-    return v.clamp(0, 255).round().to(torch.uint8).contiguous(memory_format=CHANNELS_LAST)
+def _k_quant(src: torch.Tensor, m: torch.Tensor, z: torch.Tensor, out: torch.Tensor) -> None:
+    """out (u8, any strides) = round(clamp(m*src + z, 0, 255)) with m, z per channel of (1, C, H, W)
+    src: ReLU(IN(y)) in u8 (z < 0 where the ReLU cuts), the residual stream with its zero point,
+    or the image. ``out`` is usually the interior of a padded buffer or one phase of an upsampled
+    tensor, so the result lands where the next conv reads it with no copy."""
+    v = src.float() * m.view(1, -1, 1, 1) + z.view(1, -1, 1, 1)
+    out.copy_(v.clamp(0, 255).round().to(torch.uint8))
 
 
-def _k_image(x: torch.Tensor, scale: float) -> torch.Tensor:
-    """(1, 3, H, W) image (u8 with scale 1, or float in [0, 1] with scale 255), H and W multiples of 4,
-    -> u8 reflect-padded by 4 for the first 9x9 conv."""
-    return _to_u8(F.pad(x.float() * scale, (4, 4, 4, 4), mode="reflect"))
+def _k_relu(y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
+    """out (float32) = ReLU(a*y + b): the residual stream's first value."""
+    out.copy_((y.float() * a.view(1, -1, 1, 1) + b.view(1, -1, 1, 1)).clamp_min(0))
 
 
-def _k_relu_pad(y: torch.Tensor, m: torch.Tensor, z: torch.Tensor, reflect: bool) -> torch.Tensor:
-    """q = round(ReLU(m*y + z)) per channel, reflect- (or replicate-) padded by 1, as u8."""
-    v = y.float() * m.view(1, -1, 1, 1) + z.view(1, -1, 1, 1)
-    return _to_u8(F.pad(v, (1, 1, 1, 1), mode="reflect" if reflect else "replicate"))
+def _k_channel_max(y: torch.Tensor) -> torch.Tensor:
+    """Per-channel maximum of a (1, C, H, W) tensor (eager amax on channels_last is ~10x slower)."""
+    return y.amax(dim=(0, 2, 3)).float()
 
 
-def _k_relu(y: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """ReLU(a*y + b) in float32: the residual stream's first value."""
-    return (y.float() * a.view(1, -1, 1, 1) + b.view(1, -1, 1, 1)).clamp_min(0).contiguous(memory_format=CHANNELS_LAST)
-
-
-def _k_residual(r: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """r + a*y + b (the residual block's output; no ReLU after the second norm)."""
-    return (r + y.float() * a.view(1, -1, 1, 1) + b.view(1, -1, 1, 1)).contiguous(memory_format=CHANNELS_LAST)
-
-
-def _k_quant_pad(r: torch.Tensor, inv_scale: float, zero_point: float, reflect: bool) -> torch.Tensor:
-    return _to_u8(F.pad(r * inv_scale + zero_point, (1, 1, 1, 1), mode="reflect" if reflect else "replicate"))
-
-
-def _phases_to_full(y: torch.Tensor, channels: int, h: int, w: int) -> torch.Tensor:
-    """(1, 4C, h+1, w+1) 2x2 phase-conv output -> the (1, C, 2h, 2w) full-resolution tensor."""
-    ph = [y[:, g * channels : (g + 1) * channels, g // 2 : g // 2 + h, g % 2 : g % 2 + w] for g in range(4)]
-    t = torch.stack(ph, dim=1).view(1, 2, 2, channels, h, w)
-    return t.permute(0, 3, 4, 1, 5, 2).reshape(1, channels, 2 * h, 2 * w)
-
-
-def _k_phase_relu_pad(y: torch.Tensor, m: torch.Tensor, z: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Depth-to-space of a phase conv's output + q = round(ReLU(m*y + z)), replicate-padded by 1
-    (reflection padding of the upsampled image == replication padding of the low-resolution one)."""
-    c = m.shape[0]
-    v = _phases_to_full(y, c, h, w).float() * m.view(1, -1, 1, 1) + z.view(1, -1, 1, 1)
-    return _to_u8(F.pad(v, (1, 1, 1, 1), mode="replicate"))
-
-
-def _k_phase_relu_s2d(y: torch.Tensor, m: torch.Tensor, z: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """As _k_phase_relu_pad, but reflect-padded by 4 full-resolution pixels and returned in 2x2
-    space-to-depth form (phase-major channels), the input of the 5x5 form of the 9x9 output conv."""
-    c = m.shape[0]
-    v = _phases_to_full(y, c, h, w).float() * m.view(1, -1, 1, 1) + z.view(1, -1, 1, 1)
-    v = F.pad(v, (4, 4, 4, 4), mode="reflect")
-    hb, wb = h + 4, w + 4  # blocks
-    v = v.view(1, c, hb, 2, wb, 2).permute(0, 3, 5, 1, 2, 4).reshape(1, 4 * c, hb, wb)
-    return _to_u8(v)
-
-
-def _s2d_to_full(o: torch.Tensor, k: int) -> torch.Tensor:
-    _, _, hb, wb = o.shape
-    return o.view(1, 2, 2, k, hb, wb).permute(0, 3, 4, 1, 5, 2).reshape(1, k, 2 * hb, 2 * wb)
-
-
-def _k_output(o: torch.Tensor, k: int, h: int, w: int) -> torch.Tensor:
-    """(1, 4k, hb, wb) space-to-depth output -> (1, k, h, w) float32 (cropped, not clamped)."""
-    return _s2d_to_full(o, k)[..., :h, :w].contiguous()
-
-
-def _k_output_u8(o: torch.Tensor, k: int, h: int, w: int) -> torch.Tensor:
-    """As _k_output, clamped to [0, 1] and rounded to an (h, w, k) u8 array (PIL's layout)."""
-    v = _s2d_to_full(o, k)[0, :, :h, :w].permute(1, 2, 0)
-    return (v.clamp(0, 1) * 255).round().to(torch.uint8).contiguous()
+def _k_residual(r: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
+    """out = r + a*y + b: a residual block's output (no ReLU after its second norm)."""
+    out.copy_(r + y.float() * a.view(1, -1, 1, 1) + b.view(1, -1, 1, 1))
 
 
 class _Kernels:
@@ -178,6 +133,29 @@ class _Kernels:
 
 def _kernel(fn: Callable) -> Callable:
     return lambda *args: _Kernels.get(fn)(*args)
+
+
+_quant, _relu, _residual, _channel_max = (_kernel(f) for f in (_k_quant, _k_relu, _k_residual, _k_channel_max))
+
+
+def _full(like: torch.Tensor, value: float, channels: int | None = None) -> torch.Tensor:
+    return torch.full((channels or like.shape[1],), float(value))
+
+
+def _u8_buffer(c: int, h: int, w: int, pad: int) -> torch.Tensor:
+    return torch.empty(1, c, h + 2 * pad, w + 2 * pad, dtype=torch.uint8, memory_format=CHANNELS_LAST)
+
+
+def _phase_views(y: torch.Tensor, channels: int, h: int, w: int) -> list[torch.Tensor]:
+    """The 4 (h, w) phases of a 2x2 phase conv's (1, 4C, h+1, w+1) output; phase (a, b) = index a*2+b."""
+    return [y[:, g * channels : (g + 1) * channels, g // 2 : g // 2 + h, g % 2 : g % 2 + w] for g in range(4)]
+
+
+def _quant_padded(y: torch.Tensor, m: torch.Tensor, z: torch.Tensor, pad: int, reflect: bool) -> torch.Tensor:
+    n, c, h, w = y.shape
+    buf = _u8_buffer(c, h, w, pad)
+    _quant(y, m, z, buf[:, :, pad:-pad, pad:-pad])
+    return _fill_reflect_border_(buf, pad) if reflect else _fill_replicate_border_(buf, pad)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -317,17 +295,30 @@ class Int8Net:
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected a (N, 3, H, W) image batch, got shape {tuple(x.shape)}")
         if x.device.type != "cpu":
-            raise ValueError("int8 inference runs on the CPU; got a tensor on " + str(x.device))
+            raise ValueError(f"int8 inference runs on the CPU; got a tensor on {x.device}")
         h, w = x.shape[-2:]
         scale = 1.0 if x.dtype == torch.uint8 else 255.0
-        if x.dtype != torch.uint8:
-            x = x.float()
+        if min(h, w) < MIN_SIDE:  # too small to reflect-pad in place: pad a float copy first
+            x, scale = pad_to_multiple_of_4(x.float() * (scale / 255.0)), 255.0
         outs = []
         for i in range(x.shape[0]):  # instance norm is per image
-            xi = pad_to_multiple_of_4(x[i : i + 1].float()) if (h % 4 or w % 4 or min(h, w) < 8) else x[i : i + 1]
-            q = _kernel(_k_image)(xi, scale)
+            q = self._image_buffer(x[i : i + 1], scale)
             outs.append(self._core(q, _NormContext(stats, record), h, w, to_u8))
         return outs[0] if len(outs) == 1 else torch.cat(outs)
+
+    @staticmethod
+    def _image_buffer(x: torch.Tensor, scale: float) -> torch.Tensor:
+        """The u8 input of the first 9x9 conv: the image (rounded to 8 bits) padded at the bottom and
+        right to a multiple of 4 and then by 4 on every side, all by reflection (as FusedNet)."""
+        _, _, h, w = x.shape
+        ph, pw = padding(h, w)
+        buf = _u8_buffer(3, h + ph, w + pw, 4)
+        _quant(x, torch.full((3,), scale), torch.zeros(3), buf[:, :, 4 : 4 + h, 4 : 4 + w])
+        for i in range(ph):  # reflect rows h, h+1, .. = rows h-2, h-3, ..
+            buf[:, :, 4 + h + i, 4 : 4 + w] = buf[:, :, 4 + h - 2 - i, 4 : 4 + w]
+        for i in range(pw):
+            buf[:, :, 4 : 4 + h + ph, 4 + w + i] = buf[:, :, 4 : 4 + h + ph, 4 + w - 2 - i]
+        return _fill_reflect_border_(buf, 4)
 
     def _affine(self, y: torch.Tensor, norm: _Norm, ctx: _NormContext, phase_channels: int = 0
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -343,7 +334,7 @@ class Int8Net:
                 ctx.record.layers.append((mean, var))
         a = norm.gamma * torch.rsqrt(var + norm.eps)
         b = norm.beta - mean * a
-        top = y.amax(dim=(0, 2, 3)).float()
+        top = _channel_max(y)
         if phase_channels:
             top = top.view(4, phase_channels).amax(0)
         scale = (a * top + b).clamp_min(1e-6) / 255
@@ -351,42 +342,60 @@ class Int8Net:
 
     def _core(self, q: torch.Tensor, ctx: _NormContext, h: int, w: int, to_u8: bool) -> torch.Tensor:
         mid = self.mid_dtype
-        relu_pad = _kernel(_k_relu_pad)
         s = None  # the per-channel scale of the current u8 activation (None: the image, 1/255)
         for i, (conv, norm) in enumerate(self.encoder):
             y = conv(q, 1 / 255 if s is None else 1.0, 0, mid, in_scale=s)
             a, b, s = self._affine(y, norm, ctx)
             if i < len(self.encoder) - 1:
-                q = relu_pad(y, a / s, b / s, True)
-        r = _kernel(_k_relu)(y, a, b)  # the residual stream, float32
-        for c1, n1, c2, n2 in self.residuals:
+                q = _quant_padded(y, a / s, b / s, 1, reflect=True)
+        r = torch.empty(y.shape, memory_format=CHANNELS_LAST)  # the residual stream, float32
+        _relu(y, a, b, r)
+        last = len(self.residuals) - 1
+        for i, (c1, n1, c2, n2) in enumerate(self.residuals):
             rs, rz = self._stream_scale(r)
-            y = c1(_kernel(_k_quant_pad)(r, 1 / rs, float(rz), True), rs, rz, mid)
+            y = c1(_quant_padded(r, _full(r, 1 / rs), _full(r, rz), 1, reflect=True), rs, rz, mid)
             a, b, s = self._affine(y, n1, ctx)
-            y = c2(relu_pad(y, a / s, b / s, True), 1.0, 0, mid, in_scale=s)
+            y = c2(_quant_padded(y, a / s, b / s, 1, reflect=True), 1.0, 0, mid, in_scale=s)
             a, b, _ = self._affine(y, n2, ctx)
-            r = _kernel(_k_residual)(r, y, a, b)
+            _residual(r, y, a, b, r)
         # Upsampling convs in sub-pixel form (see fastnst.fused_net): the low-resolution input is
         # replicate-padded; the output is phase-major, its statistics pool the 4 phases.
         rs, rz = self._stream_scale(r)
-        q = _kernel(_k_quant_pad)(r, 1 / rs, float(rz), False)
+        q = _quant_padded(r, _full(r, 1 / rs), _full(r, rz), 1, reflect=False)
         (u1, m1, c1), (u2, m2, c2) = self.upsamplers
         hl, wl = r.shape[-2:]
         y = u1(q, rs, rz, mid)  # (1, 4*c1, hl+1, wl+1)
         a, b, s = self._affine(y, m1, ctx, phase_channels=c1)
-        q = _kernel(_k_phase_relu_pad)(y, a / s, b / s, hl, wl)
+        q = _u8_buffer(c1, 2 * hl, 2 * wl, 1)  # depth-to-space: each phase into its strided view
+        inner = q[:, :, 1:-1, 1:-1]
+        for g, src in enumerate(_phase_views(y, c1, hl, wl)):
+            _quant(src, a / s, b / s, inner[:, :, g // 2 :: 2, g % 2 :: 2])
+        q = _fill_replicate_border_(q, 1)
         y = u2(q, 1.0, 0, mid, in_scale=s)  # (1, 4*c2, 2hl+1, 2wl+1)
         a, b, s = self._affine(y, m2, ctx, phase_channels=c2)
-        q = _kernel(_k_phase_relu_s2d)(y, a / s, b / s, 2 * hl, 2 * wl)
-        o = self.output(q, 1.0, 0, torch.float32, in_scale=s.repeat(4))  # phase-major input channels
+        hb, wb = 2 * hl, 2 * wl  # the full-resolution activation stays space-to-depth: blocks
+        q = _u8_buffer(4 * c2, hb, wb, 2)  # reflect pad by 4 full-res px == 2 blocks
+        for g, src in enumerate(_phase_views(y, c2, hb, wb)):
+            _quant(src, a / s, b / s, q[:, g * c2 : (g + 1) * c2, 2:-2, 2:-2])
+        q = _fill_phase_reflect_border_(q, c2)
+        o = self.output(q, 1.0, 0, torch.float32, in_scale=s.repeat(4))  # (1, 4*3, hb, wb), with the bias
         k = self.output_channels
-        return _kernel(_k_output_u8)(o, k, h, w).unsqueeze(0) if to_u8 else _kernel(_k_output)(o, k, h, w)
+        if to_u8:  # (H, W, 3) u8, PIL's layout; each phase rounded straight into its strided view
+            img = torch.empty(2 * hb, 2 * wb, k, dtype=torch.uint8)
+            full = img.permute(2, 0, 1).unsqueeze(0)
+            for g in range(4):
+                _quant(o[:, g * k : (g + 1) * k], _full(o, 255.0, k), _full(o, 0.0, k), full[:, :, g // 2 :: 2, g % 2 :: 2])
+            return img[:h, :w].contiguous().unsqueeze(0)
+        out = torch.empty(1, k, 2 * hb, 2 * wb)
+        for g in range(4):
+            out[:, :, g // 2 :: 2, g % 2 :: 2].copy_(o[:, g * k : (g + 1) * k])
+        return out[..., :h, :w].contiguous()
 
     @staticmethod
     def _stream_scale(r: torch.Tensor) -> tuple[float, int]:
         """Scale and zero point of the residual stream's u8 copy: its range in this image (one per
-        tensor, since the convs reading it are packed once)."""
-        lo, hi = torch.aminmax(r)
-        lo, hi = min(float(lo), 0.0), max(float(hi), 1e-6)
+        tensor, since the convs reading it are packed once). (amax + amin: torch.aminmax is ~8x
+        slower on channels_last.)"""
+        lo, hi = min(float(r.amin()), 0.0), max(float(r.amax()), 1e-6)
         scale = (hi - lo) / 255
         return scale, int(round(-lo / scale))
