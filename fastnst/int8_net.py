@@ -32,6 +32,7 @@ tensor, and the same optional fixed normalisation statistics for tiling.
 
 from __future__ import annotations
 
+import math
 import threading
 import warnings
 from collections.abc import Callable
@@ -52,24 +53,18 @@ from fastnst.fused_net import (
     conv_as_space_to_depth_conv,
     upsample_conv_as_phase_conv,
 )
+from fastnst.runtime import cpu_supports_int8
 from fastnst.geometry import MIN_SIDE, pad_to_multiple_of_4, padding
 from fastnst.transformer import TransformNet, unwrap
 
-__all__ = ["Int8Net", "int8_supported"]
+__all__ = ["GUARD_MIN_PSNR", "Int8Net", "guard_psnr", "int8_supported"]
 
 CHANNELS_LAST = torch.channels_last
 
 
 def int8_supported() -> bool:
-    """True when this CPU has integer dot-product units (AVX-512 VNNI, AVX-VNNI or AMX-int8) and
-    PyTorch has the oneDNN quantized convolution: where int8 is a real speed-up."""
-    if not hasattr(torch.ops.onednn, "qconv2d_pointwise"):
-        return False
-    probes = ("_is_amx_tile_supported", "_is_avx512_vnni_supported", "_is_avx2_vnni_supported")
-    try:
-        return any(bool(getattr(torch.cpu, n)()) for n in probes if hasattr(torch.cpu, n))
-    except Exception:  # pragma: no cover - torch without the probes
-        return False
+    """True where int8 is a real speed-up (see fastnst.runtime.cpu_supports_int8)."""
+    return cpu_supports_int8()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -77,13 +72,30 @@ def int8_supported() -> bool:
 # ----------------------------------------------------------------------------------------------
 
 
-def _k_quant(src: torch.Tensor, m: torch.Tensor, z: torch.Tensor, out: torch.Tensor) -> None:
-    """out (u8, any strides) = round(clamp(m*src + z, 0, 255)) with m, z per channel of (1, C, H, W)
-    src: ReLU(IN(y)) in u8 (z < 0 where the ReLU cuts), the residual stream with its zero point,
-    or the image. ``out`` is usually the interior of a padded buffer or one phase of an upsampled
-    tensor, so the result lands where the next conv reads it with no copy."""
+def _quantize(src: torch.Tensor, m: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """round(clamp(m*src + z, 0, 255)) as u8, with m, z per channel of a (1, C, H, W) src: ReLU(IN(y))
+    (z < 0 where the ReLU cuts), the residual stream with its zero point, or the image."""
     v = src.float() * m.view(1, -1, 1, 1) + z.view(1, -1, 1, 1)
-    out.copy_(v.clamp(0, 255).round().to(torch.uint8))
+    return v.clamp(0, 255).round().to(torch.uint8)
+
+
+# Each call site has its own function (its own compiled code): ``out`` is the interior of a padded
+# buffer, one phase of an upsampled tensor, or of the output image, so the result lands where the
+# next step reads it with no copy; the strides differ per site.
+def _k_quant_image(src: torch.Tensor, m: torch.Tensor, z: torch.Tensor, out: torch.Tensor) -> None:
+    out.copy_(_quantize(src, m, z))
+
+
+def _k_quant_act(src: torch.Tensor, m: torch.Tensor, z: torch.Tensor, out: torch.Tensor) -> None:
+    out.copy_(_quantize(src, m, z))
+
+
+def _k_quant_phase(src: torch.Tensor, m: torch.Tensor, z: torch.Tensor, out: torch.Tensor) -> None:
+    out.copy_(_quantize(src, m, z))
+
+
+def _k_quant_rgb(src: torch.Tensor, m: torch.Tensor, z: torch.Tensor, out: torch.Tensor) -> None:
+    out.copy_(_quantize(src, m, z))
 
 
 def _k_relu(y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
@@ -135,7 +147,9 @@ def _kernel(fn: Callable) -> Callable:
     return lambda *args: _Kernels.get(fn)(*args)
 
 
-_quant, _relu, _residual, _channel_max = (_kernel(f) for f in (_k_quant, _k_relu, _k_residual, _k_channel_max))
+_quant_image, _quant_act, _quant_phase, _quant_rgb, _relu, _residual, _channel_max = (
+    _kernel(f) for f in (_k_quant_image, _k_quant_act, _k_quant_phase, _k_quant_rgb, _k_relu, _k_residual, _k_channel_max)
+)
 
 
 def _full(like: torch.Tensor, value: float, channels: int | None = None) -> torch.Tensor:
@@ -154,7 +168,7 @@ def _phase_views(y: torch.Tensor, channels: int, h: int, w: int) -> list[torch.T
 def _quant_padded(y: torch.Tensor, m: torch.Tensor, z: torch.Tensor, pad: int, reflect: bool) -> torch.Tensor:
     n, c, h, w = y.shape
     buf = _u8_buffer(c, h, w, pad)
-    _quant(y, m, z, buf[:, :, pad:-pad, pad:-pad])
+    _quant_act(y, m, z, buf[:, :, pad:-pad, pad:-pad])
     return _fill_reflect_border_(buf, pad) if reflect else _fill_replicate_border_(buf, pad)
 
 
@@ -313,7 +327,7 @@ class Int8Net:
         _, _, h, w = x.shape
         ph, pw = padding(h, w)
         buf = _u8_buffer(3, h + ph, w + pw, 4)
-        _quant(x, torch.full((3,), scale), torch.zeros(3), buf[:, :, 4 : 4 + h, 4 : 4 + w])
+        _quant_image(x, torch.full((3,), scale), torch.zeros(3), buf[:, :, 4 : 4 + h, 4 : 4 + w])
         for i in range(ph):  # reflect rows h, h+1, .. = rows h-2, h-3, ..
             buf[:, :, 4 + h + i, 4 : 4 + w] = buf[:, :, 4 + h - 2 - i, 4 : 4 + w]
         for i in range(pw):
@@ -369,14 +383,14 @@ class Int8Net:
         q = _u8_buffer(c1, 2 * hl, 2 * wl, 1)  # depth-to-space: each phase into its strided view
         inner = q[:, :, 1:-1, 1:-1]
         for g, src in enumerate(_phase_views(y, c1, hl, wl)):
-            _quant(src, a / s, b / s, inner[:, :, g // 2 :: 2, g % 2 :: 2])
+            _quant_phase(src, a / s, b / s, inner[:, :, g // 2 :: 2, g % 2 :: 2])
         q = _fill_replicate_border_(q, 1)
         y = u2(q, 1.0, 0, mid, in_scale=s)  # (1, 4*c2, 2hl+1, 2wl+1)
         a, b, s = self._affine(y, m2, ctx, phase_channels=c2)
         hb, wb = 2 * hl, 2 * wl  # the full-resolution activation stays space-to-depth: blocks
         q = _u8_buffer(4 * c2, hb, wb, 2)  # reflect pad by 4 full-res px == 2 blocks
         for g, src in enumerate(_phase_views(y, c2, hb, wb)):
-            _quant(src, a / s, b / s, q[:, g * c2 : (g + 1) * c2, 2:-2, 2:-2])
+            _quant_phase(src, a / s, b / s, q[:, g * c2 : (g + 1) * c2, 2:-2, 2:-2])
         q = _fill_phase_reflect_border_(q, c2)
         o = self.output(q, 1.0, 0, torch.float32, in_scale=s.repeat(4))  # (1, 4*3, hb, wb), with the bias
         k = self.output_channels
@@ -384,7 +398,7 @@ class Int8Net:
             img = torch.empty(2 * hb, 2 * wb, k, dtype=torch.uint8)
             full = img.permute(2, 0, 1).unsqueeze(0)
             for g in range(4):
-                _quant(o[:, g * k : (g + 1) * k], _full(o, 255.0, k), _full(o, 0.0, k), full[:, :, g // 2 :: 2, g % 2 :: 2])
+                _quant_rgb(o[:, g * k : (g + 1) * k], _full(o, 255.0, k), _full(o, 0.0, k), full[:, :, g // 2 :: 2, g % 2 :: 2])
             return img[:h, :w].contiguous().unsqueeze(0)
         out = torch.empty(1, k, 2 * hb, 2 * wb)
         for g in range(4):
@@ -399,3 +413,41 @@ class Int8Net:
         lo, hi = min(float(r.amin()), 0.0), max(float(r.amax()), 1e-6)
         scale = (hi - lo) / 255
         return scale, int(round(-lo / scale))
+
+
+# ----------------------------------------------------------------------------------------------
+# The quality guard used by precision="auto"
+# ----------------------------------------------------------------------------------------------
+
+GUARD_MIN_PSNR = 35.0  # dB against the float32 network (issue 15); trained models measure 40-45
+GUARD_SIZE = 192
+
+
+def _guard_image(size: int) -> torch.Tensor:
+    """A real photo (scikit-image's astronaut, if installed) or else a synthetic one with flat areas,
+    gradients and edges, (1, 3, size, size) in [0, 1] with 8-bit values."""
+    from fastnst.assets import sample_image_paths
+
+    paths = [p for p in sample_image_paths() if p.name == "astronaut.png"]
+    if paths:
+        from fastnst.imageio import load_image
+
+        x = F.interpolate(load_image(paths[0]), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    else:
+        g = torch.linspace(0, 1, size)
+        yy, xx = torch.meshgrid(g, g, indexing="ij")
+        disc = (((yy - 0.6) ** 2 + (xx - 0.4) ** 2) < 0.05).float()
+        x = torch.stack([0.2 + 0.6 * yy, 0.5 + 0.3 * torch.sin(12 * xx) * disc, 0.8 - 0.5 * xx * (1 - disc)])[None]
+    return (x.clamp(0, 1) * 255).round() / 255
+
+
+def guard_psnr(net: TransformNet, int8: Int8Net | None = None, size: int = GUARD_SIZE) -> float:
+    """PSNR (dB) of the int8 network against the float32 one on a guard image: the check behind
+    ``precision="auto"`` choosing int8 for this model."""
+    net = unwrap(net)
+    x = _guard_image(size)
+    with torch.inference_mode():
+        ref = net.float().cpu()(x).clamp(0, 1)
+    got = (int8 or Int8Net(net))(x).clamp(0, 1)
+    mse = float(((got.double() - ref.double()) ** 2).mean())
+    return float("inf") if mse == 0 else 10 * math.log10(1 / mse)
