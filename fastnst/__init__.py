@@ -30,7 +30,23 @@ _EXPORTS = {
     "VGG19Features": "fastnst.vgg",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ImageError",
+    "ModelFileError",
+    "PerceptualLoss",
+    "StyleModel",
+    "Stylizer",
+    "TransformNet",
+    "TransformerConfig",
+    "VGG19Features",
+    "gram_matrix",
+    "load_image",
+    "load_model",
+    "load_style_model",
+    "save_image",
+    "save_style_model",
+    "stylize_image",
+]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from fastnst.imageio import ImageError, load_image, save_image

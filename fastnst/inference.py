@@ -45,8 +45,8 @@ from fastnst.color import blend, check_strength
 from fastnst.color import preserve_color as preserve_color_fn
 from fastnst.fused_net import FusedNet, NormStats
 from fastnst.imageio import pil_to_tensor, resize_long_side, tensor_to_pil
+from fastnst.int8_net import AUTO_MIN_PSNR, Int8Net, guard_psnr
 from fastnst.modelfile import StyleModel, load_style_model, resolve_model_path
-from fastnst.int8_net import GUARD_MIN_PSNR, Int8Net, guard_psnr
 from fastnst.runtime import available_memory, cpu_supports_int8, resolve_device, resolve_precision
 from fastnst.transformer import TransformNet
 
@@ -178,8 +178,8 @@ class Stylizer:
     """A style model prepared for fast inference on one device at one precision.
 
     ``precision="auto"`` on a CPU with int8 dot-product units (VNNI / AMX) uses int8
-    (fastnst.int8_net) when the model passes the quality guard there (int8 output within
-    GUARD_MIN_PSNR dB of float32 on a guard image; ``int8_psnr`` holds the measurement), else bf16 /
+    (fastnst.int8_net) when the model passes the quality guard there (int8 output at least
+    AUTO_MIN_PSNR dB from float32 on a guard image; ``int8_psnr`` holds the measurement), else bf16 /
     fp32 as fastnst.runtime.resolve_precision says. ``dtype`` is torch.int8 for the int8 network.
     """
 
@@ -196,7 +196,7 @@ class Stylizer:
             int8 = Int8Net(model.net)
             if self.dtype != torch.int8:  # auto: int8 only where the guard holds for this model
                 self.int8_psnr = guard_psnr(model.net, int8)
-                if self.int8_psnr >= GUARD_MIN_PSNR:
+                if self.int8_psnr >= AUTO_MIN_PSNR:
                     self.dtype = torch.int8
             if self.dtype == torch.int8:
                 self.net = int8
