@@ -321,7 +321,7 @@ class Stylizer:
         if (isinstance(self.net, Int8Net) and plain and image.mode in ("RGB", "L", "P", "RGBA")
                 and self._tile_size(h, w, tile, overlap) is None):
             rgb = image if image.mode == "RGB" else image.convert("RGB")
-            u8 = torch.from_numpy(np.asarray(rgb))  # read-only view of PIL's copy: never written
+            u8 = torch.from_numpy(np.array(rgb))  # PIL hands numpy read-only bytes: one small copy
             out = Image.fromarray(self.net.stylize_u8(u8).numpy())
             if progress is not None:
                 progress(1, 1)
