@@ -218,11 +218,14 @@ class Stylizer:
             self._net_fp32 = FusedNet(self.model.net, torch.float32, self.device)
         return self._net_fp32
 
-    def pixel_budget(self) -> int:
+    @property
+    def _budget_dtype(self) -> torch.dtype:
         # The int8 network's working memory is that of bf16 (bf16 conv outputs, u8 copies, a float32
         # residual stream at a quarter of the resolution).
-        dtype = torch.bfloat16 if self.dtype == torch.int8 else self.dtype
-        return pixel_budget(self.device, dtype, self.model.config.base_channels)
+        return torch.bfloat16 if self.dtype == torch.int8 else self.dtype
+
+    def pixel_budget(self) -> int:
+        return pixel_budget(self.device, self._budget_dtype, self.model.config.base_channels)
 
     @torch.inference_mode()
     def stylize_tensor(
@@ -279,7 +282,7 @@ class Stylizer:
         """Instance-norm statistics of one image (1, 3, H, W): at full resolution if it fits in
         ``max_pixels`` (default: the memory budget), else from a copy downscaled to fit."""
         if max_pixels is None:
-            max_pixels = pixel_budget(self.device, self.dtype, self.model.config.base_channels,
+            max_pixels = pixel_budget(self.device, self._budget_dtype, self.model.config.base_channels,
                                       STATS_PASS_FACTOR * MAX_PASS_BYTES)
         src = _as_float(_resize_to_pixels(x, max_pixels), self.device)
         _, stats = self._net_for(*src.shape[-2:]).record_stats(src)

@@ -24,7 +24,6 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 SHARED = ROOT.parent / "shared" / "photos"
 DEFAULT_PHOTO_DIRS = ["skimage", "opencv-doc"]
