@@ -254,8 +254,10 @@ class Stylizer:
         if strength == 0.0:
             return _as_float(x, self.device)
         if tile_size is None:
-            x = _as_float(x, self.device)
-            y = self._net_for(h, w)(x).clamp_(0, 1)
+            net = self._net_for(h, w)
+            if not (isinstance(net, Int8Net) and x.dtype == torch.uint8):  # int8 reads 8-bit images as they are
+                x = _as_float(x, self.device)
+            y = net(x).clamp_(0, 1)
             if progress is not None:
                 progress(1, 1)
         else:

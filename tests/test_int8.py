@@ -166,3 +166,9 @@ def test_library_use_leaves_openmp_alone():
             "from fastnst.cli.openmp import prefer_short_spin; r = prefer_short_spin(); "
             "print(os.environ.get('GOMP_SPINCOUNT'), r)")
     assert _env_after(code) == "None False"  # too late once torch is loaded: not set at all
+
+
+def test_uint8_tensors_go_straight_into_the_int8_network(starry, photo):
+    stylizer = Stylizer(starry, "cpu", "int8")
+    u8 = (photo * 255).round().to(torch.uint8)
+    assert torch.equal(stylizer.stylize_tensor(u8), stylizer.stylize_tensor(photo))
