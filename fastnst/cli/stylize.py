@@ -32,7 +32,7 @@ import sys
 from fastnst.batch import FORMATS, Outcome, StylizeSettings, plan_jobs, run_jobs
 from fastnst.cli import video as video_cli
 from fastnst.inference import DEFAULT_OVERLAP
-from fastnst.runtime import PRECISION_NAMES
+from fastnst.runtime import INFERENCE_PRECISION_NAMES
 
 # ----------------------------------------------------------------------------------------------
 # Listing models
@@ -115,8 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preserve-color", action="store_true", help="keep the photo's colours, take only the stylized luminance")
     p.add_argument("--strength", type=float, default=1.0, metavar="F", help="0 = photo, 1 = full style (default 1)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if available")
-    p.add_argument("--precision", default="auto", choices=PRECISION_NAMES,
-                   help="default: bf16 on CPUs with AMX/AVX-512-BF16 and on GPUs, else fp32")
+    p.add_argument("--precision", default="auto", choices=INFERENCE_PRECISION_NAMES,
+                   help="default: int8 on CPUs with VNNI/AMX when the model passes the int8 quality guard, "
+                        "else bf16 on CPUs with AMX/AVX-512-BF16 and on GPUs, else fp32 (int8: CPU only)")
     p.add_argument("--batch-size", type=int, default=1, metavar="N", help="images of equal size per forward pass (GPU)")
     p.add_argument("--workers", type=int, default=2, metavar="N", help="threads decoding and saving beside the compute (0: none)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary, only errors")

@@ -1,0 +1,459 @@
+"""An int8 inference rewrite of TransformNet for CPUs with integer dot-product units (VNNI / AMX-int8).
+
+``Int8Net(net)`` computes the same function as the float32 network to 38-46 dB PSNR on real photos
+with the shipped models (scripts/int8_quality.py is the guard) at ~1.4x the speed of the bf16 fused path
+measured under load on a 2-core AMD EPYC (Zen 4, AVX-512 VNNI), because oneDNN's u8 x s8
+convolutions (``torch.ops.onednn.qconv2d_pointwise``, the kernels behind PyTorch's x86 quantization
+backend) run ~2x the multiply-adds per second of bf16 there.
+
+Quantization, with no calibration set:
+
+* **Weights**: symmetric int8, one scale per output channel. Convs reading a ReLU(IN(y)) have that
+  input's per-channel scale folded into their float32 weights per image, then quantized and packed
+  (~0.1-0.3 ms a layer); the others (first conv, convs reading the residual stream) are packed at load.
+* **Activations**: unsigned 8-bit, one scale per channel from the image itself. Every activation that
+  feeds a conv is ReLU(IN(y)) = ReLU(a*y + b), a and b from the instance-norm statistics (the one
+  statistics pass the fused path does anyway). The sign of each conv output channel whose norm scale
+  is negative is flipped at load (IN(-y) with -gamma == IN(y) with gamma), so a >= 0 and the channel's
+  largest value is a*max(y) + b: one max pass gives a range with nothing clipped. Fixed ranges from
+  the norms' affine parameters (beta + K*|gamma|) were tried first: instance norm lets a few strong
+  features reach 20 standard deviations in the last blocks, so any K either clipped them or wasted
+  levels (31-41 dB). The residual stream (no ReLU) has one range per tensor, its min and max.
+* **The image** is 8-bit already: the first convolution takes it as u8 with scale 1/255 (exact for
+  8-bit sources; higher bit depths are rounded to 8 bits), and the last writes float32, from which the
+  PIL path rounds straight to u8.
+
+Everything between the convolutions (per-channel affine + ReLU + rounding to u8 + reflection padding,
+the residual additions, depth-to-space of the sub-pixel upsampling) is one memory pass per layer,
+written as small functions compiled by ``torch.compile`` (inductor's C++ backend) on first use;
+where compilation is unavailable they run eagerly (same results, several times slower).
+
+The layer rewrites are the fused bf16 path's (fastnst.fused_net): nearest-upsample + 3x3 conv as a 2x2
+sub-pixel conv on the low-resolution input, the 9x9 output conv as a 5x5 conv on the space-to-depth
+tensor, and the same optional fixed normalisation statistics for tiling.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fastnst.fused_net import (
+    NormStats,
+    _channel_stats,
+    _fill_phase_reflect_border_,
+    _fill_reflect_border_,
+    _fill_replicate_border_,
+    _NormContext,
+    _phase_stats,
+    conv_as_space_to_depth_conv,
+    upsample_conv_as_phase_conv,
+)
+from fastnst.geometry import MIN_SIDE, pad_to_multiple_of_4, padding
+from fastnst.runtime import cpu_supports_int8
+from fastnst.transformer import TransformNet, unwrap
+
+__all__ = ["AUTO_MIN_PSNR", "GUARD_MIN_PSNR", "Int8Net", "guard_psnr", "int8_supported"]
+
+CHANNELS_LAST = torch.channels_last
+
+
+def int8_supported() -> bool:
+    """True where int8 is a real speed-up (see fastnst.runtime.cpu_supports_int8)."""
+    return cpu_supports_int8()
+
+
+# ----------------------------------------------------------------------------------------------
+# Elementwise kernels: one memory pass each once compiled
+# ----------------------------------------------------------------------------------------------
+
+
+def _quantize(src: torch.Tensor, m: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """round(clamp(m*src + z, 0, 255)) as u8, with m, z per channel of a (1, C, H, W) src: ReLU(IN(y))
+    (z < 0 where the ReLU cuts), the residual stream with its zero point, or the image."""
+    v = src.float() * m.view(1, -1, 1, 1) + z.view(1, -1, 1, 1)
+    return v.clamp(0, 255).round().to(torch.uint8)
+
+
+# Each call site has its own function (its own compiled code): ``out`` is the interior of a padded
+# buffer, one phase of an upsampled tensor, or of the output image, so the result lands where the
+# next step reads it with no copy; the strides differ per site.
+def _k_quant_image(src: torch.Tensor, m: torch.Tensor, z: torch.Tensor, out: torch.Tensor) -> None:
+    out.copy_(_quantize(src, m, z))
+
+
+def _k_quant_act(src: torch.Tensor, m: torch.Tensor, z: torch.Tensor, out: torch.Tensor) -> None:
+    out.copy_(_quantize(src, m, z))
+
+
+def _k_quant_phase(src: torch.Tensor, m: torch.Tensor, z: torch.Tensor, out: torch.Tensor) -> None:
+    out.copy_(_quantize(src, m, z))
+
+
+def _k_quant_rgb(src: torch.Tensor, m: torch.Tensor, z: torch.Tensor, out: torch.Tensor) -> None:
+    out.copy_(_quantize(src, m, z))
+
+
+def _k_relu(y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
+    """out (float32) = ReLU(a*y + b): the residual stream's first value."""
+    out.copy_((y.float() * a.view(1, -1, 1, 1) + b.view(1, -1, 1, 1)).clamp_min(0))
+
+
+def _k_channel_max(y: torch.Tensor) -> torch.Tensor:
+    """Per-channel maximum of a (1, C, H, W) tensor (eager amax on channels_last is ~10x slower)."""
+    return y.amax(dim=(0, 2, 3)).float()
+
+
+def _k_residual(r: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
+    """out = r + a*y + b: a residual block's output (no ReLU after its second norm)."""
+    out.copy_(r + y.float() * a.view(1, -1, 1, 1) + b.view(1, -1, 1, 1))
+
+
+class _Kernels:
+    """The elementwise kernels, compiled once per process on first use (eager if that fails)."""
+
+    _lock = threading.Lock()
+    _compiled: dict[str, Callable] = {}
+    _eager = False
+
+    @classmethod
+    def get(cls, fn: Callable) -> Callable:
+        if cls._eager:
+            return fn
+        with cls._lock:
+            compiled = cls._compiled.get(fn.__name__)
+            if compiled is None:
+                compiled = cls._compiled[fn.__name__] = torch.compile(fn, dynamic=True)
+
+        def call(*args):
+            if cls._eager:
+                return fn(*args)
+            try:
+                return compiled(*args)
+            except Exception as exc:  # no C++ compiler, unsupported platform...
+                warnings.warn(f"fastnst int8: torch.compile failed ({type(exc).__name__}: {exc}); "
+                              "running the elementwise steps eagerly (slower)", RuntimeWarning, stacklevel=2)
+                cls._eager = True
+                return fn(*args)
+
+        return call
+
+
+def _kernel(fn: Callable) -> Callable:
+    return lambda *args: _Kernels.get(fn)(*args)
+
+
+_quant_image, _quant_act, _quant_phase, _quant_rgb, _relu, _residual, _channel_max = (
+    _kernel(f) for f in (_k_quant_image, _k_quant_act, _k_quant_phase, _k_quant_rgb, _k_relu, _k_residual, _k_channel_max)
+)
+
+
+def _full(like: torch.Tensor, value: float, channels: int | None = None) -> torch.Tensor:
+    return torch.full((channels or like.shape[1],), float(value))
+
+
+def _u8_buffer(c: int, h: int, w: int, pad: int) -> torch.Tensor:
+    return torch.empty(1, c, h + 2 * pad, w + 2 * pad, dtype=torch.uint8, memory_format=CHANNELS_LAST)
+
+
+def _phase_views(y: torch.Tensor, channels: int, h: int, w: int) -> list[torch.Tensor]:
+    """The 4 (h, w) phases of a 2x2 phase conv's (1, 4C, h+1, w+1) output; phase (a, b) = index a*2+b."""
+    return [y[:, g * channels : (g + 1) * channels, g // 2 : g // 2 + h, g % 2 : g % 2 + w] for g in range(4)]
+
+
+def _quant_padded(y: torch.Tensor, m: torch.Tensor, z: torch.Tensor, pad: int, reflect: bool) -> torch.Tensor:
+    n, c, h, w = y.shape
+    buf = _u8_buffer(c, h, w, pad)
+    _quant_act(y, m, z, buf[:, :, pad:-pad, pad:-pad])
+    return _fill_reflect_border_(buf, pad) if reflect else _fill_replicate_border_(buf, pad)
+
+
+# ----------------------------------------------------------------------------------------------
+# Quantized convolutions
+# ----------------------------------------------------------------------------------------------
+
+
+def _pack(weight: torch.Tensor, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 per output channel; returns oneDNN's packed weight and the scales."""
+    scale = (weight.abs().amax(dim=(1, 2, 3)) / 127).clamp_min(1e-12)
+    q = torch.round(weight / scale.view(-1, 1, 1, 1)).clamp(-127, 127).to(torch.int8)
+    # The activation scale given here is only a hint for oneDNN; each call passes the real one.
+    return torch.ops.onednn.qconv_prepack(q, scale, 1.0, 0, [stride, stride], [0, 0], [1, 1], 1, None), scale
+
+
+class _QConv:
+    """A convolution with int8 weights (per-output-channel scales) for oneDNN's u8 x s8 kernels.
+
+    With ``per_image=True`` the u8 input has a scale per channel that changes per image: it is folded
+    into the float32 weights before they are quantized and packed (~0.1-0.3 ms per layer), so the conv
+    itself sees one scale. Otherwise the weights are packed once here.
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: int = 1,
+                 per_image: bool = False) -> None:
+        self.weight = weight.detach().float().cpu().contiguous()
+        self.bias = None if bias is None else bias.detach().float().cpu().contiguous()
+        self.stride = stride
+        self.w_zero = torch.zeros(self.weight.shape[0], dtype=torch.int64)
+        self.packed = None if per_image else _pack(self.weight, stride)
+
+    def __call__(self, x: torch.Tensor, x_scale: float, x_zero: int, out_dtype: torch.dtype,
+                 in_scale: torch.Tensor | None = None) -> torch.Tensor:
+        s = self.stride
+        if in_scale is None:
+            packed, w_scale = self.packed
+        else:
+            packed, w_scale = _pack(self.weight * in_scale.view(1, -1, 1, 1), s)
+        return torch.ops.onednn.qconv2d_pointwise(
+            x, x_scale, x_zero, packed, w_scale, self.w_zero, self.bias,
+            [s, s], [0, 0], [1, 1], 1, 1.0, 0, out_dtype, "none", [], "")
+
+
+@dataclass(frozen=True)
+class _Norm:
+    gamma: torch.Tensor  # >= 0: a negative scale is moved into the sign of the conv's output channel
+    beta: torch.Tensor
+    eps: float
+
+
+def _conv_norm(conv: nn.Conv2d, norm: nn.InstanceNorm2d) -> tuple[torch.Tensor, _Norm]:
+    """The float32 weight of a conv followed by an instance norm, with the sign of each output channel
+    whose norm scale is negative flipped (IN(-y) with -gamma == IN(y) with gamma), so that every
+    channel's a = gamma / std is >= 0 and ReLU(a*y + b) is largest where y is: its range needs only
+    the per-channel maximum of y. The conv's bias is dropped (the norm subtracts the mean)."""
+    gamma = norm.weight.detach().float().cpu()
+    sign = torch.where(gamma < 0, -1.0, 1.0)
+    weight = conv.weight.detach().float().cpu() * sign.view(-1, 1, 1, 1)
+    return weight, _Norm(gamma.abs(), norm.bias.detach().float().cpu().clone(), norm.eps)
+
+
+# ----------------------------------------------------------------------------------------------
+# The network
+# ----------------------------------------------------------------------------------------------
+
+
+class Int8Net:
+    """Inference-only TransformNet in int8 on the CPU: called like fastnst.fused_net.FusedNet
+    (``Int8Net(net)(x, stats=None)``, ``record_stats``), plus ``stylize_u8`` for 8-bit images."""
+
+    def __init__(self, net: TransformNet, out_dtype: torch.dtype = torch.bfloat16) -> None:
+        net = unwrap(net)
+        if not isinstance(net, TransformNet):
+            raise TypeError(f"expected a TransformNet, got {type(net).__name__}")
+        if not hasattr(torch.ops.onednn, "qconv2d_pointwise"):
+            raise RuntimeError("int8 inference needs PyTorch's oneDNN quantized convolution (x86 CPU build)")
+        self.config = net.config
+        self.dtype = torch.int8
+        self.device = torch.device("cpu")
+        self.mid_dtype = out_dtype  # conv outputs that are normalised next: only their statistics matter
+        with torch.no_grad():
+            if net.encoder[0].conv.kernel_size != (9, 9) or net.output_layer.conv.kernel_size != (9, 9):
+                raise ValueError("Int8Net expects 9x9 first and last convolutions (johnson2016)")
+            # A conv whose input is a ReLU(IN(y)) gets that input's per-channel scale folded into its
+            # weights per image (per_image=True); the first conv reads the image (scale 1/255) and the
+            # convs after the residual stream read it with one scale per tensor: packed once.
+            self.encoder = []
+            for i, block in enumerate(net.encoder):
+                w, n = _conv_norm(block.conv, block.norm)
+                self.encoder.append((_QConv(w, stride=block.conv.stride[0], per_image=i > 0), n))
+            self.residuals = []
+            for r in net.residuals:
+                wa, na = _conv_norm(r.first.conv, r.first.norm)
+                wb, nb = _conv_norm(r.second_conv, r.second_norm)
+                self.residuals.append((_QConv(wa), na, _QConv(wb, per_image=True), nb))
+            self.upsamplers = []
+            for i, up in enumerate(net.upsamplers):
+                w, n = _conv_norm(up.layer.conv, up.layer.norm)
+                w, _ = upsample_conv_as_phase_conv(w, torch.zeros(w.shape[0]))
+                self.upsamplers.append((_QConv(w, per_image=i > 0), n, up.layer.conv.out_channels))
+            last = net.output_layer.conv
+            w, b = conv_as_space_to_depth_conv(last.weight.detach().float().cpu(), last.bias.detach().float().cpu())
+            self.output = _QConv(w, b, per_image=True)
+            self.output_channels = last.out_channels
+        self.num_norm_layers = len(self.encoder) + 2 * len(self.residuals) + len(self.upsamplers)
+
+    # -- public API (as FusedNet) --------------------------------------------------------------
+
+    def __call__(self, x: torch.Tensor, stats: NormStats | None = None) -> torch.Tensor:
+        return self.forward(x, stats)
+
+    @torch.inference_mode()
+    def forward(self, x: torch.Tensor, stats: NormStats | None = None) -> torch.Tensor:
+        """(N, 3, H, W) float image in [0, 1] (or u8 in [0, 255]) -> (N, 3, H, W) float32 (not clamped)."""
+        return self._run(x, stats, None, to_u8=False)
+
+    @torch.inference_mode()
+    def record_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, NormStats]:
+        """Stylize one image (1, 3, H, W) and return its output and its instance-norm statistics."""
+        if x.shape[0] != 1:
+            raise ValueError("record_stats takes a single image (batch of one)")
+        record = NormStats()
+        return self._run(x, None, record, to_u8=False), record
+
+    @torch.inference_mode()
+    def stylize_u8(self, image: torch.Tensor, stats: NormStats | None = None) -> torch.Tensor:
+        """(H, W, 3) u8 image (PIL's layout, e.g. ``torch.from_numpy(np.asarray(pil))``) -> (H, W, 3)
+        u8 stylized image: no float copy of the input or the output is made."""
+        if image.dim() != 3 or image.shape[2] != 3 or image.dtype != torch.uint8:
+            raise ValueError(f"expected an (H, W, 3) uint8 image, got {tuple(image.shape)} {image.dtype}")
+        x = image.permute(2, 0, 1).unsqueeze(0)  # a channels_last view
+        return self._run(x, stats, None, to_u8=True)[0]
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _run(self, x: torch.Tensor, stats: NormStats | None, record: NormStats | None, to_u8: bool) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected a (N, 3, H, W) image batch, got shape {tuple(x.shape)}")
+        if x.device.type != "cpu":
+            raise ValueError(f"int8 inference runs on the CPU; got a tensor on {x.device}")
+        h, w = x.shape[-2:]
+        scale = 1.0 if x.dtype == torch.uint8 else 255.0
+        if min(h, w) < MIN_SIDE:  # too small to reflect-pad in place: pad a float copy first
+            x, scale = pad_to_multiple_of_4(x.float() * (scale / 255.0)), 255.0
+        outs = []
+        for i in range(x.shape[0]):  # instance norm is per image
+            q = self._image_buffer(x[i : i + 1], scale)
+            outs.append(self._core(q, _NormContext(stats, record), h, w, to_u8))
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
+
+    @staticmethod
+    def _image_buffer(x: torch.Tensor, scale: float) -> torch.Tensor:
+        """The u8 input of the first 9x9 conv: the image (rounded to 8 bits) padded at the bottom and
+        right to a multiple of 4 and then by 4 on every side, all by reflection (as FusedNet)."""
+        _, _, h, w = x.shape
+        ph, pw = padding(h, w)
+        buf = _u8_buffer(3, h + ph, w + pw, 4)
+        _quant_image(x, torch.full((3,), scale), torch.zeros(3), buf[:, :, 4 : 4 + h, 4 : 4 + w])
+        for i in range(ph):  # reflect rows h, h+1, .. = rows h-2, h-3, ..
+            buf[:, :, 4 + h + i, 4 : 4 + w] = buf[:, :, 4 + h - 2 - i, 4 : 4 + w]
+        for i in range(pw):
+            buf[:, :, 4 : 4 + h + ph, 4 + w + i] = buf[:, :, 4 : 4 + h + ph, 4 + w - 2 - i]
+        return _fill_reflect_border_(buf, 4)
+
+    def _affine(self, y: torch.Tensor, norm: _Norm, ctx: _NormContext, phase_channels: int = 0
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """a >= 0, b with IN(y) == a*y + b, and the per-channel scale of ReLU(a*y + b) as u8 (its
+        maximum in this image / tile over 255: no clipping, all 8 bits for every channel)."""
+        given = ctx.next_given()
+        ctx.index += 1
+        if given is not None:
+            mean, var = (t.cpu() for t in given)
+        else:
+            mean, var = _phase_stats(y, phase_channels) if phase_channels else _channel_stats(y)
+            if ctx.record is not None:
+                ctx.record.layers.append((mean, var))
+        a = norm.gamma * torch.rsqrt(var + norm.eps)
+        b = norm.beta - mean * a
+        top = _channel_max(y)
+        if phase_channels:
+            top = top.view(4, phase_channels).amax(0)
+        scale = (a * top + b).clamp_min(1e-6) / 255
+        return a, b, scale
+
+    def _core(self, q: torch.Tensor, ctx: _NormContext, h: int, w: int, to_u8: bool) -> torch.Tensor:
+        mid = self.mid_dtype
+        s = None  # the per-channel scale of the current u8 activation (None: the image, 1/255)
+        for i, (conv, norm) in enumerate(self.encoder):
+            y = conv(q, 1 / 255 if s is None else 1.0, 0, mid, in_scale=s)
+            a, b, s = self._affine(y, norm, ctx)
+            if i < len(self.encoder) - 1:
+                q = _quant_padded(y, a / s, b / s, 1, reflect=True)
+        r = torch.empty(y.shape, memory_format=CHANNELS_LAST)  # the residual stream, float32
+        _relu(y, a, b, r)
+        for c1, n1, c2, n2 in self.residuals:
+            rs, rz = self._stream_scale(r)
+            y = c1(_quant_padded(r, _full(r, 1 / rs), _full(r, rz), 1, reflect=True), rs, rz, mid)
+            a, b, s = self._affine(y, n1, ctx)
+            y = c2(_quant_padded(y, a / s, b / s, 1, reflect=True), 1.0, 0, mid, in_scale=s)
+            a, b, _ = self._affine(y, n2, ctx)
+            _residual(r, y, a, b, r)
+        # Upsampling convs in sub-pixel form (see fastnst.fused_net): the low-resolution input is
+        # replicate-padded; the output is phase-major, its statistics pool the 4 phases.
+        rs, rz = self._stream_scale(r)
+        q = _quant_padded(r, _full(r, 1 / rs), _full(r, rz), 1, reflect=False)
+        (u1, m1, c1), (u2, m2, c2) = self.upsamplers
+        hl, wl = r.shape[-2:]
+        y = u1(q, rs, rz, mid)  # (1, 4*c1, hl+1, wl+1)
+        a, b, s = self._affine(y, m1, ctx, phase_channels=c1)
+        q = _u8_buffer(c1, 2 * hl, 2 * wl, 1)  # depth-to-space: each phase into its strided view
+        inner = q[:, :, 1:-1, 1:-1]
+        for g, src in enumerate(_phase_views(y, c1, hl, wl)):
+            _quant_phase(src, a / s, b / s, inner[:, :, g // 2 :: 2, g % 2 :: 2])
+        q = _fill_replicate_border_(q, 1)
+        y = u2(q, 1.0, 0, mid, in_scale=s)  # (1, 4*c2, 2hl+1, 2wl+1)
+        a, b, s = self._affine(y, m2, ctx, phase_channels=c2)
+        hb, wb = 2 * hl, 2 * wl  # the full-resolution activation stays space-to-depth: blocks
+        q = _u8_buffer(4 * c2, hb, wb, 2)  # reflect pad by 4 full-res px == 2 blocks
+        for g, src in enumerate(_phase_views(y, c2, hb, wb)):
+            _quant_phase(src, a / s, b / s, q[:, g * c2 : (g + 1) * c2, 2:-2, 2:-2])
+        q = _fill_phase_reflect_border_(q, c2)
+        o = self.output(q, 1.0, 0, torch.float32, in_scale=s.repeat(4))  # (1, 4*3, hb, wb), with the bias
+        k = self.output_channels
+        if to_u8:  # (H, W, 3) u8, PIL's layout; each phase rounded straight into its strided view
+            img = torch.empty(2 * hb, 2 * wb, k, dtype=torch.uint8)
+            full = img.permute(2, 0, 1).unsqueeze(0)
+            for g in range(4):
+                _quant_rgb(o[:, g * k : (g + 1) * k], _full(o, 255.0, k), _full(o, 0.0, k), full[:, :, g // 2 :: 2, g % 2 :: 2])
+            return img[:h, :w].contiguous().unsqueeze(0)
+        out = torch.empty(1, k, 2 * hb, 2 * wb)
+        for g in range(4):
+            out[:, :, g // 2 :: 2, g % 2 :: 2].copy_(o[:, g * k : (g + 1) * k])
+        return out[..., :h, :w].contiguous()
+
+    @staticmethod
+    def _stream_scale(r: torch.Tensor) -> tuple[float, int]:
+        """Scale and zero point of the residual stream's u8 copy: its range in this image (one per
+        tensor, since the convs reading it are packed once). (amax + amin: torch.aminmax is ~8x
+        slower on channels_last.)"""
+        lo, hi = min(float(r.amin()), 0.0), max(float(r.amax()), 1e-6)
+        scale = (hi - lo) / 255
+        return scale, int(round(-lo / scale))
+
+
+# ----------------------------------------------------------------------------------------------
+# The quality guard used by precision="auto"
+# ----------------------------------------------------------------------------------------------
+
+GUARD_MIN_PSNR = 35.0  # dB against the float32 network on real photos (issue 15)
+# precision="auto" wants more on its single guard image: across the 37 colour photos of
+# scripts/int8_quality.py a model's int8 PSNR spreads over ~4 dB (42-46 dB for the shipped models),
+# so 40 dB here keeps every photo above GUARD_MIN_PSNR. Random-weight networks (34-38 dB) stay bf16.
+AUTO_MIN_PSNR = 40.0
+GUARD_SIZE = 192
+
+
+def _guard_image(size: int) -> torch.Tensor:
+    """A real photo (scikit-image's astronaut, if installed) or else a synthetic one with flat areas,
+    gradients and edges, (1, 3, size, size) in [0, 1] with 8-bit values."""
+    from fastnst.assets import sample_image_paths
+
+    paths = [p for p in sample_image_paths() if p.name == "astronaut.png"]
+    if paths:
+        from fastnst.imageio import load_image
+
+        x = F.interpolate(load_image(paths[0]), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    else:
+        g = torch.linspace(0, 1, size)
+        yy, xx = torch.meshgrid(g, g, indexing="ij")
+        disc = (((yy - 0.6) ** 2 + (xx - 0.4) ** 2) < 0.05).float()
+        x = torch.stack([0.2 + 0.6 * yy, 0.5 + 0.3 * torch.sin(12 * xx) * disc, 0.8 - 0.5 * xx * (1 - disc)])[None]
+    return (x.clamp(0, 1) * 255).round() / 255
+
+
+def guard_psnr(net: TransformNet, int8: Int8Net | None = None, size: int = GUARD_SIZE) -> float:
+    """PSNR (dB) of the int8 network against the float32 one on a guard image: the check behind
+    ``precision="auto"`` choosing int8 for this model."""
+    net = unwrap(net)
+    x = _guard_image(size)
+    with torch.inference_mode():
+        ref = net.float().cpu()(x).clamp(0, 1)
+    got = (int8 or Int8Net(net))(x).clamp(0, 1)
+    mse = float(((got.double() - ref.double()) ** 2).mean())
+    return float("inf") if mse == 0 else 10 * math.log10(1 / mse)
