@@ -61,8 +61,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from fastnst.inference import Stylizer, load_model, stylize_image
     from fastnst.losses import PerceptualLoss, gram_matrix
     from fastnst.modelfile import ModelFileError, StyleModel, load_style_model, save_style_model
-    from fastnst.transformer import TransformerConfig, TransformNet
     from fastnst.temporal import FrameStylizer, Stabilization
+    from fastnst.transformer import TransformerConfig, TransformNet
     from fastnst.vgg import VGG19Features
     from fastnst.video import VideoError, stylize_video
 
