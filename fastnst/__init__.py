@@ -30,7 +30,7 @@ _EXPORTS = {
     "VGG19Features": "fastnst.vgg",
     "FrameStylizer": "fastnst.temporal",
     "Stabilization": "fastnst.temporal",
-    "VideoError": "fastnst.video",
+    "VideoError": "fastnst.video_io",
     "stylize_video": "fastnst.video",
 }
 
@@ -64,7 +64,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from fastnst.temporal import FrameStylizer, Stabilization
     from fastnst.transformer import TransformerConfig, TransformNet
     from fastnst.vgg import VGG19Features
-    from fastnst.video import VideoError, stylize_video
+    from fastnst.video import stylize_video
+    from fastnst.video_io import VideoError
 
 
 def __getattr__(name: str) -> Any:

@@ -18,7 +18,7 @@ import torch
 from fastnst.color import check_strength
 from fastnst.imageio import IMAGE_EXTENSIONS, SAVE_EXTENSIONS, ImageError, is_image_file, load_image, save_image
 from fastnst.inference import DEFAULT_OVERLAP, Stylizer, check_overlap, check_tile
-from fastnst.video import VIDEO_EXTENSIONS, is_video_input, video_output_extension
+from fastnst.video_io import VIDEO_EXTENSIONS, is_video_input, video_output_extension
 
 GLOB_CHARS = set("*?[")
 FORMATS = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "webp": ".webp"}

@@ -16,7 +16,7 @@ from fastnst.cli import video as video_cli  # noqa: E402
 from fastnst.cli.stylize import main  # noqa: E402
 from fastnst.modelfile import save_style_model  # noqa: E402
 from fastnst.temporal import FrameStylizer  # noqa: E402
-from fastnst.video import video_output_extension  # noqa: E402
+from fastnst.video_io import video_output_extension  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("default_malloc", "one_thread")
 

@@ -17,14 +17,14 @@ from support import random_style_net  # noqa: E402
 
 from fastnst.inference import Stylizer  # noqa: E402
 from fastnst.temporal import Stabilization  # noqa: E402
-from fastnst.video import (  # noqa: E402
+from fastnst.video import stylize_video  # noqa: E402
+from fastnst.video_io import (  # noqa: E402
     VideoError,
     is_video_file,
     output_size,
     probe_video,
     read_frames,
     require_av,
-    stylize_video,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")

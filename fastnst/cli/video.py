@@ -5,7 +5,7 @@
     python -m fastnst.stylize --model starry --camera 0 -o live.mp4  # preview window, recorded
 
 Which inputs are videos and what their outputs are called is decided with the images, in
-fastnst.batch.plan_jobs (see fastnst.video.is_video_input and video_output_extension).
+fastnst.batch.plan_jobs (see fastnst.video_io.is_video_input and video_output_extension).
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ def _frame_bar(total: int | None, name: str, quiet: bool):
 
 def run_video_jobs(stylizer, jobs: list, args: argparse.Namespace, overwrite: bool) -> VideoOutcome:
     """Stylize each video job; a bad video is reported and the others go on. Ctrl-C stops (no partial file)."""
-    from fastnst.video import VideoError, stylize_video
+    from fastnst.video import stylize_video
+    from fastnst.video_io import VideoError
 
     outcome = VideoOutcome()
     for job in jobs:
@@ -142,7 +143,7 @@ def run_camera(stylizer, args: argparse.Namespace) -> int:
         return 2
     from fastnst.atomic import atomic_path
     from fastnst.temporal import FrameStylizer
-    from fastnst.video import VideoError, VideoWriter, output_size
+    from fastnst.video_io import VideoError, VideoWriter, output_size
 
     output = Path(args.output) if args.output else None
     if output is not None:
