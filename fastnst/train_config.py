@@ -20,16 +20,12 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from fastnst.assets import resolve_style_image
-from fastnst.losses import JOHNSON_CONTENT_LAYERS, STYLE_LAYERS
 from fastnst.runtime import Precision
 from fastnst.transformer import TransformerConfig
 from fastnst.vgg import LAYER_NAMES
 
 # The top-level configs/ directory (a sibling of the package in a source checkout).
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-
-DEFAULT_STYLE_LAYERS = dict.fromkeys(STYLE_LAYERS, 1.0)
-DEFAULT_CONTENT_LAYERS = dict.fromkeys(JOHNSON_CONTENT_LAYERS, 1.0)
 
 
 class DataSource(Enum):
@@ -55,8 +51,10 @@ class StyleConfig:
     name: str = MISSING  # names outputs/<name>/ and the exported model file
     image: str = MISSING  # a bundled painting (starry, scream) or a path to any image file
     image_size: int = 512  # long side of the painting when its Gram targets are computed (never enlarged)
-    content_layers: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CONTENT_LAYERS))
-    style_layers: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_STYLE_LAYERS))
+    # No default layers: OmegaConf merges a style file's dict into the schema's, so a default here would
+    # leak into every style file that names other layers (configs/style/*.yaml give theirs in full).
+    content_layers: dict[str, float] = field(default_factory=dict)
+    style_layers: dict[str, float] = field(default_factory=dict)
     content_weight: float = 1.0
     style_weight: float = 1.0
     tv_weight: float = 0.0
@@ -187,6 +185,8 @@ def validate_config(cfg: DictConfig) -> TrainConfig:
                 raise ConfigError(f"style.{group}.{layer}: weight must be >= 0, got {weight}")
     if not active_layers(c.style.style_layers) and c.style.style_weight > 0:
         raise ConfigError("style.style_layers has no layer with a positive weight")
+    if not active_layers(c.style.content_layers) and c.style.content_weight > 0:
+        raise ConfigError("style.content_layers has no layer with a positive weight")
     try:
         model_config(c)
     except ValueError as exc:

@@ -6,9 +6,12 @@
 Raw Gram losses of a photo against a painting differ by ~10^4 between VGG layers (relu4_1 large,
 relu1_1 and relu5_1 small), so equal layer weights train almost only relu4_1 and leave the finest
 strokes and the largest motifs (relu5_1) to chance. This divides each layer by the mean loss of
-unstylized training crops at that layer, scaled so that relu4_1 keeps weight 1: each weighted layer
-then starts near the same value, as in the style distance of `python -m fastnst.evaluate` (a
-geometric mean of the per-layer ratios). Prints the `style_layers` line for configs/style/<name>.yaml.
+unstylized training crops at that layer and multiplies it by the crops' mean squared relu4_2
+activation: each weighted layer then starts at about the photo's relu4_2 power, the unit in which the
+relu4_2 content loss measures one unit of content distance (`python -m fastnst.evaluate`). With these
+layer weights and content relu4_2 at weight 1, `style_weight` is the exchange rate between the two
+distances and carries over between paintings (~1 is a strong, content-keeping start). Prints the
+`style_layers` line for configs/style/<name>.yaml.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import torch.nn.functional as F
 
 from fastnst.imageio import ImageError, is_image_file, load_image
 from fastnst.losses import gram_matrix
-from fastnst.metrics import STYLE_LAYERS
+from fastnst.metrics import CONTENT_LAYER, STYLE_LAYERS
 from fastnst.vgg import VGG19Features
 
 
@@ -38,14 +41,14 @@ def centre_crop(image: torch.Tensor, size: int) -> torch.Tensor:
     return image[..., top:top + size, left:left + size]
 
 
-def layer_weights(painting: torch.Tensor, photos: torch.Tensor, vgg: VGG19Features,
-                  reference: str = "relu4_1") -> dict[str, float]:
-    """1 / (mean Gram MSE of the photos against the painting) per layer, relative to ``reference``."""
+def layer_weights(painting: torch.Tensor, photos: torch.Tensor, vgg: VGG19Features) -> dict[str, float]:
+    """Per layer: the photos' mean squared relu4_2 activation / their mean Gram MSE against the painting."""
     with torch.no_grad():
         targets = {k: gram_matrix(v) for k, v in vgg(painting, STYLE_LAYERS).items()}
-        feats = vgg(photos, STYLE_LAYERS)
+        feats = vgg(photos, (*STYLE_LAYERS, CONTENT_LAYER))
+    power = float(feats[CONTENT_LAYER].pow(2).mean())
     mse = {k: float(((gram_matrix(feats[k]) - targets[k]) ** 2).mean()) for k in STYLE_LAYERS}
-    return {k: mse[reference] / mse[k] for k in STYLE_LAYERS}
+    return {k: power / mse[k] for k in STYLE_LAYERS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

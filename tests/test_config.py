@@ -39,6 +39,8 @@ def test_every_style_composes(style):
     assert cfg.style.name == style
     assert cfg.style.style_weight > 0 and cfg.style.content_weight > 0
     assert set(cfg.style.style_layers) <= set(LAYER_NAMES) and set(cfg.style.content_layers) <= set(LAYER_NAMES)
+    # Exactly the file's layers: nothing merged in from the schema (it once added relu2_2 to relu4_2).
+    assert dict(cfg.style.content_layers) == {"relu4_2": 1.0}
     from fastnst.train_config import style_image_file
 
     assert style_image_file(cfg.style.image).is_file()  # the painting ships with the package

@@ -54,7 +54,8 @@ def test_three_steps_write_checkpoint_model_logs_and_export(photos, tmp_path):
     info = model.info
     assert info["steps"] == 3 and info["warmup_steps"] == 0 and info["image_size"] == 32
     assert info["style_image"] == "starry_night.jpg" and info["data"] == "folder" and info["data_images"] == 8
-    assert info["style_layers"]["relu1_1"] == 1.0 and info["precision"] == "float32" and "fastnst_version" in info
+    assert info["style_layers"]["relu1_1"] == 992 and info["content_layers"] == {"relu4_2": 1.0}
+    assert info["precision"] == "float32" and "fastnst_version" in info
     assert result.exported_to == tmp_path / "shipped" / "starry.safetensors"
     with safe_open(str(result.exported_to), "pt") as f:
         assert torch.equal(f.get_tensor("decoder.2.1.weight"), model.net.state_dict()["decoder.2.1.weight"])
