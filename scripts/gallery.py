@@ -25,13 +25,15 @@ from fastnst.modelfile import ModelFileError
 
 
 def gallery_row(photo_path: Path, models: Sequence, size: int, gatys_dir: Path | None,
-                gatys_label: str = "Gatys (L-BFGS)") -> tuple[list[torch.Tensor], list[str]]:
+                gatys_label: str = "Gatys (L-BFGS)", model_labels: Sequence[str | None] = ()
+                ) -> tuple[list[torch.Tensor], list[str]]:
     """One row of images and labels: photo, each model's output, then the Gatys image if there is one."""
     photo = load_image(photo_path, max_size=size)
     images, labels = [photo], [photo_path.stem]
-    for model in models:
+    for i, model in enumerate(models):
         images.append(stylize_image(model, photo).clamp(0, 1))
-        labels.append(f"fastnst {model.style}")
+        label = model_labels[i] if i < len(model_labels) else None
+        labels.append(label or f"fastnst {model.style}")
     if gatys_dir is not None:
         gatys_path = gatys_dir / "images" / f"{photo_path.stem}_gatys.png"
         gatys = load_image(gatys_path)  # ImageError names the file when the compare run lacks this photo
@@ -45,18 +47,20 @@ def gallery_row(photo_path: Path, models: Sequence, size: int, gatys_dir: Path |
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--photo", action="append", required=True, type=Path, help="a content photo (repeatable)")
-    p.add_argument("--model", action="append", required=True, help="a model name or file (repeatable)")
+    p.add_argument("--model", action="append", required=True, help="a model name or file, optionally LABEL=MODEL (repeatable)")
     p.add_argument("--gatys", type=Path, default=None, help="a scripts/compare.py --out-dir for the Gatys column")
     p.add_argument("--gatys-label", default="Gatys (L-BFGS)", help="caption of the Gatys column")
     p.add_argument("--size", type=int, default=256, help="long side of each cell (compare.py's --size)")
     p.add_argument("-o", "--output", type=Path, required=True)
     args = p.parse_args(argv)
     try:
-        models = [load_model(m) for m in args.model]
+        specs = [m.partition("=") if "=" in m and "/" not in m.partition("=")[0] else ("", "", m) for m in args.model]
+        models = [load_model(target) for _, _, target in specs]
+        model_labels = [label or None for label, _, _ in specs]
         cells: list[torch.Tensor] = []
         labels: list[str] = []
         for photo in args.photo:
-            row, row_labels = gallery_row(photo, models, args.size, args.gatys, args.gatys_label)
+            row, row_labels = gallery_row(photo, models, args.size, args.gatys, args.gatys_label, model_labels)
             cells += row
             labels += row_labels
     except (ImageError, ModelFileError) as exc:
