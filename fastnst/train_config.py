@@ -144,7 +144,9 @@ def validate_config(cfg: DictConfig) -> TrainConfig:
         raise ConfigError(f"invalid configuration: {str(exc).splitlines()[0]}") from exc
     missing = sorted(OmegaConf.missing_keys(merged))
     if missing:
-        hint = " (data=folder data.root=/path/to/images)" if "data.root" in missing else ""
+        hint = (" (data=folder data.root=/path/to/images)" if "data.root" in missing
+                else " (this painting does not ship with fastnst: style.image=/path/to/painting.jpg)" if "style.image" in missing
+                else "")
         raise ConfigError(f"missing value for {', '.join(missing)}{hint}")
     c = merged
     checks = [

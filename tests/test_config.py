@@ -9,6 +9,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from support import compose
 
+from fastnst.assets import STYLES_DIR
 from fastnst.cli.train import merge_overrides
 from fastnst.train_config import (
     CONFIG_DIR,
@@ -35,7 +36,9 @@ def test_config_groups_present():
 
 @pytest.mark.parametrize("style", STYLES)
 def test_every_style_composes(style):
-    cfg = validate_config(compose([f"style={style}", "data=sample"]))
+    # Paintings that do not ship (image: ???) are given as a path, as a user would.
+    extra = [] if style in ("starry", "scream") else [f"style.image={STYLES_DIR / 'starry_night.jpg'}"]
+    cfg = validate_config(compose([f"style={style}", "data=sample", *extra]))
     assert cfg.style.name == style
     assert cfg.style.style_weight > 0 and cfg.style.content_weight > 0
     assert set(cfg.style.style_layers) <= set(LAYER_NAMES) and set(cfg.style.content_layers) <= set(LAYER_NAMES)
@@ -44,6 +47,11 @@ def test_every_style_composes(style):
     from fastnst.train_config import style_image_file
 
     assert style_image_file(cfg.style.image).is_file()  # the painting ships with the package
+
+
+def test_a_style_whose_painting_does_not_ship_asks_for_it():
+    with pytest.raises(ConfigError, match=r"missing value for style.image \(this painting does not ship.*style.image="):
+        validate_config(compose(["style=great_wave", "data=sample"]))
 
 
 @pytest.mark.parametrize("data", DATA)
