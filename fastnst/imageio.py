@@ -271,6 +271,22 @@ def resize_long_side(img: Image.Image, size: int, upscale: bool = False) -> Imag
     return img.resize(new, Image.Resampling.LANCZOS)
 
 
+def resize_tensor_long_side(x: torch.Tensor, size: int, upscale: bool = False) -> torch.Tensor:
+    """A (..., H, W) float image resized so its longer side is `size` px (bicubic, antialiased when
+    shrinking, clamped to [0, 1], dtype kept): `resize_long_side` for tensors.
+
+    Without `upscale`, images already within `size` are returned unchanged (same object).
+    """
+    h, w = x.shape[-2:]
+    long_side = max(h, w)
+    if long_side == size or (long_side < size and not upscale):
+        return x
+    scale = size / long_side
+    new = (size, max(1, round(w * scale))) if h >= w else (max(1, round(h * scale)), size)
+    out = torch.nn.functional.interpolate(x.float(), size=new, mode="bicubic", antialias=scale < 1, align_corners=False)
+    return out.clamp_(0, 1).to(x.dtype)
+
+
 def pil_to_tensor(img: Image.Image, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """PIL image (any mode) to a (1, 3, H, W) float32 tensor in [0, 1] (or uint8 in 0..255).
 

@@ -44,7 +44,7 @@ from PIL import Image
 from fastnst.color import blend, check_strength
 from fastnst.color import preserve_color as preserve_color_fn
 from fastnst.fused_net import FusedNet, NormStats
-from fastnst.imageio import pil_to_tensor, resize_long_side, tensor_to_pil
+from fastnst.imageio import pil_to_tensor, resize_long_side, resize_tensor_long_side, tensor_to_pil
 from fastnst.int8_net import AUTO_MIN_PSNR, Int8Net, guard_psnr
 from fastnst.modelfile import StyleModel, load_style_model, resolve_model_path
 from fastnst.runtime import available_memory, cpu_supports_int8, resolve_device, resolve_precision
@@ -387,15 +387,6 @@ def _as_stylizer(model, device: str | torch.device | None, precision: str | None
     raise TypeError(f"model must be a Stylizer, StyleModel, TransformNet, or a model name/path, got {type(model).__name__}")
 
 
-def _resize_tensor_long_side(x: torch.Tensor, size: int) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    if max(h, w) <= size:
-        return x
-    scale = size / max(h, w)
-    new = (size, max(1, round(w * scale))) if h >= w else (max(1, round(h * scale)), size)
-    return F.interpolate(x.float(), size=new, mode="bicubic", antialias=True, align_corners=False).clamp_(0, 1).to(x.dtype)
-
-
 def stylize_image(
     model: Stylizer | StyleModel | TransformNet | str | os.PathLike,
     image: ImageLike,
@@ -434,7 +425,7 @@ def stylize_image(
             raise ValueError(f"expected shape (3, H, W) or (N, 3, H, W), got {tuple(image.shape)}")
         x = image if image.dim() == 4 else image.unsqueeze(0)
         if max_size is not None:
-            x = _resize_tensor_long_side(x, max_size)
+            x = resize_tensor_long_side(x, max_size)
         if strength == 0.0:
             out = x.clone()
         else:

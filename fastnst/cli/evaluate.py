@@ -23,13 +23,12 @@ import torch
 
 from fastnst.assets import STYLE_IMAGES, STYLES_DIR
 from fastnst.atomic import atomic_path
-from fastnst.imageio import ImageError, is_image_file, load_image, save_image
+from fastnst.imageio import ImageError, is_image_file, load_image, resize_tensor_long_side, save_image
 from fastnst.metrics import (
     WORK_SIZE,
     MethodResult,
     PhotoReference,
     StyleScorer,
-    resize_long_side,
     results_json,
     results_markdown,
     scatter_plot,
@@ -167,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     refs: dict[str, PhotoReference] = {}
     for path in photo_files(args.photos):
         try:
-            photo = resize_long_side(load_image(path), args.size)
+            photo = resize_tensor_long_side(load_image(path), args.size, upscale=True)
         except ImageError as exc:
             problems.append(str(exc))
             continue
