@@ -100,9 +100,11 @@ def test_cli_scores_models_and_folders_and_reports_a_bad_photo(tmp_path, capsys)
     (["--images", "x=/no/such/dir"], "is not a directory"),
     ([], "nothing to score"),
     (["--model", "/no/such/model.safetensors"], "model file not found"),
+    (["--model", "starry", "--style", "monet"], "not a bundled painting (bundled: starry, scream)"),
 ])
 def test_cli_bad_arguments_exit_2_with_one_line(tmp_path, capsys, args, message):
     make_photo(tmp_path / "p.png")
-    assert evaluate_main(["--photos", str(tmp_path / "p.png"), "--style", "starry", "-o", str(tmp_path / "o"), *args]) == 2
+    style = [] if "--style" in args else ["--style", "starry"]
+    assert evaluate_main(["--photos", str(tmp_path / "p.png"), *style, "-o", str(tmp_path / "o"), *args]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1

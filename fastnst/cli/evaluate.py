@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from fastnst.assets import STYLE_IMAGES, STYLES_DIR
+from fastnst.assets import STYLE_IMAGES, STYLES_DIR, resolve_style_image
 from fastnst.atomic import atomic_path
 from fastnst.imageio import ImageError, is_image_file, load_image, resize_tensor_long_side, save_image
 from fastnst.metrics import (
@@ -100,14 +100,12 @@ def matching_image(folder: Path, photo_stem: str) -> Path | None:
 
 
 def painting_path(style: str | None, first_model_info: dict | None) -> Path:
-    """``--style`` as a path, or a bundled painting by name, or the first model's bundled painting."""
+    """``--style`` (a path or a bundled painting's name), else the first model's painting if it is bundled."""
     if style:
-        if style in STYLE_IMAGES:
-            return STYLE_IMAGES[style]
-        path = Path(style).expanduser()
-        if not path.is_file():
-            raise UsageError(f"--style {style}: no such file, and not a bundled painting ({', '.join(sorted(STYLE_IMAGES))})")
-        return path
+        try:
+            return resolve_style_image(style)
+        except FileNotFoundError as exc:
+            raise UsageError(f"--style {exc}") from None
     name = (first_model_info or {}).get("style_image")
     if name and (STYLES_DIR / str(name)).is_file():
         return STYLES_DIR / str(name)
