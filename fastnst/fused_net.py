@@ -115,13 +115,14 @@ def _phase(y: torch.Tensor, channels: int, a: int, b: int, h: int, w: int) -> to
     return y[:, g * channels : (g + 1) * channels, a : a + h, b : b + w]
 
 
-def _phase_stats(y: torch.Tensor, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _phase_stats(y: torch.Tensor, channels: int,
+                 whole: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Float32 mean and biased variance per channel, pooled over the 4 phases of a 2x2 phase conv's
     (1, 4*C, h+1, w+1) output. Each phase is the full output minus one edge row and one edge column:
     statistics of the strided phase views directly are ~10x slower than these of the whole tensor
-    with the excluded edges subtracted."""
+    with the excluded edges subtracted. ``whole``: the whole tensor's (mean, var), if already known."""
     _, c4, hp, wp = y.shape
-    mean, var = _channel_stats(y)
+    mean, var = _channel_stats(y) if whole is None else whole
     n_full = hp * wp
     s1 = mean * n_full
     s2 = (var + mean * mean) * n_full

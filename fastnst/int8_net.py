@@ -47,7 +47,6 @@ from torch import nn
 
 from fastnst.fused_net import (
     NormStats,
-    _channel_stats,
     _fill_phase_reflect_border_,
     _fill_reflect_border_,
     _fill_replicate_border_,
@@ -101,9 +100,12 @@ def _k_quant_rgb(src: torch.Tensor, m: torch.Tensor, z: torch.Tensor, out: torch
     out.copy_(_quantize(src, m, z))
 
 
-def _k_relu(y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
-    """out (float32) = ReLU(a*y + b): the residual stream's first value."""
-    out.copy_((y.float() * a.view(1, -1, 1, 1) + b.view(1, -1, 1, 1)).clamp_min(0))
+def _k_relu(y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """out (float32) = ReLU(a*y + b): the residual stream's first value; returns its min and max
+    (computed in the same pass: the stream's u8 range)."""
+    v = (y.float() * a.view(1, -1, 1, 1) + b.view(1, -1, 1, 1)).clamp_min(0)
+    out.copy_(v)
+    return v.amin(), v.amax()
 
 
 def _k_channel_max(y: torch.Tensor) -> torch.Tensor:
@@ -111,9 +113,26 @@ def _k_channel_max(y: torch.Tensor) -> torch.Tensor:
     return y.amax(dim=(0, 2, 3)).float()
 
 
-def _k_residual(r: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
-    """out = r + a*y + b: a residual block's output (no ReLU after its second norm)."""
-    out.copy_(r + y.float() * a.view(1, -1, 1, 1) + b.view(1, -1, 1, 1))
+def _k_channel_stats(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-channel mean, biased variance and maximum of a (1, C, H, W) tensor in one memory pass:
+    2-3x faster than eager batch-norm statistics plus amax, and than a compiled Welford var_mean.
+    The sums are taken around a shift (the mean of a 1/64 subsample), so E[d^2] - E[d]^2 does not
+    cancel when a channel's mean is large against its spread."""
+    shift = y[:, :, ::8, ::8].float().mean(dim=(0, 2, 3), keepdim=True)
+    d = y.float() - shift
+    n = y.shape[0] * y.shape[2] * y.shape[3]
+    m = d.sum(dim=(0, 2, 3)) / n
+    var = ((d * d).sum(dim=(0, 2, 3)) / n - m * m).clamp_min(0)
+    return m + shift.view(-1), var, y.amax(dim=(0, 2, 3)).float()
+
+
+def _k_residual(r: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """out = r + a*y + b: a residual block's output (no ReLU after its second norm); returns its min
+    and max, the stream's next u8 range, from the same pass."""
+    v = r + y.float() * a.view(1, -1, 1, 1) + b.view(1, -1, 1, 1)
+    out.copy_(v)
+    return v.amin(), v.amax()
 
 
 class _Kernels:
@@ -150,8 +169,9 @@ def _kernel(fn: Callable) -> Callable:
     return lambda *args: _Kernels.get(fn)(*args)
 
 
-_quant_image, _quant_act, _quant_phase, _quant_rgb, _relu, _residual, _channel_max = (
-    _kernel(f) for f in (_k_quant_image, _k_quant_act, _k_quant_phase, _k_quant_rgb, _k_relu, _k_residual, _k_channel_max)
+_quant_image, _quant_act, _quant_phase, _quant_rgb, _relu, _residual, _channel_max, _channel_stats_max = (
+    _kernel(f) for f in (_k_quant_image, _k_quant_act, _k_quant_phase, _k_quant_rgb, _k_relu, _k_residual, _k_channel_max,
+                         _k_channel_stats)
 )
 
 
@@ -345,13 +365,15 @@ class Int8Net:
         ctx.index += 1
         if given is not None:
             mean, var = (t.cpu() for t in given)
+            top = _channel_max(y)
         else:
-            mean, var = _phase_stats(y, phase_channels) if phase_channels else _channel_stats(y)
+            mean, var, top = _channel_stats_max(y)
+            if phase_channels:
+                mean, var = _phase_stats(y, phase_channels, whole=(mean, var))
             if ctx.record is not None:
                 ctx.record.layers.append((mean, var))
         a = norm.gamma * torch.rsqrt(var + norm.eps)
         b = norm.beta - mean * a
-        top = _channel_max(y)
         if phase_channels:
             top = top.view(4, phase_channels).amax(0)
         scale = (a * top + b).clamp_min(1e-6) / 255
@@ -366,17 +388,17 @@ class Int8Net:
             if i < len(self.encoder) - 1:
                 q = _quant_padded(y, a / s, b / s, 1, reflect=True)
         r = torch.empty(y.shape, memory_format=CHANNELS_LAST)  # the residual stream, float32
-        _relu(y, a, b, r)
+        r_range = _relu(y, a, b, r)
         for c1, n1, c2, n2 in self.residuals:
-            rs, rz = self._stream_scale(r)
+            rs, rz = self._stream_scale(*r_range)
             y = c1(_quant_padded(r, _full(r, 1 / rs), _full(r, rz), 1, reflect=True), rs, rz, mid)
             a, b, s = self._affine(y, n1, ctx)
             y = c2(_quant_padded(y, a / s, b / s, 1, reflect=True), 1.0, 0, mid, in_scale=s)
             a, b, _ = self._affine(y, n2, ctx)
-            _residual(r, y, a, b, r)
+            r_range = _residual(r, y, a, b, r)
         # Upsampling convs in sub-pixel form (see fastnst.fused_net): the low-resolution input is
         # replicate-padded; the output is phase-major, its statistics pool the 4 phases.
-        rs, rz = self._stream_scale(r)
+        rs, rz = self._stream_scale(*r_range)
         q = _quant_padded(r, _full(r, 1 / rs), _full(r, rz), 1, reflect=False)
         (u1, m1, c1), (u2, m2, c2) = self.upsamplers
         hl, wl = r.shape[-2:]
@@ -408,11 +430,10 @@ class Int8Net:
         return out[..., :h, :w].contiguous()
 
     @staticmethod
-    def _stream_scale(r: torch.Tensor) -> tuple[float, int]:
-        """Scale and zero point of the residual stream's u8 copy: its range in this image (one per
-        tensor, since the convs reading it are packed once). (amax + amin: torch.aminmax is ~8x
-        slower on channels_last.)"""
-        lo, hi = min(float(r.amin()), 0.0), max(float(r.amax()), 1e-6)
+    def _stream_scale(lo: torch.Tensor, hi: torch.Tensor) -> tuple[float, int]:
+        """Scale and zero point of the residual stream's u8 copy from its range in this image, lo and
+        hi (one per tensor, since the convs reading it are packed once)."""
+        lo, hi = min(float(lo), 0.0), max(float(hi), 1e-6)
         scale = (hi - lo) / 255
         return scale, int(round(-lo / scale))
 
