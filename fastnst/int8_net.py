@@ -114,16 +114,20 @@ def _k_channel_max(y: torch.Tensor) -> torch.Tensor:
 
 
 def _k_channel_stats(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-channel mean, biased variance and maximum of a (1, C, H, W) tensor in one memory pass:
-    2-3x faster than eager batch-norm statistics plus amax, and than a compiled Welford var_mean.
-    The sums are taken around a shift (the mean of a 1/64 subsample), so E[d^2] - E[d]^2 does not
-    cancel when a channel's mean is large against its spread."""
-    shift = y[:, :, ::8, ::8].float().mean(dim=(0, 2, 3), keepdim=True)
-    d = y.float() - shift
-    n = y.shape[0] * y.shape[2] * y.shape[3]
-    m = d.sum(dim=(0, 2, 3)) / n
-    var = ((d * d).sum(dim=(0, 2, 3)) / n - m * m).clamp_min(0)
-    return m + shift.view(-1), var, y.amax(dim=(0, 2, 3)).float()
+    """Per-channel mean, biased variance and maximum of a (1, C, H, W) channels_last tensor in one memory
+    pass. Reduced as an (H, W, C) array, first along W then along H: that gives the compiled kernel H
+    rows to share among threads (reducing over (H, W) at once splits only the channels, so a 16-channel
+    map ran on one thread), 2-4x faster than that and than eager batch-norm statistics plus amax. The
+    sums are taken around a shift (the mean of a 1/64 subsample), so E[d^2] - E[d]^2 does not cancel
+    when a channel's mean is large against its spread."""
+    c = y.shape[1]
+    v = y.permute(0, 2, 3, 1).reshape(-1, y.shape[3], c)  # (N*H, W, C): a view of channels_last memory
+    shift = v[::8, ::8].float().mean(dim=(0, 1))
+    d = v.float() - shift
+    n = v.shape[0] * v.shape[1]
+    m = d.sum(dim=1).sum(dim=0) / n
+    var = ((d * d).sum(dim=1).sum(dim=0) / n - m * m).clamp_min(0)
+    return m + shift, var, v.amax(dim=1).amax(dim=0).float()
 
 
 def _k_residual(r: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor
