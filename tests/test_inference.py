@@ -113,6 +113,7 @@ def test_tiled_output_matches_untiled():
     assert calls[-1][0] == calls[-1][1] > 4  # the statistics pass plus several tiles
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_dilated_tiles_blend_seamlessly_with_the_overlap_fitted_to_the_receptive_field():
     stylizer = Stylizer(make_net(16, 5, dilations=DILATED), "cpu", "fp32")
     assert stylizer.overlap == 224 and Stylizer(make_net(16, 5), "cpu", "fp32").overlap == DEFAULT_OVERLAP

@@ -67,6 +67,7 @@ def test_int8_output_is_within_the_quality_floor_of_fp32(path, photo):
     assert psnr(got, fp32(net, photo)) >= GUARD_MIN_PSNR + 3  # trained models measure 40-46 dB
 
 
+@pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("dilations", [None, (1, 2, 4, 2, 1), (3, 1, 2)])
 def test_int8_dilated_random_net_is_within_the_floor_of_fp32(photo, dilations):
     net = random_style_net(8, len(dilations or (1, 1)), norm_scale=(-1.5, 1.5), dilations=dilations)
@@ -74,6 +75,7 @@ def test_int8_dilated_random_net_is_within_the_floor_of_fp32(photo, dilations):
     assert psnr(got, fp32(net, photo)) >= 33  # random weights: 34-38 dB (int8_net.AUTO_MIN_PSNR's note)
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_int8_dilated_trained_weights_are_within_the_guard(starry_dilated, photo):
     assert psnr(Int8Net(starry_dilated)(photo).clamp(0, 1), fp32(starry_dilated, photo)) >= GUARD_MIN_PSNR
 
