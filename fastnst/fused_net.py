@@ -28,7 +28,8 @@ trained weights. What changes, in order of what it bought on a 2-core AMX CPU (1
   statistics of the whole image (see fastnst.inference).
 
 The pad-to-a-multiple-of-4 rule (fastnst.geometry), reflection padding and layer order are the
-original's. FusedNet is a plain class, not an nn.Module: its tensors are prepared for one device and
+original's; a dilated residual block (TransformerConfig.residual_dilations) reads buffers padded by
+its dilation. FusedNet is a plain class, not an nn.Module: its tensors are prepared for one device and
 dtype at construction (build another FusedNet for another device), and it has nothing to train.
 """
 

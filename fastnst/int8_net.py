@@ -30,7 +30,8 @@ where compilation is unavailable they run eagerly (same results, several times s
 
 The layer rewrites are the fused bf16 path's (fastnst.fused_net): nearest-upsample + 3x3 conv as a 2x2
 sub-pixel conv on the low-resolution input, the 9x9 output conv as a 5x5 conv on the space-to-depth
-tensor, and the same optional fixed normalisation statistics for tiling.
+tensor, and the same optional fixed normalisation statistics for tiling. Dilated residual blocks pass
+their dilation to oneDNN and read u8 buffers reflect-padded by it.
 """
 
 from __future__ import annotations
