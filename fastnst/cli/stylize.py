@@ -67,6 +67,8 @@ def list_models(out=None) -> int:
             continue
         style = info.get("style", path.stem)
         arch = f"{config.arch}, {config.base_channels} base channels, {config.num_residual_blocks} residual blocks"
+        if config.residual_dilations:
+            arch += f" (dilations {', '.join(map(str, config.residual_dilations))})"
         facts = [f"{label} {info[key]}" for key, label in _INFO_KEYS if key in info and info[key] not in (None, "")]
         known = {key for key, _ in _INFO_KEYS} | {"style", "note"}
         facts += [  # whatever else the trainer recorded, if it is short
