@@ -180,7 +180,7 @@ def test_list_models(tmp_path, monkeypatch, capsys, model):
     out = capsys.readouterr().out
     assert "mosaic: style mosaic" in out and "steps 123" in out and "image size 256" in out
     assert "bare: style bare" in out  # no info at all: still listed
-    assert "2 residual blocks (dilations 2, 1)" in out and "0 residual blocks;" in out
+    assert "2 residual blocks (dilations 2, 1)" in out and "0 residual blocks\n" in out  # undilated: not said
     assert "junk: unreadable" in out
     monkeypatch.setattr(modelfile, "CHECKPOINTS_DIR", tmp_path / "none")
     assert main(["--list-models"]) == 0
