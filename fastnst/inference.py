@@ -14,8 +14,8 @@ normalised with the statistics of the *whole* image, recorded in one pass over i
 network a fixed convolutional map: tiles then agree exactly away from their borders, and the overlaps
 are cross-faded with linear ramps that give no weight to the outermost pixels of a tile (where its
 reflection padding differs from the real neighbourhood); the overlap grows with the network's
-receptive field (``default_overlap``: dilated residual blocks reach further). The result equals the untiled output (to
-~80 dB PSNR in bf16) at the cost of that extra pass.
+receptive field (``default_overlap``: dilated residual blocks reach further). The result equals the
+untiled output (to ~80 dB PSNR in bf16) at the cost of that extra pass.
 
 One forward pass takes at most ~0.5 GB of working memory (MAX_PASS_BYTES; less when memory is
 short), so a large image's peak follows the tile, not the image: about 2 megapixels run in one pass,
@@ -429,8 +429,8 @@ def stylize_image(
 
     ``max_size`` shrinks the long side first (never enlarges). ``strength`` 0 returns the (resized)
     input unchanged, 1 the full style. ``preserve_color`` keeps the photo's chrominance. See
-    :meth:`Stylizer.stylize_tensor` for ``tile`` / ``overlap`` (None: fitted to the model). ``progress(done, total)`` is called
-    as tiles finish.
+    :meth:`Stylizer.stylize_tensor` for ``tile`` / ``overlap`` (None: fitted to the model).
+    ``progress(done, total)`` is called as tiles finish.
     """
     if max_size is not None and max_size < 1:
         raise ValueError(f"max_size must be a positive integer, got {max_size!r}")

@@ -29,7 +29,7 @@ from fastnst import geometry
 from fastnst.geometry import MULTIPLE, pad_to_multiple_of_4
 
 ARCHITECTURE = "johnson2016"
-MAX_DILATION = 64
+MAX_DILATION = 64  # a sanity bound, like the width's and depth's: the smallest input grows as 4 * (d + 1)
 
 
 @dataclass(frozen=True)
