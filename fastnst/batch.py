@@ -17,7 +17,7 @@ import torch
 
 from fastnst.color import check_strength
 from fastnst.imageio import IMAGE_EXTENSIONS, SAVE_EXTENSIONS, ImageError, is_image_file, load_image, save_image
-from fastnst.inference import DEFAULT_OVERLAP, Stylizer, check_overlap, check_tile
+from fastnst.inference import Stylizer, check_overlap, check_tile
 from fastnst.video_io import VIDEO_EXTENSIONS, is_video_input, video_output_extension
 
 GLOB_CHARS = set("*?[")
@@ -29,7 +29,7 @@ class StylizeSettings:
     """How each image is read, stylized and written (checked once, when built)."""
 
     tile: int | None = None  # None: only when memory requires; 0: never; N: tiles of N x N
-    overlap: int = DEFAULT_OVERLAP
+    overlap: int | None = None  # None: the model's (fastnst.inference.default_overlap)
     preserve_color: bool = False
     strength: float = 1.0
     max_size: int | None = None  # shrink the long side to at most this

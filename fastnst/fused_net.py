@@ -28,7 +28,8 @@ trained weights. What changes, in order of what it bought on a 2-core AMX CPU (1
   statistics of the whole image (see fastnst.inference).
 
 The pad-to-a-multiple-of-4 rule (fastnst.geometry), reflection padding and layer order are the
-original's. FusedNet is a plain class, not an nn.Module: its tensors are prepared for one device and
+original's; a dilated residual block (TransformerConfig.residual_dilations) reads buffers padded by
+its dilation. FusedNet is a plain class, not an nn.Module: its tensors are prepared for one device and
 dtype at construction (build another FusedNet for another device), and it has nothing to train.
 """
 
@@ -312,7 +313,7 @@ class FusedNet:
             for r in net.residuals:
                 wa, na = take(r.first.conv, r.first.norm)
                 wb, nb = take(r.second_conv, r.second_norm)
-                self.residuals.append((_Weight.of(wa), na, _Weight.of(wb), nb))
+                self.residuals.append((_Weight.of(wa), na, _Weight.of(wb), nb, r.dilation))
             self.upsamplers = []
             for up in net.upsamplers:
                 w, n = take(up.layer.conv, up.layer.norm)
@@ -370,7 +371,7 @@ class FusedNet:
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected a (N, 3, H, W) image batch, got shape {tuple(x.shape)}")
         h, w = x.shape[-2:]
-        x = pad_to_multiple_of_4(x.to(self.device, torch.float32))
+        x = pad_to_multiple_of_4(x.to(self.device, torch.float32), self.config.min_side)
         outs = []
         for i in range(x.shape[0]):  # instance norm is per image: one image at a time
             xi = F.pad(x[i : i + 1], (4, 4, 4, 4), mode="reflect")  # the first 9x9 conv's padding
@@ -407,31 +408,34 @@ class FusedNet:
         # x is already reflect-padded by 4 for the first 9x9 conv (whose bias the norm cancels).
         y = F.conv2d(x, self.first_weight)
         a = t = None
+        # Each padded buffer is padded as its reader needs: 1 for the encoder's convs, the block's
+        # dilation for a residual block's convs, 1 (replicated) for the first upsampling conv.
+        pads = [d for _, _, _, _, d in self.residuals] + [1]
         for i, (weight, norm, stride) in enumerate(self.encoder):
             if i > 0:
                 w, bias = _fold(weight, a, t, dt)
                 y = F.conv2d(x, w, bias, stride=stride)
             a, b = self._affine(y, norm, ctx)
             t = self._threshold(a, b)
-            x = self._max_into_padded(y, t, 1, "reflect")
-        # Residual stream r == s*(r_ - o) per channel, stored as r_ (reflect-padded by 1).
+            x = self._max_into_padded(y, t, 1 if i < len(self.encoder) - 1 else pads[0], "reflect")
+        # Residual stream r == s*(r_ - o) per channel, stored as r_ (reflect-padded by pads[i]).
         s = torch.where(a > 0, a, 1.0)
         o = t.clone()
         r_ = x
         last = len(self.residuals) - 1
-        for i, (wa, na, wb, nb) in enumerate(self.residuals):
-            y = F.conv2d(r_, *_fold(wa, s, o, dt))
+        for i, (wa, na, wb, nb, d) in enumerate(self.residuals):
+            y = F.conv2d(r_, *_fold(wa, s, o, dt), dilation=d)
             a, b = self._affine(y, na, ctx)
             t = self._threshold(a, b)
-            v = self._max_into_padded(y, t, 1, "reflect")
-            y = F.conv2d(v, *_fold(wb, a, t, dt))
+            v = self._max_into_padded(y, t, d, "reflect")
+            y = F.conv2d(v, *_fold(wb, a, t, dt), dilation=d)
             a, b = self._affine(y, nb, ctx)
             n, c, h, w = y.shape
-            nxt = _empty_padded(n, c, h, w, 1, y)
+            nxt = _empty_padded(n, c, h, w, pads[i + 1], y)
             # r += a*y + b  <=>  r_ += (a/s)*y and o -= b/s
-            torch.addcmul(_interior(r_, 1), y, (a / s).view(1, -1, 1, 1).to(dt), out=_interior(nxt, 1))
+            torch.addcmul(_interior(r_, d), y, (a / s).view(1, -1, 1, 1).to(dt), out=_interior(nxt, pads[i + 1]))
             o = o - b / s
-            r_ = _fill_replicate_border_(nxt, 1) if i == last else _fill_reflect_border_(nxt, 1)
+            r_ = _fill_replicate_border_(nxt, 1) if i == last else _fill_reflect_border_(nxt, pads[i + 1])
         if not self.residuals:
             r_ = _fill_replicate_border_(r_, 1)
         # Upsampling convs in sub-pixel form: reflect-padding the upsampled image == replicate-padding

@@ -13,8 +13,9 @@ so independently stylized tiles disagree in contrast and colour and the seams sh
 normalised with the statistics of the *whole* image, recorded in one pass over it, which makes the
 network a fixed convolutional map: tiles then agree exactly away from their borders, and the overlaps
 are cross-faded with linear ramps that give no weight to the outermost pixels of a tile (where its
-reflection padding differs from the real neighbourhood). The result equals the untiled output (to
-~80 dB PSNR in bf16) at the cost of that extra pass.
+reflection padding differs from the real neighbourhood); the overlap grows with the network's
+receptive field (``default_overlap``: dilated residual blocks reach further). The result equals the
+untiled output (to ~80 dB PSNR in bf16) at the cost of that extra pass.
 
 One forward pass takes at most ~0.5 GB of working memory (MAX_PASS_BYTES; less when memory is
 short), so a large image's peak follows the tile, not the image: about 2 megapixels run in one pass,
@@ -48,11 +49,12 @@ from fastnst.imageio import pil_to_tensor, resize_long_side, resize_tensor_long_
 from fastnst.int8_net import AUTO_MIN_PSNR, Int8Net, guard_psnr
 from fastnst.modelfile import StyleModel, load_style_model, resolve_model_path
 from fastnst.runtime import available_memory, cpu_supports_int8, resolve_device, resolve_precision
-from fastnst.transformer import TransformNet
+from fastnst.transformer import TransformerConfig, TransformNet, receptive_field
 
 __all__ = [
     "DEFAULT_OVERLAP",
     "Stylizer",
+    "default_overlap",
     "load_model",
     "pixel_budget",
     "stylize_image",
@@ -62,7 +64,9 @@ __all__ = [
 ImageLike = Union[Image.Image, torch.Tensor]
 Progress = Callable[[int, int], None]
 
-DEFAULT_OVERLAP = 128  # px shared by neighbouring tiles; the network's receptive-field radius is ~54 px
+# px shared by neighbouring tiles of the undilated network, whose receptive field is 111 px (a reach of
+# up to 56 px to one side); a dilated network's overlap grows with its receptive field (default_overlap).
+DEFAULT_OVERLAP = 128
 MIN_TILE = 64  # smallest tile side accepted (and the tile must exceed the overlap)
 # Below this side length bf16 instance-norm statistics (over a handful of pixels at 1/4 resolution)
 # get too coarse; such images are tiny, so they run in float32.
@@ -140,14 +144,26 @@ def _edge_weights(n: int, low_inner: bool, high_inner: bool, overlap: int, devic
     return w
 
 
-def check_tile(tile: int, overlap: int) -> None:
-    """The one rule for a tile size: at least MIN_TILE and larger than the overlap."""
+def default_overlap(config: TransformerConfig) -> int:
+    """Tile overlap for a network: DEFAULT_OVERLAP scaled by how much its dilations widen the receptive
+    field (a multiple of 4). The blend gives no weight to the outer quarter of an overlap and ramps over
+    its middle half; scaling keeps the same share of the receptive field inside those bands, so a
+    dilated network's tiles blend as seamlessly as the undilated network's (191 px field: 224 px)."""
+    undilated = TransformerConfig(base_channels=config.base_channels, num_residual_blocks=config.num_residual_blocks)
+    return math.ceil(DEFAULT_OVERLAP * receptive_field(config) / receptive_field(undilated) / 4) * 4
+
+
+def check_tile(tile: int, overlap: int | None) -> None:
+    """The one rule for a tile size: at least MIN_TILE and larger than the overlap (None: the
+    undilated network's DEFAULT_OVERLAP, the smallest default; the model's own is checked when it runs)."""
+    overlap = DEFAULT_OVERLAP if overlap is None else overlap
     if tile < MIN_TILE or tile <= overlap:
         raise ValueError(f"tile size {tile} too small: it must be at least {MIN_TILE} and larger than the overlap ({overlap})")
 
 
-def check_overlap(overlap: int) -> None:
-    if overlap < 0:
+def check_overlap(overlap: int | None) -> None:
+    """None is valid: the model's default_overlap."""
+    if overlap is not None and overlap < 0:
         raise ValueError(f"overlap must be >= 0, got {overlap}")
 
 
@@ -208,6 +224,11 @@ class Stylizer:
     def style(self) -> str:
         return self.model.style
 
+    @property
+    def overlap(self) -> int:
+        """The tile overlap used when none is given: fitted to the network's receptive field."""
+        return default_overlap(self.model.config)
+
     def __repr__(self) -> str:
         return f"Stylizer(style={self.style!r}, device={self.device}, dtype={self.dtype}, config={self.model.config})"
 
@@ -233,7 +254,7 @@ class Stylizer:
         x: torch.Tensor,
         *,
         tile: int | None = None,
-        overlap: int = DEFAULT_OVERLAP,
+        overlap: int | None = None,
         preserve_color: bool = False,
         strength: float = 1.0,
         progress: Progress | None = None,
@@ -242,11 +263,13 @@ class Stylizer:
         on this device.
 
         ``tile``: None = tile only when the image exceeds the memory budget; 0 = never;
-        N = tiles of at most N x N pixels (with ``overlap`` pixels shared between neighbours).
-        A large uint8 image is converted tile by tile (a quarter of the memory of a float copy).
+        N = tiles of at most N x N pixels (with ``overlap`` pixels shared between neighbours; None:
+        :attr:`overlap`, from the network's receptive field). A large uint8 image is converted tile
+        by tile (a quarter of the memory of a float copy).
         """
         check_strength(strength)
         check_overlap(overlap)
+        overlap = self.overlap if overlap is None else overlap
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected an (N, 3, H, W) image batch, got shape {tuple(x.shape)}")
         n, _, h, w = x.shape
@@ -313,7 +336,7 @@ class Stylizer:
         return out.clamp_(0, 1)
 
     @torch.inference_mode()
-    def stylize_pil(self, image: Image.Image, *, tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
+    def stylize_pil(self, image: Image.Image, *, tile: int | None = None, overlap: int | None = None,
                     preserve_color: bool = False, strength: float = 1.0, progress: Progress | None = None) -> Image.Image:
         """Stylize a PIL image (any mode) to an 8-bit RGB PIL image.
 
@@ -322,6 +345,8 @@ class Stylizer:
         conversions cost ~1 ms instead of several full-image float passes.
         """
         w, h = image.size
+        check_overlap(overlap)
+        overlap = self.overlap if overlap is None else overlap
         plain = strength == 1.0 and not preserve_color and min(h, w) >= FP32_BELOW_SIDE
         if (isinstance(self.net, Int8Net) and plain and image.mode in ("RGB", "L", "P", "RGBA")
                 and self._tile_size(h, w, tile, overlap) is None):
@@ -393,7 +418,7 @@ def stylize_image(
     *,
     max_size: int | None = None,
     tile: int | None = None,
-    overlap: int = DEFAULT_OVERLAP,
+    overlap: int | None = None,
     preserve_color: bool = False,
     strength: float = 1.0,
     device: str | torch.device | None = None,
@@ -404,8 +429,8 @@ def stylize_image(
 
     ``max_size`` shrinks the long side first (never enlarges). ``strength`` 0 returns the (resized)
     input unchanged, 1 the full style. ``preserve_color`` keeps the photo's chrominance. See
-    :meth:`Stylizer.stylize_tensor` for ``tile`` / ``overlap``. ``progress(done, total)`` is called
-    as tiles finish.
+    :meth:`Stylizer.stylize_tensor` for ``tile`` / ``overlap`` (None: fitted to the model).
+    ``progress(done, total)`` is called as tiles finish.
     """
     if max_size is not None and max_size < 1:
         raise ValueError(f"max_size must be a positive integer, got {max_size!r}")

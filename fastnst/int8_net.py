@@ -30,7 +30,8 @@ where compilation is unavailable they run eagerly (same results, several times s
 
 The layer rewrites are the fused bf16 path's (fastnst.fused_net): nearest-upsample + 3x3 conv as a 2x2
 sub-pixel conv on the low-resolution input, the 9x9 output conv as a 5x5 conv on the space-to-depth
-tensor, and the same optional fixed normalisation statistics for tiling.
+tensor, and the same optional fixed normalisation statistics for tiling. Dilated residual blocks pass
+their dilation to oneDNN and read u8 buffers reflect-padded by it.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from fastnst.fused_net import (
     conv_as_space_to_depth_conv,
     upsample_conv_as_phase_conv,
 )
-from fastnst.geometry import MIN_SIDE, pad_to_multiple_of_4, padding
+from fastnst.geometry import pad_to_multiple_of_4, padding
 from fastnst.runtime import cpu_supports_int8
 from fastnst.transformer import TransformNet, unwrap
 
@@ -204,12 +205,13 @@ def _quant_padded(y: torch.Tensor, m: torch.Tensor, z: torch.Tensor, pad: int, r
 # ----------------------------------------------------------------------------------------------
 
 
-def _pack(weight: torch.Tensor, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _pack(weight: torch.Tensor, stride: int, dilation: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric int8 per output channel; returns oneDNN's packed weight and the scales."""
     scale = (weight.abs().amax(dim=(1, 2, 3)) / 127).clamp_min(1e-12)
     q = torch.round(weight / scale.view(-1, 1, 1, 1)).clamp(-127, 127).to(torch.int8)
     # The activation scale given here is only a hint for oneDNN; each call passes the real one.
-    return torch.ops.onednn.qconv_prepack(q, scale, 1.0, 0, [stride, stride], [0, 0], [1, 1], 1, None), scale
+    packed = torch.ops.onednn.qconv_prepack(q, scale, 1.0, 0, [stride, stride], [0, 0], [dilation, dilation], 1, None)
+    return packed, scale
 
 
 class _QConv:
@@ -221,23 +223,24 @@ class _QConv:
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: int = 1,
-                 per_image: bool = False) -> None:
+                 per_image: bool = False, dilation: int = 1) -> None:
         self.weight = weight.detach().float().cpu().contiguous()
         self.bias = None if bias is None else bias.detach().float().cpu().contiguous()
         self.stride = stride
+        self.dilation = dilation
         self.w_zero = torch.zeros(self.weight.shape[0], dtype=torch.int64)
-        self.packed = None if per_image else _pack(self.weight, stride)
+        self.packed = None if per_image else _pack(self.weight, stride, dilation)
 
     def __call__(self, x: torch.Tensor, x_scale: float, x_zero: int, out_dtype: torch.dtype,
                  in_scale: torch.Tensor | None = None) -> torch.Tensor:
-        s = self.stride
+        s, d = self.stride, self.dilation
         if in_scale is None:
             packed, w_scale = self.packed
         else:
-            packed, w_scale = _pack(self.weight * in_scale.view(1, -1, 1, 1), s)
+            packed, w_scale = _pack(self.weight * in_scale.view(1, -1, 1, 1), s, d)
         return torch.ops.onednn.qconv2d_pointwise(
             x, x_scale, x_zero, packed, w_scale, self.w_zero, self.bias,
-            [s, s], [0, 0], [1, 1], 1, 1.0, 0, out_dtype, "none", [], "")
+            [s, s], [0, 0], [d, d], 1, 1.0, 0, out_dtype, "none", [], "")
 
 
 @dataclass(frozen=True)
@@ -291,7 +294,8 @@ class Int8Net:
             for r in net.residuals:
                 wa, na = _conv_norm(r.first.conv, r.first.norm)
                 wb, nb = _conv_norm(r.second_conv, r.second_norm)
-                self.residuals.append((_QConv(wa), na, _QConv(wb, per_image=True), nb))
+                d = r.dilation  # both convs read a buffer reflect-padded by d
+                self.residuals.append((_QConv(wa, dilation=d), na, _QConv(wb, per_image=True, dilation=d), nb))
             self.upsamplers = []
             for i, up in enumerate(net.upsamplers):
                 w, n = _conv_norm(up.layer.conv, up.layer.norm)
@@ -339,20 +343,22 @@ class Int8Net:
             raise ValueError(f"int8 inference runs on the CPU; got a tensor on {x.device}")
         h, w = x.shape[-2:]
         scale = 1.0 if x.dtype == torch.uint8 else 255.0
-        if min(h, w) < MIN_SIDE:  # too small to reflect-pad in place: pad a float copy first
-            x, scale = pad_to_multiple_of_4(x.float() * (scale / 255.0)), 255.0
+        smallest = self.config.min_side
+        if min(h, w) < smallest:  # too small to reflect-pad in place: pad a float copy first
+            x, scale = pad_to_multiple_of_4(x.float() * (scale / 255.0), smallest), 255.0
         outs = []
         for i in range(x.shape[0]):  # instance norm is per image
-            q = self._image_buffer(x[i : i + 1], scale)
+            q = self._image_buffer(x[i : i + 1], scale, smallest)
             outs.append(self._core(q, _NormContext(stats, record), h, w, to_u8))
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
     @staticmethod
-    def _image_buffer(x: torch.Tensor, scale: float) -> torch.Tensor:
+    def _image_buffer(x: torch.Tensor, scale: float, smallest: int) -> torch.Tensor:
         """The u8 input of the first 9x9 conv: the image (rounded to 8 bits) padded at the bottom and
-        right to a multiple of 4 and then by 4 on every side, all by reflection (as FusedNet)."""
+        right to a multiple of 4 (and at least ``smallest``) and then by 4 on every side, all by
+        reflection (as FusedNet)."""
         _, _, h, w = x.shape
-        ph, pw = padding(h, w)
+        ph, pw = padding(h, w, smallest)
         buf = _u8_buffer(3, h + ph, w + pw, 4)
         _quant_image(x, torch.full((3,), scale), torch.zeros(3), buf[:, :, 4 : 4 + h, 4 : 4 + w])
         for i in range(ph):  # reflect rows h, h+1, .. = rows h-2, h-3, ..
@@ -395,9 +401,10 @@ class Int8Net:
         r_range = _relu(y, a, b, r)
         for c1, n1, c2, n2 in self.residuals:
             rs, rz = self._stream_scale(*r_range)
-            y = c1(_quant_padded(r, _full(r, 1 / rs), _full(r, rz), 1, reflect=True), rs, rz, mid)
+            d = c1.dilation  # the block's reflection pad
+            y = c1(_quant_padded(r, _full(r, 1 / rs), _full(r, rz), d, reflect=True), rs, rz, mid)
             a, b, s = self._affine(y, n1, ctx)
-            y = c2(_quant_padded(y, a / s, b / s, 1, reflect=True), 1.0, 0, mid, in_scale=s)
+            y = c2(_quant_padded(y, a / s, b / s, d, reflect=True), 1.0, 0, mid, in_scale=s)
             a, b, _ = self._affine(y, n2, ctx)
             r_range = _residual(r, y, a, b, r)
         # Upsampling convs in sub-pixel form (see fastnst.fused_net): the low-resolution input is

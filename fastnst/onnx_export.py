@@ -2,7 +2,8 @@
 
     python -m fastnst.export --model starry -o starry.onnx      (command line: fastnst/cli/export.py)
 
-The ONNX graph takes ``image``: float32 (N, 3, H, W) RGB in [0, 1], H and W >= 8, and returns
+The ONNX graph takes ``image``: float32 (N, 3, H, W) RGB in [0, 1], H and W at least the network's
+minimum side (8, or 4 * (largest residual dilation + 1); in the file's metadata), and returns
 ``stylized`` of the same shape (not clamped: clamp to [0, 1] before converting to 8 bits), exactly
 what ``TransformNet`` computes in PyTorch. Needs the ``onnx`` extra (``pip install -e ".[onnx]"``).
 """
@@ -17,7 +18,6 @@ from pathlib import Path
 import torch
 
 from fastnst.atomic import atomic_path
-from fastnst.geometry import MIN_SIDE
 from fastnst.modelfile import StyleModel
 from fastnst.transformer import TransformNet, unwrap
 
@@ -64,7 +64,7 @@ def _add_metadata(path: str, net: TransformNet, info: dict) -> None:
     meta = {
         "fastnst.model_config": json.dumps(net.config.to_dict()),
         "fastnst.info": json.dumps(info, default=str),
-        "fastnst.io": f"image: float32 (N,3,H,W) RGB in [0,1], H,W >= {MIN_SIDE} -> stylized: same shape, clamp to [0,1]",
+        "fastnst.io": f"image: float32 (N,3,H,W) RGB in [0,1], H,W >= {net.config.min_side} -> stylized: same shape, clamp to [0,1]",
     }
     for key, value in meta.items():
         entry = proto.metadata_props.add()

@@ -58,12 +58,19 @@ def build_model(cfg: TrainConfig, device: torch.device, memory_format: torch.mem
     model = TransformNet(model_config(cfg))
     if cfg.init_from:
         start = load_style_model(cfg.init_from)
-        if start.config != model.config:
-            have, want = start.config, model.config
+        have, want = start.config, model.config
+        # Dilation has no parameters: a file's weights fit a network that differs from it only there
+        # (fine-tuning an undilated model into a dilated one). Width and depth must match.
+        if (have.base_channels, have.num_residual_blocks) != (want.base_channels, want.num_residual_blocks):
             raise ConfigError(f"init_from={cfg.init_from}: the file holds a network with base_channels="
                               f"{have.base_channels}, {have.num_residual_blocks} residual blocks; the config asks for "
                               f"{want.base_channels}, {want.num_residual_blocks} (choose the matching model=...)")
         model.load_state_dict(start.net.state_dict())
+        if have.dilations != want.dilations:
+            log.info("init_from %s: its weights, with residual dilations %s instead of the file's %s",
+                     cfg.init_from, list(want.dilations), list(have.dilations))
+        else:
+            log.info("init_from %s: starting from its weights", cfg.init_from)
     return model.to(device=device, memory_format=memory_format)
 
 

@@ -84,6 +84,7 @@ class ModelConfig:
     name: str = MISSING
     base_channels: int = 32
     num_residual_blocks: int = 5
+    residual_dilations: Optional[list[int]] = None  # one per residual block; null = undilated (Johnson)
 
 
 @dataclass
@@ -198,8 +199,10 @@ def validate_config(cfg: DictConfig) -> TrainConfig:
 
 def model_config(cfg: DictConfig | TrainConfig) -> TransformerConfig:
     """The network the config asks for."""
+    dilations = cfg.model.residual_dilations
     return TransformerConfig(base_channels=int(cfg.model.base_channels),
-                             num_residual_blocks=int(cfg.model.num_residual_blocks))
+                             num_residual_blocks=int(cfg.model.num_residual_blocks),
+                             residual_dilations=None if dilations is None else tuple(int(d) for d in dilations))
 
 
 def active_layers(layers: Any) -> dict[str, float]:

@@ -10,6 +10,11 @@ Departures from the paper, all standard since:
 
 ``base_channels`` sets the width: 32 is the paper's network (~1.68 M parameters); 16 is the half-width
 variant that Johnson's own instance-norm models use, about 4x fewer FLOPs.
+
+``residual_dilations`` (optional) dilates the 3x3 convs of each residual block: the receptive field
+grows at the same FLOPs and parameters (Yu & Koltun 2016, "Multi-Scale Context Aggregation by Dilated
+Convolutions"), and with it the size of the strokes and motifs the network can copy from a painting
+(Jing et al. 2018, "Stroke Controllable Fast Style Transfer with Adaptive Receptive Fields").
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from fastnst.geometry import pad_to_multiple_of_4
+from fastnst import geometry
+from fastnst.geometry import MULTIPLE, pad_to_multiple_of_4
 
 ARCHITECTURE = "johnson2016"
+MAX_DILATION = 64  # a sanity bound, like the width's and depth's: the smallest input grows as 4 * (d + 1)
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,8 @@ class TransformerConfig:
     arch: str = ARCHITECTURE
     base_channels: int = 32
     num_residual_blocks: int = 5
+    # One dilation per residual block (both of its 3x3 convs); None (or all 1) is Johnson's network.
+    residual_dilations: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.arch != ARCHITECTURE:
@@ -40,9 +49,44 @@ class TransformerConfig:
             raise ValueError(f"base_channels must be an int in [1, 1024], got {self.base_channels!r}")
         if not (isinstance(self.num_residual_blocks, int) and 0 <= self.num_residual_blocks <= 64):
             raise ValueError(f"num_residual_blocks must be an int in [0, 64], got {self.num_residual_blocks!r}")
+        # Frozen: normalise through object.__setattr__. All ones is stored as None, so that the
+        # undilated network has one spelling (equal configs, identical model files).
+        object.__setattr__(self, "residual_dilations", self._checked_dilations())
+
+    def _checked_dilations(self) -> tuple[int, ...] | None:
+        d = self.residual_dilations
+        if d is None:
+            return None
+        if isinstance(d, (str, bytes)) or not hasattr(d, "__len__"):
+            raise ValueError(f"residual_dilations must be a list of ints (one per residual block) or null, got {d!r}")
+        d = tuple(d)
+        if len(d) != self.num_residual_blocks:
+            raise ValueError(f"residual_dilations has {len(d)} entries {list(d)}; it needs one per residual block "
+                             f"(num_residual_blocks={self.num_residual_blocks})")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_DILATION for v in d):
+            raise ValueError(f"residual_dilations must be ints in [1, {MAX_DILATION}], got {list(d)}")
+        return None if all(v == 1 for v in d) else d
+
+    @property
+    def dilations(self) -> tuple[int, ...]:
+        """Each residual block's dilation (1 for an undilated block)."""
+        return self.residual_dilations or (1,) * self.num_residual_blocks
+
+    @property
+    def min_side(self) -> int:
+        """Smallest padded input side (fastnst.geometry): the quarter-resolution maps must exceed the
+        largest reflection pad."""
+        return geometry.min_side(max(self.dilations, default=1))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain JSON-able values. An undilated network leaves ``residual_dilations`` out, so its model
+        files are the ones fastnst wrote before dilation existed (older versions still read them)."""
+        data = asdict(self)
+        if self.residual_dilations is None:
+            del data["residual_dilations"]
+        else:
+            data["residual_dilations"] = list(self.residual_dilations)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TransformerConfig":
@@ -61,8 +105,9 @@ class TransformerConfig:
 class ConvLayer(nn.Sequential):
     """Reflection padding then convolution, so the border is not treated as black."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1) -> None:
-        super().__init__(nn.ReflectionPad2d(kernel // 2), nn.Conv2d(in_ch, out_ch, kernel, stride))
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, dilation: int = 1) -> None:
+        super().__init__(nn.ReflectionPad2d(dilation * (kernel // 2)),
+                         nn.Conv2d(in_ch, out_ch, kernel, stride, dilation=dilation))
 
     @property
     def conv(self) -> nn.Conv2d:
@@ -70,9 +115,9 @@ class ConvLayer(nn.Sequential):
 
 
 class ConvNormReLU(nn.Sequential):
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1) -> None:
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, dilation: int = 1) -> None:
         super().__init__(
-            ConvLayer(in_ch, out_ch, kernel, stride),
+            ConvLayer(in_ch, out_ch, kernel, stride, dilation),
             nn.InstanceNorm2d(out_ch, affine=True),
             nn.ReLU(inplace=True),
         )
@@ -87,13 +132,18 @@ class ConvNormReLU(nn.Sequential):
 
 
 class ResidualBlock(nn.Module):
-    """Two 3x3 conv + instance norm layers with an identity shortcut (Johnson's supplementary, Fig. 1)."""
+    """Two 3x3 conv + instance norm layers with an identity shortcut (Johnson's supplementary, Fig. 1).
 
-    def __init__(self, channels: int) -> None:
+    With ``dilation`` d both convs are dilated by d and reflect-pad by d (Yu & Koltun 2016); the
+    parameters, and so their names and shapes, are those of the undilated block.
+    """
+
+    def __init__(self, channels: int, dilation: int = 1) -> None:
         super().__init__()
+        self.dilation = dilation
         self.body = nn.Sequential(
-            ConvNormReLU(channels, channels, 3),
-            ConvLayer(channels, channels, 3),
+            ConvNormReLU(channels, channels, 3, dilation=dilation),
+            ConvLayer(channels, channels, 3, dilation=dilation),
             nn.InstanceNorm2d(channels, affine=True),
         )
 
@@ -138,7 +188,7 @@ class TransformNet(nn.Module):
             ConvNormReLU(c, 2 * c, 3, stride=2),
             ConvNormReLU(2 * c, 4 * c, 3, stride=2),
         )
-        self.residuals = nn.Sequential(*[ResidualBlock(4 * c) for _ in range(self.config.num_residual_blocks)])
+        self.residuals = nn.Sequential(*[ResidualBlock(4 * c, d) for d in self.config.dilations])
         self.decoder = nn.Sequential(
             UpsampleConv(4 * c, 2 * c),
             UpsampleConv(2 * c, c),
@@ -158,8 +208,17 @@ class TransformNet(nn.Module):
         # Padded to the geometry the two stride-2 convs need (fastnst.geometry), cropped back after.
         # Trace-safe, so torch.onnx.export records the pad and the crop as graph operations.
         h, w = x.shape[-2], x.shape[-1]
-        y = self.decoder(self.residuals(self.encoder(pad_to_multiple_of_4(x))))
+        y = self.decoder(self.residuals(self.encoder(pad_to_multiple_of_4(x, self.config.min_side))))
         return y[..., :h, :w]
+
+
+def receptive_field(config: TransformerConfig) -> int:
+    """Side (full-resolution px) of the input window one output pixel depends on, instance-norm
+    statistics aside: the two 9x9 convs add 8 px each; the stride-2 convs 2 and 4; the upsampling
+    convs 4 and 2; each 3x3 residual conv at 1/4 resolution 2*d*4 px (d its dilation), and the
+    nearest upsamplings' rounding 2 px (undilated: 109 + 2 = 111 px)."""
+    residual = sum(2 * d * MULTIPLE * 2 for d in config.dilations)  # two convs per block
+    return 1 + 8 + 2 + 4 + residual + 4 + 2 + 8 + 2
 
 
 def unwrap(module: nn.Module) -> nn.Module:

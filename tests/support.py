@@ -103,11 +103,13 @@ PYTHON = sys.executable
 
 
 def random_style_net(base_channels: int = 8, blocks: int = 2, seed: int = 0,
-                     norm_scale: tuple[float, float] = (0.5, 1.5)) -> TransformNet:
+                     norm_scale: tuple[float, float] = (0.5, 1.5), dilations: tuple[int, ...] | None = None) -> TransformNet:
     """An untrained transform net in eval mode whose instance-norm affines are perturbed, so its output is
-    a structured, non-trivial image (a fresh net's unit scales and zero shifts hide folding mistakes)."""
+    a structured, non-trivial image (a fresh net's unit scales and zero shifts hide folding mistakes).
+    ``dilations``: the residual blocks' (the weights are the same as without: dilation has none)."""
     torch.manual_seed(seed)
-    net = TransformNet(TransformerConfig(base_channels=base_channels, num_residual_blocks=blocks)).eval()
+    config = TransformerConfig(base_channels=base_channels, num_residual_blocks=blocks, residual_dilations=dilations)
+    net = TransformNet(config).eval()
     for m in net.modules():
         if isinstance(m, torch.nn.InstanceNorm2d):
             m.weight.data.uniform_(*norm_scale)

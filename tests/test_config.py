@@ -17,6 +17,7 @@ from fastnst.train_config import (
     DataSource,
     Precision,
     TrainConfig,
+    model_config,
     new_run_dir,
     run_dir_of_checkpoint,
     validate_config,
@@ -62,10 +63,13 @@ def test_every_data_group_composes(data, tmp_path):
     assert (cfg.data.image_size, cfg.data.batch_size) == (256, 4) and cfg.data.num_workers >= 1
 
 
-@pytest.mark.parametrize("model,width", [("johnson", 32), ("small", 16)])
-def test_model_groups(model, width):
+@pytest.mark.parametrize("model,width,dilations", [("johnson", 32, None), ("small", 16, None),
+                                                   ("small_dilated", 16, (1, 2, 4, 2, 1))])
+def test_model_groups(model, width, dilations):
     cfg = compose([f"model={model}"])
     assert cfg.model.base_channels == width and cfg.model.num_residual_blocks == 5
+    net = model_config(validate_config(compose([f"model={model}", "data=sample"])))
+    assert net.base_channels == width and net.residual_dilations == dilations
 
 
 def test_defaults_and_documented_keys():
@@ -122,6 +126,7 @@ def test_wrong_type_or_value_rejected(override):
     ("data.image_size=8", "image_size"), ("lr=-1", "lr"), ("data.batch_size=0", "batch_size"),
     ("+style.style_layers.relu9_9=1", "relu9_9"), ("model.base_channels=0", "base_channels"),
     ("style.name=a/b", "style.name"), ("lr_warmup_steps=-1", "lr_warmup_steps"),
+    ("model.residual_dilations=[1,2]", "one per residual block"), ("model.residual_dilations=[1,2,0,2,1]", "in \\[1, 64\\]"),
 ])
 def test_out_of_range_values_rejected(override, match):
     with pytest.raises(ConfigError, match=match):

@@ -15,19 +15,29 @@ ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
 
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    net = random_style_net(base_channels=8, blocks=2)
+def save_model(tmp_path_factory, dilations=None):
+    net = random_style_net(base_channels=8, blocks=2, dilations=dilations)
     path = tmp_path_factory.mktemp("m") / "ink.safetensors"
     save_style_model(path, net, {"style": "ink", "steps": 5})
     return path
 
 
-def test_onnx_matches_pytorch_at_other_sizes(model_path, tmp_path):
-    model = load_style_model(model_path)
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    return save_model(tmp_path_factory)
+
+
+@pytest.fixture(scope="module", params=[None, (2, 4)], ids=["undilated", "dilated"])
+def any_model_path(tmp_path_factory, request):
+    return save_model(tmp_path_factory, request.param)
+
+
+def test_onnx_matches_pytorch_at_other_sizes(any_model_path, tmp_path):
+    model = load_style_model(any_model_path)
     out = export_onnx(model, tmp_path / "ink.onnx")
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    for shape in [(1, 3, 131, 77), (2, 3, 40, 56), (1, 3, 8, 9), (1, 3, *EXAMPLE_SIZE)]:
+    m = model.config.min_side  # the smallest input the graph takes: 8, 20 with dilation 4
+    for shape in [(1, 3, 131, 77), (2, 3, 40, 56), (1, 3, m, m + 1), (1, 3, *EXAMPLE_SIZE)]:
         x = torch.rand(*shape, generator=torch.Generator().manual_seed(sum(shape)))
         with torch.no_grad():
             expected = model.net(x).numpy()
@@ -36,6 +46,8 @@ def test_onnx_matches_pytorch_at_other_sizes(model_path, tmp_path):
         np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert '"base_channels": 8' in meta["fastnst.model_config"] and '"style": "ink"' in meta["fastnst.info"]
+    assert f"H,W >= {m}" in meta["fastnst.io"]
+    assert model.config.residual_dilations is None or '"residual_dilations": [2, 4]' in meta["fastnst.model_config"]
     assert verify_onnx(out, model.net) < 1e-4
 
 

@@ -5,13 +5,21 @@ import warnings
 import pytest
 import torch
 
-from fastnst.geometry import pad_to_multiple_of_4, padding
+from fastnst.geometry import MIN_SIDE, min_side, pad_to_multiple_of_4, padding
 
 
 @pytest.mark.parametrize("size, padded", [(64, 64), (65, 68), (67, 68), (5, 8), (3, 8), (1, 8), (8, 8), (9, 12)])
 def test_padding_is_a_multiple_of_4_and_at_least_8(size, padded):
     assert size + padding(size, size)[0] == padded
     assert pad_to_multiple_of_4(torch.rand(1, 3, size, size)).shape[-2:] == (padded, padded)
+
+
+@pytest.mark.parametrize("dilation, size, padded", [(1, 5, 8), (2, 5, 12), (4, 5, 20), (4, 19, 20), (4, 21, 24)])
+def test_dilated_networks_need_a_larger_minimum_side(dilation, size, padded):
+    # A quarter-resolution conv with dilation d reflect-pads by d: the map there needs d + 1 pixels.
+    assert min_side(dilation) == 4 * (dilation + 1) and min_side() == MIN_SIDE
+    assert size + padding(size, size, min_side(dilation))[0] == padded
+    assert pad_to_multiple_of_4(torch.rand(1, 3, size, size), min_side(dilation)).shape[-2:] == (padded, padded)
 
 
 def test_small_images_are_replicate_padded_large_ones_reflected():

@@ -12,16 +12,20 @@ from support import random_style_net
 
 from fastnst.color import blend, preserve_color, rgb_to_ycbcr, ycbcr_to_rgb
 from fastnst.fused_net import FusedNet
-from fastnst.inference import Stylizer, load_model, stylize_image, tile_spans
+from fastnst.inference import DEFAULT_OVERLAP, Stylizer, load_model, stylize_image, tile_spans
 from fastnst.modelfile import ModelFileError, save_style_model
 from fastnst.transformer import TransformNet
 
 pytestmark = pytest.mark.usefixtures("default_malloc")
 
 
-def make_net(base_channels: int = 8, blocks: int = 2, seed: int = 0) -> TransformNet:
+def make_net(base_channels: int = 8, blocks: int = 2, seed: int = 0, dilations: tuple[int, ...] | None = None
+             ) -> TransformNet:
     """Norm scales of both signs, so the fast path's sign folding is exercised."""
-    return random_style_net(base_channels, blocks, seed, norm_scale=(-1.5, 1.5))
+    return random_style_net(base_channels, blocks, seed, norm_scale=(-1.5, 1.5), dilations=dilations)
+
+
+DILATED = (1, 2, 4, 2, 1)  # configs/model/small_dilated.yaml
 
 
 def photo(h: int, w: int, seed: int = 0) -> torch.Tensor:
@@ -49,9 +53,9 @@ def model_path(tmp_path_factory):
 
 
 @pytest.mark.parametrize("size", [(13, 30), (37, 41), (64, 66), (5, 7)])
-@pytest.mark.parametrize("width,blocks", [(8, 2), (16, 5)])
-def test_fast_net_float32_equals_transformnet(size, width, blocks):
-    net = make_net(width, blocks)
+@pytest.mark.parametrize("width,blocks,dilations", [(8, 2, None), (16, 5, None), (8, 2, (3, 1)), (8, 5, DILATED)])
+def test_fast_net_float32_equals_transformnet(size, width, blocks, dilations):
+    net = make_net(width, blocks, dilations=dilations)
     x = photo(*size).expand(2, -1, -1, -1).clone()
     x[1] = x[1].flip(-1)
     with torch.no_grad():
@@ -61,8 +65,9 @@ def test_fast_net_float32_equals_transformnet(size, width, blocks):
     assert torch.allclose(got, expected, atol=2e-4, rtol=0), (got - expected).abs().max()
 
 
-def test_fast_net_bf16_close_to_float32():
-    net = make_net(16, 5)
+@pytest.mark.parametrize("dilations", [None, DILATED])
+def test_fast_net_bf16_close_to_float32(dilations):
+    net = make_net(16, 5, dilations=dilations)
     x = photo(96, 128)
     with torch.no_grad():
         expected = net(x).clamp(0, 1)
@@ -106,6 +111,18 @@ def test_tiled_output_matches_untiled():
     assert tiled.shape == untiled.shape
     assert psnr(tiled, untiled) >= 35
     assert calls[-1][0] == calls[-1][1] > 4  # the statistics pass plus several tiles
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_dilated_tiles_blend_seamlessly_with_the_overlap_fitted_to_the_receptive_field():
+    stylizer = Stylizer(make_net(16, 5, dilations=DILATED), "cpu", "fp32")
+    assert stylizer.overlap == 224 and Stylizer(make_net(16, 5), "cpu", "fp32").overlap == DEFAULT_OVERLAP
+    x = photo(320, 448)  # two tiles side by side
+    untiled = stylizer.stylize_tensor(x, tile=0)
+    fitted = psnr(stylizer.stylize_tensor(x, tile=336), untiled)
+    # The undilated network tiles this image at 128 px to ~95 dB; at 128 px the dilated one's tiles
+    # reach past the blend's zero-weight band (~59 dB), at its own 224 px they do not (~85 dB).
+    assert fitted >= 75 and fitted > psnr(stylizer.stylize_tensor(x, tile=336, overlap=DEFAULT_OVERLAP), untiled) + 15
 
 
 def test_automatic_tiling_when_over_the_memory_budget(monkeypatch):

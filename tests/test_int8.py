@@ -20,6 +20,7 @@ from fastnst.inference import Stylizer, stylize_image
 from fastnst.int8_net import AUTO_MIN_PSNR, GUARD_MIN_PSNR, Int8Net, _guard_image, guard_psnr
 from fastnst.modelfile import CHECKPOINTS_DIR, load_style_model
 from fastnst.runtime import resolve_precision
+from fastnst.transformer import TransformerConfig, TransformNet
 
 pytestmark = pytest.mark.usefixtures("default_malloc")
 
@@ -34,6 +35,17 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.fixture(scope="module")
 def starry():
     return load_style_model(CHECKPOINTS_DIR / "starry.safetensors").net.eval()
+
+
+@pytest.fixture(scope="module")
+def starry_dilated(starry):
+    """starry's weights in the small_dilated layout, where init_from starts a fine-tune (dilation has no
+    parameters): a trained network's activations through dilated convolutions."""
+    c = starry.config
+    config = TransformerConfig(base_channels=c.base_channels, num_residual_blocks=5, residual_dilations=(1, 2, 4, 2, 1))
+    net = TransformNet(config).eval()
+    net.load_state_dict(starry.state_dict())
+    return net
 
 
 @pytest.fixture(scope="module")
@@ -55,13 +67,28 @@ def test_int8_output_is_within_the_quality_floor_of_fp32(path, photo):
     assert psnr(got, fp32(net, photo)) >= GUARD_MIN_PSNR + 3  # trained models measure 40-46 dB
 
 
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("dilations", [None, (1, 2, 4, 2, 1), (3, 1, 2)])
+def test_int8_dilated_random_net_is_within_the_floor_of_fp32(photo, dilations):
+    net = random_style_net(8, len(dilations or (1, 1)), norm_scale=(-1.5, 1.5), dilations=dilations)
+    got = Int8Net(net)(photo).clamp(0, 1)
+    assert psnr(got, fp32(net, photo)) >= 33  # random weights: 34-38 dB (int8_net.AUTO_MIN_PSNR's note)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_int8_dilated_trained_weights_are_within_the_guard(starry_dilated, photo):
+    assert psnr(Int8Net(starry_dilated)(photo).clamp(0, 1), fp32(starry_dilated, photo)) >= GUARD_MIN_PSNR
+
+
 @pytest.mark.parametrize("h,w", [(37, 53), (64, 30), (8, 9), (5, 7)])
-def test_int8_handles_any_size(starry, photo, h, w):
+@pytest.mark.parametrize("name", ["starry", "starry_dilated"])
+def test_int8_handles_any_size(request, name, photo, h, w):
+    net = request.getfixturevalue(name)
     x = photo[..., :h, :w].contiguous()
-    got = Int8Net(starry)(x)
+    got = Int8Net(net)(x)
     assert got.shape == x.shape and torch.isfinite(got).all()
     if min(h, w) >= 16:
-        assert psnr(got.clamp(0, 1), fp32(starry, x)) >= 30
+        assert psnr(got.clamp(0, 1), fp32(net, x)) >= 30
 
 
 def test_int8_batch_is_per_image(starry, photo):

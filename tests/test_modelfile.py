@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 
-from fastnst.modelfile import ModelFileError, load_style_model, read_model_header, save_style_model
+from fastnst.modelfile import ModelFileError, list_shipped_models, load_style_model, read_model_header, save_style_model
 from fastnst.transformer import TransformerConfig, TransformNet
 
 SMALL = TransformerConfig(base_channels=8, num_residual_blocks=2)
@@ -32,6 +34,54 @@ def test_round_trip_rebuilds_from_file_alone(model_file):
         assert torch.equal(loaded.net(x), net.eval()(x))
     assert not loaded.net.training
     assert list(path.parent.glob("*.tmp")) == []
+
+
+def test_dilations_survive_the_round_trip_as_a_plain_list(tmp_path):
+    torch.manual_seed(0)
+    config = TransformerConfig(base_channels=8, num_residual_blocks=2, residual_dilations=(2, 3))
+    net = TransformNet(config).eval()
+    path = save_style_model(tmp_path / "wide.safetensors", net)
+    with safe_open(str(path), "pt") as f:
+        assert json.loads(f.metadata()["model_config"])["residual_dilations"] == [2, 3]
+    loaded = load_style_model(path)
+    assert loaded.config == config
+    x = torch.rand(1, 3, 27, 30)
+    with torch.no_grad():
+        assert torch.equal(loaded.net(x), net(x))
+
+
+def test_a_header_without_dilations_is_the_undilated_network(tmp_path):
+    """Files written before dilation existed: no key, the network they were trained as, same output."""
+    torch.manual_seed(0)
+    net = TransformNet(SMALL).eval()
+    meta = {"format": "fastnst.style-model", "format_version": "1",
+            "model_config": '{"arch": "johnson2016", "base_channels": 8, "num_residual_blocks": 2}'}
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, tmp_path / "old.safetensors", metadata=meta)
+    loaded = load_style_model(tmp_path / "old.safetensors")
+    assert loaded.config == SMALL and loaded.config.residual_dilations is None
+    x = torch.rand(1, 3, 21, 18)
+    with torch.no_grad():
+        assert torch.equal(loaded.net(x), net(x))
+    # Saved again, the header is what it was: older fastnst versions read it.
+    with safe_open(str(save_style_model(tmp_path / "again.safetensors", loaded.net)), "pt") as f:
+        assert f.metadata()["model_config"] == meta["model_config"]
+
+
+@pytest.mark.parametrize("path", list_shipped_models(), ids=lambda p: p.stem)
+def test_shipped_models_are_undilated(path):
+    with safe_open(str(path), "pt") as f:
+        assert "residual_dilations" not in json.loads(f.metadata()["model_config"])
+    net = load_style_model(path).net
+    assert all(m.dilation == (1, 1) for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+
+
+def test_invalid_dilations_in_a_header_are_refused(tmp_path):
+    net = TransformNet(SMALL)
+    meta = {"format": "fastnst.style-model", "format_version": "1",
+            "model_config": '{"arch": "johnson2016", "base_channels": 8, "num_residual_blocks": 2, "residual_dilations": [2]}'}
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, tmp_path / "bad.safetensors", metadata=meta)
+    with pytest.raises(ModelFileError, match="bad.safetensors.*one per residual block"):
+        load_style_model(tmp_path / "bad.safetensors")
 
 
 def test_saves_unwrapped_module_from_compile_wrapper(tmp_path):

@@ -172,12 +172,15 @@ def test_list_models(tmp_path, monkeypatch, capsys, model):
     ckpt.mkdir()
     (ckpt / "mosaic.safetensors").write_bytes(model.read_bytes())
     save_style_model(ckpt / "bare.safetensors", TransformNet(TransformerConfig(base_channels=4, num_residual_blocks=0)), {})
+    dilated = TransformerConfig(base_channels=4, num_residual_blocks=2, residual_dilations=(2, 1))
+    save_style_model(ckpt / "wide.safetensors", TransformNet(dilated), {})
     (ckpt / "junk.safetensors").write_bytes(b"junk")
     monkeypatch.setattr(modelfile, "CHECKPOINTS_DIR", ckpt)
     assert main(["--list-models"]) == 0
     out = capsys.readouterr().out
     assert "mosaic: style mosaic" in out and "steps 123" in out and "image size 256" in out
     assert "bare: style bare" in out  # no info at all: still listed
+    assert "2 residual blocks (dilations 2, 1)" in out and "0 residual blocks\n" in out  # undilated: not said
     assert "junk: unreadable" in out
     monkeypatch.setattr(modelfile, "CHECKPOINTS_DIR", tmp_path / "none")
     assert main(["--list-models"]) == 0

@@ -221,14 +221,21 @@ def test_resume_recomposes_the_original_overrides(photos, tmp_path):
     assert result.steps == 2
 
 
-def test_init_from_starts_at_the_model_files_weights(photos, tmp_path):
+@pytest.mark.parametrize("dilations", [None, "[2]"])
+def test_init_from_starts_at_the_model_files_weights(photos, tmp_path, caplog, dilations):
     first, _ = run(photos, tmp_path / "a", max_steps=2, warmup_epochs=0)
     start = load_style_model(first.model_path).net.state_dict()
     # lr 0 keeps the weights where init_from put them: the result must be the file's weights.
-    second, _ = run(photos, tmp_path / "b", max_steps=1, warmup_epochs=0, lr=1e-30, init_from=first.model_path)
+    # Dilation has no parameters: an undilated model's weights start a dilated network too.
+    extra = {} if dilations is None else {"model.residual_dilations": dilations}
+    with caplog.at_level(logging.INFO, logger="fastnst.train"):
+        second, _ = run(photos, tmp_path / "b", max_steps=1, warmup_epochs=0, lr=1e-30, init_from=first.model_path,
+                        **extra)
     tuned = load_style_model(second.model_path)
     assert all(torch.allclose(tuned.net.state_dict()[k], v) for k, v in start.items())
     assert tuned.info["init_from"] == str(first.model_path)
+    assert tuned.config.residual_dilations == (None if dilations is None else (2,))
+    assert ("with residual dilations [2] instead of the file's [1]" in caplog.text) == (dilations is not None)
 
 
 def test_init_from_with_another_width_is_refused(photos, tmp_path):

@@ -67,6 +67,8 @@ def list_models(out=None) -> int:
             continue
         style = info.get("style", path.stem)
         arch = f"{config.arch}, {config.base_channels} base channels, {config.num_residual_blocks} residual blocks"
+        if config.residual_dilations:
+            arch += f" (dilations {', '.join(map(str, config.residual_dilations))})"
         facts = [f"{label} {info[key]}" for key, label in _INFO_KEYS if key in info and info[key] not in (None, "")]
         known = {key for key, _ in _INFO_KEYS} | {"style", "note"}
         facts += [  # whatever else the trainer recorded, if it is short
@@ -110,8 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, metavar="N",
                    help="refuse larger images as likely decompression bombs (default: Pillow's limit, ~89 megapixels)")
     p.add_argument("--tile", type=int, metavar="N", help="stylize in N x N tiles (default: only when memory requires; 0: never)")
-    p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, metavar="N",
-                   help=f"pixels shared by neighbouring tiles (default {DEFAULT_OVERLAP})")
+    p.add_argument("--overlap", type=int, metavar="N",
+                   help=f"pixels shared by neighbouring tiles (default: from the model's receptive field, "
+                        f"{DEFAULT_OVERLAP} for an undilated one)")
     p.add_argument("--preserve-color", action="store_true", help="keep the photo's colours, take only the stylized luminance")
     p.add_argument("--strength", type=float, default=1.0, metavar="F", help="0 = photo, 1 = full style (default 1)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if available")
