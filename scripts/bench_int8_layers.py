@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from fastnst import int8_net
     from fastnst.modelfile import load_style_model
+    from fastnst.runtime import reuse_freed_memory
+
+    reuse_freed_memory()  # the opt-in the stylize command line and bench_stylize.py make
 
     if args.threads:
         torch.set_num_threads(args.threads)
