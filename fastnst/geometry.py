@@ -13,13 +13,15 @@ import torch
 import torch.nn.functional as F
 
 MULTIPLE = 4  # two stride-2 convolutions
-MIN_SIDE = 8  # smallest padded side of the undilated network: its quarter-resolution convs reflect-pad by 1 of 2 px
 
 
 def min_side(max_dilation: int = 1) -> int:
     """Smallest padded input side for quarter-resolution 3x3 convs dilated up to ``max_dilation``:
     their reflection pad (``max_dilation`` px there) must be smaller than the side."""
     return MULTIPLE * (max_dilation + 1)
+
+
+MIN_SIDE = min_side()  # 8: the undilated network's quarter-resolution convs reflect-pad by 1 of 2 px
 
 
 def _larger(a, b):
