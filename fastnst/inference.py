@@ -268,8 +268,7 @@ class Stylizer:
         by tile (a quarter of the memory of a float copy).
         """
         check_strength(strength)
-        check_overlap(overlap)
-        overlap = self.overlap if overlap is None else overlap
+        overlap = self._overlap(overlap)
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected an (N, 3, H, W) image batch, got shape {tuple(x.shape)}")
         n, _, h, w = x.shape
@@ -291,6 +290,11 @@ class Stylizer:
         if preserve_color:
             y = preserve_color_fn(y, x)
         return blend(x, y, strength)
+
+    def _overlap(self, overlap: int | None) -> int:
+        """A caller's overlap, checked, or the model's own (:attr:`overlap`) for None."""
+        check_overlap(overlap)
+        return self.overlap if overlap is None else overlap
 
     def _tile_size(self, h: int, w: int, tile: int | None, overlap: int) -> int | None:
         if tile == 0:
@@ -345,8 +349,7 @@ class Stylizer:
         conversions cost ~1 ms instead of several full-image float passes.
         """
         w, h = image.size
-        check_overlap(overlap)
-        overlap = self.overlap if overlap is None else overlap
+        overlap = self._overlap(overlap)
         plain = strength == 1.0 and not preserve_color and min(h, w) >= FP32_BELOW_SIDE
         if (isinstance(self.net, Int8Net) and plain and image.mode in ("RGB", "L", "P", "RGBA")
                 and self._tile_size(h, w, tile, overlap) is None):
