@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from fastnst.imageio import single_image
+
 __all__ = ["frame_to_tensor", "tensor_to_frame"]
 
 
@@ -28,13 +30,7 @@ def frame_to_tensor(frame: np.ndarray, device: torch.device | str = "cpu") -> to
 
 def tensor_to_frame(x: torch.Tensor) -> np.ndarray:
     """(1, 3, H, W) or (3, H, W) float in [0, 1] -> (H, W, 3) uint8 RGB numpy array (rounded, clamped)."""
-    if x.dim() == 4:
-        if x.shape[0] != 1:
-            raise ValueError(f"expected one frame, got a batch of {x.shape[0]}")
-        x = x[0]
-    if x.dim() != 3 or x.shape[0] != 3:
-        raise ValueError(f"expected a (3, H, W) image tensor, got shape {tuple(x.shape)}")
-    hwc = x.detach().permute(1, 2, 0)
+    hwc = single_image(x).detach().permute(1, 2, 0)
     # One pass: scale, round half up (+0.5 then truncate), clamp, cast; then a contiguous HWC copy.
     out = hwc.float().mul(255.0).add_(0.5).clamp_(0, 255).to(torch.uint8)
     return out.contiguous().cpu().numpy()

@@ -34,7 +34,9 @@ __all__ = [
     "open_image",
     "pil_to_tensor",
     "resize_long_side",
+    "resize_tensor_long_side",
     "save_image",
+    "single_image",
     "tensor_to_pil",
 ]
 
@@ -332,6 +334,18 @@ def load_image(
     return pil_to_tensor(img, dtype)
 
 
+def single_image(t: torch.Tensor) -> torch.Tensor:
+    """A (3, H, W) or (1, 3, H, W) image tensor as (3, H, W); ValueError for any other shape (a batch
+    of several, a wrong channel count). The one shape rule of the tensor-to-8-bit converters."""
+    if t.dim() == 4:
+        if t.shape[0] != 1:
+            raise ValueError(f"expected a batch of one image, got shape {tuple(t.shape)}")
+        t = t[0]
+    if t.dim() != 3 or t.shape[0] != 3:
+        raise ValueError(f"expected shape (3, H, W) or (1, 3, H, W), got {tuple(t.shape)}")
+    return t
+
+
 def tensor_to_pil(t: torch.Tensor) -> Image.Image:
     """(3, H, W) or (1, 3, H, W) float tensor in [0, 1] to an 8-bit RGB PIL image.
 
@@ -341,12 +355,7 @@ def tensor_to_pil(t: torch.Tensor) -> Image.Image:
         raise TypeError(f"expected a torch.Tensor, got {type(t).__name__}")
     if not t.is_floating_point():
         raise TypeError(f"expected a floating-point tensor in [0, 1], got dtype {t.dtype}")
-    if t.dim() == 4:
-        if t.shape[0] != 1:
-            raise ValueError(f"expected a batch of one image, got shape {tuple(t.shape)}")
-        t = t[0]
-    if t.dim() != 3 or t.shape[0] != 3:
-        raise ValueError(f"expected shape (3, H, W) or (1, 3, H, W), got {tuple(t.shape)}")
+    t = single_image(t)
     # Out-of-place ops only: .to() may return `t` itself when it is already
     # float32 on the CPU, so nothing below may write into it.
     # Converted in bands of rows, so the float temporaries stay small next to a large image.
