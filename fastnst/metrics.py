@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from fastnst.atomic import atomic_path
-from fastnst.imageio import resize_tensor_long_side
+from fastnst.imageio import resize_tensor_long_side, single_image
 from fastnst.losses import gram_matrix
 from fastnst.vgg import VGG19Features
 
@@ -110,11 +110,8 @@ class StyleScorer:
 
 
 def _batch(image: torch.Tensor) -> torch.Tensor:
-    if image.dim() == 3:
-        image = image.unsqueeze(0)
-    if image.dim() != 4 or image.shape[0] != 1 or image.shape[1] != 3:
-        raise ValueError(f"expected one RGB image (3, H, W) or (1, 3, H, W), got shape {tuple(image.shape)}")
-    return image.float()
+    """One RGB image (3, H, W) or (1, 3, H, W) as a float (1, 3, H, W) batch (imageio's shape rule)."""
+    return single_image(image).unsqueeze(0).float()
 
 
 @dataclass
