@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from fastnst.cli.evaluate import split_label
 from fastnst.grid import image_grid
 from fastnst.imageio import ImageError, load_image, save_image
 from fastnst.inference import load_model, stylize_image
@@ -54,9 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("-o", "--output", type=Path, required=True)
     args = p.parse_args(argv)
     try:
-        specs = [m.partition("=") if "=" in m and "/" not in m.partition("=")[0] else ("", "", m) for m in args.model]
-        models = [load_model(target) for _, _, target in specs]
-        model_labels = [label or None for label, _, _ in specs]
+        specs = [split_label(m) for m in args.model]
+        models = [load_model(target) for _, target in specs]
+        model_labels = [label for label, _ in specs]
         cells: list[torch.Tensor] = []
         labels: list[str] = []
         for photo in args.photo:

@@ -68,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _split_label(spec: str) -> tuple[str | None, str]:
+def split_label(spec: str) -> tuple[str | None, str]:
+    """``LABEL=TARGET`` -> (LABEL, TARGET); a spec without a label (or whose "label" holds a "/", i.e. a
+    path containing "=") -> (None, spec)."""
     label, sep, rest = spec.partition("=")
     return (label, rest) if sep and label and "/" not in label else (None, spec)
 
@@ -117,7 +119,7 @@ def _load_models(specs: Sequence[str], device: str):
 
     models = []
     for spec in specs:
-        label, target = _split_label(spec)
+        label, target = split_label(spec)
         try:
             stylizer = load_model(target, device=device)
         except ModelFileError as exc:
@@ -139,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--size must be >= 64, got {args.size}")
     folders = []
     for spec in args.images:
-        label, target = _split_label(spec)
+        label, target = split_label(spec)
         folder = Path(target).expanduser()
         if not folder.is_dir():
             raise UsageError(f"--images {spec}: {folder} is not a directory")
