@@ -97,18 +97,23 @@ def test_bad_video_does_not_stop_the_batch(model, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.mp4", "good.mp4", "good_mosaic.mp4"]
 
 
+def interrupt_on_call(monkeypatch, method: str, n: int) -> None:
+    """Make FrameStylizer.<method> raise KeyboardInterrupt (a Ctrl-C) on its n-th call."""
+    calls = []
+    real = getattr(FrameStylizer, method)
+
+    def interrupted(self, *args):
+        calls.append(1)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        return real(self, *args)
+
+    monkeypatch.setattr(FrameStylizer, method, interrupted)
+
+
 def test_ctrl_c_leaves_no_file_and_exits_130(model, tmp_path, monkeypatch):
     src = write_clip(tmp_path / "c.mp4", moving_square_frames(10, 64, 48))
-    calls = []
-    real = FrameStylizer.stylize_tensor
-
-    def interrupted(self, x):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(self, x)
-
-    monkeypatch.setattr(FrameStylizer, "stylize_tensor", interrupted)
+    interrupt_on_call(monkeypatch, "stylize_tensor", 3)
     assert run(model, "-q", str(src)) == 130
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.mp4"]
 
@@ -135,16 +140,7 @@ def test_camera_ctrl_c_finalises_the_recording(model, tmp_path, monkeypatch):
     pytest.importorskip("cv2")
     monkeypatch.delenv("DISPLAY", raising=False)
     cam = write_clip(tmp_path / "cam.avi", moving_square_frames(8, 64, 48), codec="mpeg4")
-    calls = []
-    real = FrameStylizer.__call__
-
-    def interrupted(self, frame):
-        calls.append(1)
-        if len(calls) == 4:
-            raise KeyboardInterrupt
-        return real(self, frame)
-
-    monkeypatch.setattr(FrameStylizer, "__call__", interrupted)
+    interrupt_on_call(monkeypatch, "__call__", 4)
     assert run(model, "-q", "--camera", str(cam), "-o", str(tmp_path / "rec.mkv")) == 0
     assert len(read_all(tmp_path / "rec.mkv")) == 3  # the frames before Ctrl-C, in a complete file
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cam.avi", "rec.mkv"]
