@@ -83,8 +83,7 @@ def _quantize(src: torch.Tensor, m: torch.Tensor, z: torch.Tensor) -> torch.Tens
 
 
 # Each call site has its own function (its own compiled code): ``out`` is the interior of a padded
-# buffer, one phase of an upsampled tensor, or of the output image, so the result lands where the
-# next step reads it with no copy; the strides differ per site.
+# buffer or a whole tensor, so the strides differ per site.
 def _k_quant_image(src: torch.Tensor, m: torch.Tensor, z: torch.Tensor, out: torch.Tensor) -> None:
     out.copy_(_quantize(src, m, z))
 
@@ -97,7 +96,10 @@ def _k_quant_phase(src: torch.Tensor, m: torch.Tensor, z: torch.Tensor, out: tor
     out.copy_(_quantize(src, m, z))
 
 
-def _k_quant_rgb(src: torch.Tensor, m: torch.Tensor, z: torch.Tensor, out: torch.Tensor) -> None:
+def _k_quant_dense(src: torch.Tensor, m: torch.Tensor, z: torch.Tensor, out: torch.Tensor) -> None:
+    """The RGB output's blocks rounded into a dense tensor, put in place afterwards by one copy: 2x
+    faster than rounding each 3-channel phase into its strided place in the image (measured at
+    1024x1024, one thread). For the 16-64 channel phases of the upsampling convs the two are even."""
     out.copy_(_quantize(src, m, z))
 
 
@@ -154,11 +156,18 @@ class _Kernels:
         with cls._lock:
             compiled = cls._compiled.get(fn.__name__)
             if compiled is None:
-                compiled = cls._compiled[fn.__name__] = torch.compile(fn, dynamic=True)
+                # Sizes are specialised except height and width (marked per call below): code compiled
+                # for a known channel count vectorises over it, 1.6-2.5x faster than fully dynamic
+                # shapes for 16-64 channels (measured). One compile per channel count and call site.
+                compiled = cls._compiled[fn.__name__] = torch.compile(fn, dynamic=False)
 
         def call(*args):
             if cls._eager:
                 return fn(*args)
+            for t in args:
+                if isinstance(t, torch.Tensor) and t.dim() >= 3:
+                    torch._dynamo.maybe_mark_dynamic(t, t.dim() - 2)
+                    torch._dynamo.maybe_mark_dynamic(t, t.dim() - 1)
             try:
                 return compiled(*args)
             except Exception as exc:  # no C++ compiler, unsupported platform...
@@ -174,8 +183,8 @@ def _kernel(fn: Callable) -> Callable:
     return lambda *args: _Kernels.get(fn)(*args)
 
 
-_quant_image, _quant_act, _quant_phase, _quant_rgb, _relu, _residual, _channel_max, _channel_stats_max = (
-    _kernel(f) for f in (_k_quant_image, _k_quant_act, _k_quant_phase, _k_quant_rgb, _k_relu, _k_residual, _k_channel_max,
+_quant_image, _quant_act, _quant_phase, _quant_dense, _relu, _residual, _channel_max, _channel_stats_max = (
+    _kernel(f) for f in (_k_quant_image, _k_quant_act, _k_quant_phase, _k_quant_dense, _k_relu, _k_residual, _k_channel_max,
                          _k_channel_stats)
 )
 
@@ -360,7 +369,10 @@ class Int8Net:
         _, _, h, w = x.shape
         ph, pw = padding(h, w, smallest)
         buf = _u8_buffer(3, h + ph, w + pw, 4)
-        _quant_image(x, torch.full((3,), scale), torch.zeros(3), buf[:, :, 4 : 4 + h, 4 : 4 + w])
+        if x.dtype == torch.uint8 and scale == 1.0:  # 8-bit already: a plain copy (~70x faster)
+            buf[:, :, 4 : 4 + h, 4 : 4 + w].copy_(x)
+        else:
+            _quant_image(x, torch.full((3,), scale), torch.zeros(3), buf[:, :, 4 : 4 + h, 4 : 4 + w])
         for i in range(ph):  # reflect rows h, h+1, .. = rows h-2, h-3, ..
             buf[:, :, 4 + h + i, 4 : 4 + w] = buf[:, :, 4 + h - 2 - i, 4 : 4 + w]
         for i in range(pw):
@@ -429,12 +441,12 @@ class Int8Net:
         q = _fill_phase_reflect_border_(q, c2)
         o = self.output(q, 1.0, 0, torch.float32, in_scale=s.repeat(4))  # (1, 4*3, hb, wb), with the bias
         k = self.output_channels
-        if to_u8:  # (H, W, 3) u8, PIL's layout; each phase rounded straight into its strided view
-            img = torch.empty(2 * hb, 2 * wb, k, dtype=torch.uint8)
-            full = img.permute(2, 0, 1).unsqueeze(0)
-            for g in range(4):
-                _quant_rgb(o[:, g * k : (g + 1) * k], _full(o, 255.0, k), _full(o, 0.0, k), full[:, :, g // 2 :: 2, g % 2 :: 2])
-            return img[:h, :w].contiguous().unsqueeze(0)
+        if to_u8:  # (H, W, 3) u8, PIL's layout: round the blocks densely, then depth-to-space
+            blocks = torch.empty(o.shape, dtype=torch.uint8, memory_format=CHANNELS_LAST)  # (1, 4*3, hb, wb)
+            _quant_dense(o, _full(o, 255.0, 4 * k), _full(o, 0.0, 4 * k), blocks)
+            img = torch.empty(hb, 2, wb, 2, k, dtype=torch.uint8)  # (block row, a, block col, b, rgb)
+            img.copy_(blocks.permute(0, 2, 3, 1).view(hb, wb, 2, 2, k).permute(0, 2, 1, 3, 4))
+            return img.view(2 * hb, 2 * wb, k)[:h, :w].contiguous().unsqueeze(0)
         out = torch.empty(1, k, 2 * hb, 2 * wb)
         for g in range(4):
             out[:, :, g // 2 :: 2, g % 2 :: 2].copy_(o[:, g * k : (g + 1) * k])
