@@ -1,16 +1,16 @@
 """An int8 inference rewrite of TransformNet for CPUs with integer dot-product units (VNNI / AMX-int8).
 
-``Int8Net(net)`` computes the same function as the float32 network to 38-46 dB PSNR on real photos
-with the shipped models (scripts/int8_quality.py is the guard) at ~1.4x the speed of the bf16 fused path
-measured under load on a 2-core AMD EPYC (Zen 4, AVX-512 VNNI), because oneDNN's u8 x s8
+``Int8Net(net)`` computes the same function as the float32 network to 36-46 dB PSNR on real photos
+with the shipped models (scripts/int8_quality.py is the guard) at ~1.5x the speed of the bf16 fused path
+on a 2-core AMD EPYC (Zen 4, AVX-512 VNNI), because oneDNN's u8 x s8
 convolutions (``torch.ops.onednn.qconv2d_pointwise``, the kernels behind PyTorch's x86 quantization
 backend) run ~2x the multiply-adds per second of bf16 there.
 
 Quantization, with no calibration set:
 
-* **Weights**: symmetric int8, one scale per output channel. Convs reading a ReLU(IN(y)) have that
-  input's per-channel scale folded into their float32 weights per image, then quantized and packed
-  (~0.1-0.3 ms a layer); the others (first conv, convs reading the residual stream) are packed at load.
+* **Weights**: symmetric int8, one scale per output channel. Every conv but the first (which reads the
+  image) has its input's per-channel scale folded into its float32 weights per image, then quantized
+  and packed (~0.1-0.3 ms a layer); the first is packed at load.
 * **Activations**: unsigned 8-bit, one scale per channel from the image itself. Every activation that
   feeds a conv is ReLU(IN(y)) = ReLU(a*y + b), a and b from the instance-norm statistics (the one
   statistics pass the fused path does anyway). The sign of each conv output channel whose norm scale
@@ -18,7 +18,10 @@ Quantization, with no calibration set:
   largest value is a*max(y) + b: one max pass gives a range with nothing clipped. Fixed ranges from
   the norms' affine parameters (beta + K*|gamma|) were tried first: instance norm lets a few strong
   features reach 20 standard deviations in the last blocks, so any K either clipped them or wasted
-  levels (31-41 dB). The residual stream (no ReLU) has one range per tensor, its min and max.
+  levels (31-41 dB). The residual stream (no ReLU) has a range and a zero point per channel, from
+  the pass that writes it; the zero points become the reading conv's bias.
+* **One conv stays bf16**: the second, which reads the first layer's full-resolution activations, the
+  tensor where 8 bits lose most (3% of the multiply-adds).
 * **The image** is 8-bit already: the first convolution takes it as u8 with scale 1/255 (exact for
   8-bit sources; higher bit depths are rounded to 8 bits), and the last writes float32, from which the
   PIL path rounds straight to u8.
@@ -103,12 +106,24 @@ def _k_quant_dense(src: torch.Tensor, m: torch.Tensor, z: torch.Tensor, out: tor
     out.copy_(_quantize(src, m, z))
 
 
+def _k_act_bf16(y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
+    """out (bf16) = ReLU(a*y + b): the input of the one convolution kept in bf16 (see Int8Net)."""
+    out.copy_((y.float() * a.view(1, -1, 1, 1) + b.view(1, -1, 1, 1)).clamp_min(0))
+
+
 def _k_relu(y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """out (float32) = ReLU(a*y + b): the residual stream's first value; returns its min and max
-    (computed in the same pass: the stream's u8 range)."""
+    """out (float32) = ReLU(a*y + b): the residual stream's first value; returns its per-channel min
+    and max (computed in the same pass: the stream's u8 ranges)."""
     v = (y.float() * a.view(1, -1, 1, 1) + b.view(1, -1, 1, 1)).clamp_min(0)
     out.copy_(v)
-    return v.amin(), v.amax()
+    return _channel_range(v)
+
+
+def _channel_range(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel min and max of a (1, C, H, W) channels_last value, reduced as (H, W, C) rows (see
+    _k_channel_stats); traced into the kernels that compute v."""
+    rows = v.permute(0, 2, 3, 1).reshape(-1, v.shape[3], v.shape[1])
+    return rows.amin(dim=1).amin(dim=0), rows.amax(dim=1).amax(dim=0)
 
 
 def _k_channel_max(y: torch.Tensor) -> torch.Tensor:
@@ -135,11 +150,11 @@ def _k_channel_stats(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch
 
 def _k_residual(r: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """out = r + a*y + b: a residual block's output (no ReLU after its second norm); returns its min
-    and max, the stream's next u8 range, from the same pass."""
+    """out = r + a*y + b: a residual block's output (no ReLU after its second norm); returns its
+    per-channel min and max, the stream's next u8 ranges, from the same pass."""
     v = r + y.float() * a.view(1, -1, 1, 1) + b.view(1, -1, 1, 1)
     out.copy_(v)
-    return v.amin(), v.amax()
+    return _channel_range(v)
 
 
 class _Kernels:
@@ -183,8 +198,8 @@ def _kernel(fn: Callable) -> Callable:
     return lambda *args: _Kernels.get(fn)(*args)
 
 
-_quant_image, _quant_act, _quant_phase, _quant_dense, _relu, _residual, _channel_max, _channel_stats_max = (
-    _kernel(f) for f in (_k_quant_image, _k_quant_act, _k_quant_phase, _k_quant_dense, _k_relu, _k_residual, _k_channel_max,
+_quant_image, _quant_act, _quant_phase, _quant_dense, _act_bf16, _relu, _residual, _channel_max, _channel_stats_max = (
+    _kernel(f) for f in (_k_quant_image, _k_quant_act, _k_quant_phase, _k_quant_dense, _k_act_bf16, _k_relu, _k_residual, _k_channel_max,
                          _k_channel_stats)
 )
 
@@ -214,13 +229,16 @@ def _quant_padded(y: torch.Tensor, m: torch.Tensor, z: torch.Tensor, pad: int, r
 # ----------------------------------------------------------------------------------------------
 
 
-def _pack(weight: torch.Tensor, stride: int, dilation: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric int8 per output channel; returns oneDNN's packed weight and the scales."""
+def _quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 per output channel: the int8 weight and its scales."""
     scale = (weight.abs().amax(dim=(1, 2, 3)) / 127).clamp_min(1e-12)
-    q = torch.round(weight / scale.view(-1, 1, 1, 1)).clamp(-127, 127).to(torch.int8)
+    return torch.round(weight / scale.view(-1, 1, 1, 1)).clamp(-127, 127).to(torch.int8), scale
+
+
+def _pack(q: torch.Tensor, scale: torch.Tensor, stride: int, dilation: int = 1) -> torch.Tensor:
+    """oneDNN's packed form of an int8 weight."""
     # The activation scale given here is only a hint for oneDNN; each call passes the real one.
-    packed = torch.ops.onednn.qconv_prepack(q, scale, 1.0, 0, [stride, stride], [0, 0], [dilation, dilation], 1, None)
-    return packed, scale
+    return torch.ops.onednn.qconv_prepack(q, scale, 1.0, 0, [stride, stride], [0, 0], [dilation, dilation], 1, None)
 
 
 class _QConv:
@@ -228,7 +246,8 @@ class _QConv:
 
     With ``per_image=True`` the u8 input has a scale per channel that changes per image: it is folded
     into the float32 weights before they are quantized and packed (~0.1-0.3 ms per layer), so the conv
-    itself sees one scale. Otherwise the weights are packed once here.
+    itself sees one scale. Otherwise the weights are packed once here. A per-channel zero point
+    (``in_zero``, the residual stream's) becomes a bias: oneDNN takes one zero point per tensor.
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: int = 1,
@@ -238,17 +257,28 @@ class _QConv:
         self.stride = stride
         self.dilation = dilation
         self.w_zero = torch.zeros(self.weight.shape[0], dtype=torch.int64)
-        self.packed = None if per_image else _pack(self.weight, stride, dilation)
+        if per_image:
+            self.packed = None
+        else:
+            q, w_scale = _quantize_weight(self.weight)
+            self.packed = _pack(q, w_scale, stride, dilation), w_scale
 
     def __call__(self, x: torch.Tensor, x_scale: float, x_zero: int, out_dtype: torch.dtype,
-                 in_scale: torch.Tensor | None = None) -> torch.Tensor:
+                 in_scale: torch.Tensor | None = None, in_zero: torch.Tensor | None = None) -> torch.Tensor:
+        """``in_scale`` (per input channel, with x_scale 1): folded into the weights for this call;
+        ``in_zero`` (per input channel, with x_zero 0): each channel's u8 zero point."""
         s, d = self.stride, self.dilation
+        bias = self.bias
         if in_scale is None:
             packed, w_scale = self.packed
         else:
-            packed, w_scale = _pack(self.weight * in_scale.view(1, -1, 1, 1), s, d)
+            q, w_scale = _quantize_weight(self.weight * in_scale.view(1, -1, 1, 1))
+            packed = _pack(q, w_scale, s, d)
+            if in_zero is not None:  # sum over c, taps of w[o, c] * (u - z_c): subtract the z_c part
+                shift = (q.sum(dim=(2, 3), dtype=torch.int32).float() @ in_zero) * w_scale
+                bias = -shift if bias is None else bias - shift
         return torch.ops.onednn.qconv2d_pointwise(
-            x, x_scale, x_zero, packed, w_scale, self.w_zero, self.bias,
+            x, x_scale, x_zero, packed, w_scale, self.w_zero, bias,
             [s, s], [0, 0], [d, d], 1, 1.0, 0, out_dtype, "none", [], "")
 
 
@@ -295,26 +325,35 @@ class Int8Net:
             # A conv whose input is a ReLU(IN(y)) gets that input's per-channel scale folded into its
             # weights per image (per_image=True); the first conv reads the image (scale 1/255) and the
             # convs after the residual stream read it with one scale per tensor: packed once.
-            self.encoder = []
-            for i, block in enumerate(net.encoder):
-                w, n = _conv_norm(block.conv, block.norm)
-                self.encoder.append((_QConv(w, stride=block.conv.stride[0], per_image=i > 0), n))
+            if len(net.encoder) != 3:
+                raise ValueError("Int8Net expects the three encoder convolutions of johnson2016")
+            (w0, self.norm0), (w1, self.norm1), (w2, self.norm2) = (_conv_norm(b.conv, b.norm) for b in net.encoder)
+            self.conv0 = _QConv(w0)
+            # The second conv stays bf16: its input, the first layer's full-resolution activations,
+            # is where 8 bits lose most. Quantizing only that tensor (per channel, nothing clipped)
+            # costs ~5 dB on real photos (kandinsky on scikit-image's rocket: 36 dB alone, 32 dB for
+            # the whole int8 network; bf16 here: +4-5 dB), for 3% of the multiply-adds.
+            self.conv1_bf16 = w1.to(torch.bfloat16).contiguous(memory_format=CHANNELS_LAST)
+            self.conv1_stride = net.encoder[1].conv.stride[0]
+            self.conv2 = _QConv(w2, stride=net.encoder[2].conv.stride[0], per_image=True)
             self.residuals = []
             for r in net.residuals:
                 wa, na = _conv_norm(r.first.conv, r.first.norm)
                 wb, nb = _conv_norm(r.second_conv, r.second_norm)
                 d = r.dilation  # both convs read a buffer reflect-padded by d
-                self.residuals.append((_QConv(wa, dilation=d), na, _QConv(wb, per_image=True, dilation=d), nb))
+                # Both convs take per-channel input scales folded in per image: the first reads the
+                # residual stream (see _stream_quant), the second a ReLU(IN(y)).
+                self.residuals.append((_QConv(wa, per_image=True, dilation=d), na, _QConv(wb, per_image=True, dilation=d), nb))
             self.upsamplers = []
             for i, up in enumerate(net.upsamplers):
                 w, n = _conv_norm(up.layer.conv, up.layer.norm)
                 w, _ = upsample_conv_as_phase_conv(w, torch.zeros(w.shape[0]))
-                self.upsamplers.append((_QConv(w, per_image=i > 0), n, up.layer.conv.out_channels))
+                self.upsamplers.append((_QConv(w, per_image=True), n, up.layer.conv.out_channels))
             last = net.output_layer.conv
             w, b = conv_as_space_to_depth_conv(last.weight.detach().float().cpu(), last.bias.detach().float().cpu())
             self.output = _QConv(w, b, per_image=True)
             self.output_channels = last.out_channels
-        self.num_norm_layers = len(self.encoder) + 2 * len(self.residuals) + len(self.upsamplers)
+        self.num_norm_layers = 3 + 2 * len(self.residuals) + len(self.upsamplers)
 
     # -- public API (as FusedNet) --------------------------------------------------------------
 
@@ -403,29 +442,32 @@ class Int8Net:
 
     def _core(self, q: torch.Tensor, ctx: _NormContext, h: int, w: int, to_u8: bool) -> torch.Tensor:
         mid = self.mid_dtype
-        s = None  # the per-channel scale of the current u8 activation (None: the image, 1/255)
-        for i, (conv, norm) in enumerate(self.encoder):
-            y = conv(q, 1 / 255 if s is None else 1.0, 0, mid, in_scale=s)
-            a, b, s = self._affine(y, norm, ctx)
-            if i < len(self.encoder) - 1:
-                q = _quant_padded(y, a / s, b / s, 1, reflect=True)
+        y = self.conv0(q, 1 / 255, 0, mid)
+        a, b, _ = self._affine(y, self.norm0, ctx)
+        n, c, hh, ww = y.shape
+        act = torch.empty(n, c, hh + 2, ww + 2, dtype=torch.bfloat16, memory_format=CHANNELS_LAST)
+        _act_bf16(y, a, b, act[:, :, 1:-1, 1:-1])
+        y = F.conv2d(_fill_reflect_border_(act, 1), self.conv1_bf16, stride=self.conv1_stride)
+        a, b, s = self._affine(y, self.norm1, ctx)
+        y = self.conv2(_quant_padded(y, a / s, b / s, 1, reflect=True), 1.0, 0, mid, in_scale=s)
+        a, b, s = self._affine(y, self.norm2, ctx)
         r = torch.empty(y.shape, memory_format=CHANNELS_LAST)  # the residual stream, float32
         r_range = _relu(y, a, b, r)
         for c1, n1, c2, n2 in self.residuals:
-            rs, rz = self._stream_scale(*r_range)
+            rs, rz = self._stream_quant(*r_range)
             d = c1.dilation  # the block's reflection pad
-            y = c1(_quant_padded(r, _full(r, 1 / rs), _full(r, rz), d, reflect=True), rs, rz, mid)
+            y = c1(_quant_padded(r, 1 / rs, rz, d, reflect=True), 1.0, 0, mid, in_scale=rs, in_zero=rz)
             a, b, s = self._affine(y, n1, ctx)
             y = c2(_quant_padded(y, a / s, b / s, d, reflect=True), 1.0, 0, mid, in_scale=s)
             a, b, _ = self._affine(y, n2, ctx)
             r_range = _residual(r, y, a, b, r)
         # Upsampling convs in sub-pixel form (see fastnst.fused_net): the low-resolution input is
         # replicate-padded; the output is phase-major, its statistics pool the 4 phases.
-        rs, rz = self._stream_scale(*r_range)
-        q = _quant_padded(r, _full(r, 1 / rs), _full(r, rz), 1, reflect=False)
+        rs, rz = self._stream_quant(*r_range)
+        q = _quant_padded(r, 1 / rs, rz, 1, reflect=False)
         (u1, m1, c1), (u2, m2, c2) = self.upsamplers
         hl, wl = r.shape[-2:]
-        y = u1(q, rs, rz, mid)  # (1, 4*c1, hl+1, wl+1)
+        y = u1(q, 1.0, 0, mid, in_scale=rs, in_zero=rz)  # (1, 4*c1, hl+1, wl+1)
         a, b, s = self._affine(y, m1, ctx, phase_channels=c1)
         q = _u8_buffer(c1, 2 * hl, 2 * wl, 1)  # depth-to-space: each phase into its strided view
         inner = q[:, :, 1:-1, 1:-1]
@@ -453,12 +495,15 @@ class Int8Net:
         return out[..., :h, :w].contiguous()
 
     @staticmethod
-    def _stream_scale(lo: torch.Tensor, hi: torch.Tensor) -> tuple[float, int]:
-        """Scale and zero point of the residual stream's u8 copy from its range in this image, lo and
-        hi (one per tensor, since the convs reading it are packed once)."""
-        lo, hi = min(float(lo), 0.0), max(float(hi), 1e-6)
-        scale = (hi - lo) / 255
-        return scale, int(round(-lo / scale))
+    def _stream_quant(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel scale and zero point of the residual stream's u8 copy, from each channel's range
+        in this image (or tile). The scale is folded into the reading conv's weights like any
+        per-channel input scale, the zero point into its bias (_QConv). One range for the whole tensor
+        (as before) gave the channels with a small spread few levels: with the kandinsky model, whose
+        stream spans -34..47 in its last block, 31.7 dB on a real photo; 33.2 dB per channel."""
+        lo, hi = lo.clamp(max=0.0), hi.clamp(min=0.0)
+        scale = ((hi - lo) / 255).clamp_min(1e-6)
+        return scale, torch.round(-lo / scale)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -466,10 +511,12 @@ class Int8Net:
 # ----------------------------------------------------------------------------------------------
 
 GUARD_MIN_PSNR = 35.0  # dB against the float32 network on real photos (issue 15)
-# precision="auto" wants more on its single guard image: across the 37 colour photos of
-# scripts/int8_quality.py a model's int8 PSNR spreads over ~4 dB (42-46 dB for the shipped models),
-# so 40 dB here keeps every photo above GUARD_MIN_PSNR. Random-weight networks (34-38 dB) stay bf16.
-AUTO_MIN_PSNR = 40.0
+# precision="auto" wants more on its single guard image: across the 35 colour photos of
+# scripts/int8_quality.py a shipped model's worst photo lies 5-8 dB below its guard image (guard
+# 43.8-46.1 dB, worst 36.2-40.9 dB), so 43 dB here keeps every photo above GUARD_MIN_PSNR. (At 40 dB
+# the kandinsky model passed with a worst photo of 31.7 dB before the int8 path was made more precise.)
+# Random-weight networks (~38-40 dB) stay bf16.
+AUTO_MIN_PSNR = 43.0
 GUARD_SIZE = 192
 
 
