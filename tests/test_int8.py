@@ -67,6 +67,13 @@ def test_int8_output_is_within_the_quality_floor_of_fp32(path, photo):
     assert psnr(got, fp32(net, photo)) >= GUARD_MIN_PSNR + 3  # trained models measure 40-46 dB
 
 
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_every_shipped_model_passes_the_auto_guard(path):
+    # precision="auto" picks int8 for every shipped model; the guard image's margin over the 35 dB floor
+    # is what keeps a model's worst real photo above it (kandinsky once passed 40 dB with a 31.7 dB photo).
+    assert guard_psnr(load_style_model(path).net.eval()) >= AUTO_MIN_PSNR
+
+
 @pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("dilations", [None, (1, 2, 4, 2, 1), (3, 1, 2)])
 def test_int8_dilated_random_net_is_within_the_floor_of_fp32(photo, dilations):
