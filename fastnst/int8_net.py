@@ -51,9 +51,11 @@ from torch import nn
 
 from fastnst.fused_net import (
     NormStats,
+    _empty_padded,
     _fill_phase_reflect_border_,
     _fill_reflect_border_,
     _fill_replicate_border_,
+    _interior,
     _NormContext,
     _phase_stats,
     conv_as_space_to_depth_conv,
@@ -78,11 +80,22 @@ def int8_supported() -> bool:
 # ----------------------------------------------------------------------------------------------
 
 
+def _per_channel(y: torch.Tensor, m: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """m*y + z in float32 with m, z per channel of a (1, C, H, W) y: an instance norm's affine, or a
+    quantization's scale and zero point. Traced into the kernels below."""
+    return y.float() * m.view(1, -1, 1, 1) + z.view(1, -1, 1, 1)
+
+
+def _rows(v: torch.Tensor) -> torch.Tensor:
+    """A (1, C, H, W) channels_last tensor viewed as (N*H, W, C) rows, for reductions per channel that
+    share the rows among threads (see _k_channel_stats)."""
+    return v.permute(0, 2, 3, 1).reshape(-1, v.shape[3], v.shape[1])
+
+
 def _quantize(src: torch.Tensor, m: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """round(clamp(m*src + z, 0, 255)) as u8, with m, z per channel of a (1, C, H, W) src: ReLU(IN(y))
     (z < 0 where the ReLU cuts), the residual stream with its zero point, or the image."""
-    v = src.float() * m.view(1, -1, 1, 1) + z.view(1, -1, 1, 1)
-    return v.clamp(0, 255).round().to(torch.uint8)
+    return _per_channel(src, m, z).clamp(0, 255).round().to(torch.uint8)
 
 
 # Each call site has its own function (its own compiled code): ``out`` is the interior of a padded
@@ -108,21 +121,21 @@ def _k_quant_dense(src: torch.Tensor, m: torch.Tensor, z: torch.Tensor, out: tor
 
 def _k_act_bf16(y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
     """out (bf16) = ReLU(a*y + b): the input of the one convolution kept in bf16 (see Int8Net)."""
-    out.copy_((y.float() * a.view(1, -1, 1, 1) + b.view(1, -1, 1, 1)).clamp_min(0))
+    out.copy_(_per_channel(y, a, b).clamp_min(0))
 
 
 def _k_relu(y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """out (float32) = ReLU(a*y + b): the residual stream's first value; returns its per-channel min
     and max (computed in the same pass: the stream's u8 ranges)."""
-    v = (y.float() * a.view(1, -1, 1, 1) + b.view(1, -1, 1, 1)).clamp_min(0)
+    v = _per_channel(y, a, b).clamp_min(0)
     out.copy_(v)
     return _channel_range(v)
 
 
 def _channel_range(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel min and max of a (1, C, H, W) channels_last value, reduced as (H, W, C) rows (see
-    _k_channel_stats); traced into the kernels that compute v."""
-    rows = v.permute(0, 2, 3, 1).reshape(-1, v.shape[3], v.shape[1])
+    """Per-channel min and max of a (1, C, H, W) channels_last value, reduced as rows (_rows); traced
+    into the kernels that compute v."""
+    rows = _rows(v)
     return rows.amin(dim=1).amin(dim=0), rows.amax(dim=1).amax(dim=0)
 
 
@@ -138,8 +151,7 @@ def _k_channel_stats(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch
     map ran on one thread), 2-4x faster than that and than eager batch-norm statistics plus amax. The
     sums are taken around a shift (the mean of a 1/64 subsample), so E[d^2] - E[d]^2 does not cancel
     when a channel's mean is large against its spread."""
-    c = y.shape[1]
-    v = y.permute(0, 2, 3, 1).reshape(-1, y.shape[3], c)  # (N*H, W, C): a view of channels_last memory
+    v = _rows(y)  # (N*H, W, C): a view of channels_last memory
     shift = v[::8, ::8].float().mean(dim=(0, 1))
     d = v.float() - shift
     n = v.shape[0] * v.shape[1]
@@ -152,7 +164,7 @@ def _k_residual(r: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tens
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """out = r + a*y + b: a residual block's output (no ReLU after its second norm); returns its
     per-channel min and max, the stream's next u8 ranges, from the same pass."""
-    v = r + y.float() * a.view(1, -1, 1, 1) + b.view(1, -1, 1, 1)
+    v = r + _per_channel(y, a, b)
     out.copy_(v)
     return _channel_range(v)
 
@@ -322,9 +334,9 @@ class Int8Net:
         with torch.no_grad():
             if net.encoder[0].conv.kernel_size != (9, 9) or net.output_layer.conv.kernel_size != (9, 9):
                 raise ValueError("Int8Net expects 9x9 first and last convolutions (johnson2016)")
-            # A conv whose input is a ReLU(IN(y)) gets that input's per-channel scale folded into its
-            # weights per image (per_image=True); the first conv reads the image (scale 1/255) and the
-            # convs after the residual stream read it with one scale per tensor: packed once.
+            # Every conv but the first reads an activation with per-channel scales from this image (a
+            # ReLU(IN(y)) or the residual stream), folded into its weights per image (per_image=True);
+            # the first reads the image (scale 1/255) and is packed once.
             if len(net.encoder) != 3:
                 raise ValueError("Int8Net expects the three encoder convolutions of johnson2016")
             (w0, self.norm0), (w1, self.norm1), (w2, self.norm2) = (_conv_norm(b.conv, b.norm) for b in net.encoder)
@@ -444,9 +456,8 @@ class Int8Net:
         mid = self.mid_dtype
         y = self.conv0(q, 1 / 255, 0, mid)
         a, b, _ = self._affine(y, self.norm0, ctx)
-        n, c, hh, ww = y.shape
-        act = torch.empty(n, c, hh + 2, ww + 2, dtype=torch.bfloat16, memory_format=CHANNELS_LAST)
-        _act_bf16(y, a, b, act[:, :, 1:-1, 1:-1])
+        act = _empty_padded(*y.shape, 1, like=self.conv1_bf16)
+        _act_bf16(y, a, b, _interior(act, 1))
         y = F.conv2d(_fill_reflect_border_(act, 1), self.conv1_bf16, stride=self.conv1_stride)
         a, b, s = self._affine(y, self.norm1, ctx)
         y = self.conv2(_quant_padded(y, a / s, b / s, 1, reflect=True), 1.0, 0, mid, in_scale=s)
