@@ -26,10 +26,10 @@ Quantization, with no calibration set:
   8-bit sources; higher bit depths are rounded to 8 bits), and the last writes float32, from which the
   PIL path rounds straight to u8.
 
-Everything between the convolutions (per-channel affine + ReLU + rounding to u8 + reflection padding,
-the residual additions, depth-to-space of the sub-pixel upsampling) is one memory pass per layer,
-written as small functions compiled by ``torch.compile`` (inductor's C++ backend) on first use;
-where compilation is unavailable they run eagerly (same results, several times slower).
+Everything between the convolutions is two memory passes per layer (fastnst.int8_kernels: native
+code built on first use, else eager torch): the statistics, then one pass that applies the per-channel
+affine + ReLU, rounds to u8 and writes the next conv's whole padded buffer, border and depth-to-space
+of the sub-pixel upsampling included (the residual additions are one pass too).
 
 The layer rewrites are the fused bf16 path's (fastnst.fused_net): nearest-upsample + 3x3 conv as a 2x2
 sub-pixel conv on the low-resolution input, the 9x9 output conv as a 5x5 conv on the space-to-depth
@@ -40,9 +40,6 @@ their dilation to oneDNN and read u8 buffers reflect-padded by it.
 from __future__ import annotations
 
 import math
-import threading
-import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -52,16 +49,13 @@ from torch import nn
 from fastnst.fused_net import (
     NormStats,
     _empty_padded,
-    _fill_phase_reflect_border_,
     _fill_reflect_border_,
-    _fill_replicate_border_,
-    _interior,
     _NormContext,
-    _phase_stats,
     conv_as_space_to_depth_conv,
     upsample_conv_as_phase_conv,
 )
 from fastnst.geometry import pad_to_multiple_of_4, padding
+from fastnst.int8_kernels import NativeOps, TorchOps, index_map, load_ops
 from fastnst.runtime import cpu_supports_int8
 from fastnst.transformer import TransformNet, unwrap
 
@@ -76,164 +70,26 @@ def int8_supported() -> bool:
 
 
 # ----------------------------------------------------------------------------------------------
-# Elementwise kernels: one memory pass each once compiled
+# Elementwise passes (fastnst.int8_kernels)
 # ----------------------------------------------------------------------------------------------
 
-
-def _per_channel(y: torch.Tensor, m: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """m*y + z in float32 with m, z per channel of a (1, C, H, W) y: an instance norm's affine, or a
-    quantization's scale and zero point. Traced into the kernels below."""
-    return y.float() * m.view(1, -1, 1, 1) + z.view(1, -1, 1, 1)
+Ops = NativeOps | TorchOps
 
 
-def _rows(v: torch.Tensor) -> torch.Tensor:
-    """A (1, C, H, W) channels_last tensor viewed as (N*H, W, C) rows, for reductions per channel that
-    share the rows among threads (see _k_channel_stats)."""
-    return v.permute(0, 2, 3, 1).reshape(-1, v.shape[3], v.shape[1])
-
-
-def _quantize(src: torch.Tensor, m: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """round(clamp(m*src + z, 0, 255)) as u8, with m, z per channel of a (1, C, H, W) src: ReLU(IN(y))
-    (z < 0 where the ReLU cuts), the residual stream with its zero point, or the image."""
-    return _per_channel(src, m, z).clamp(0, 255).round().to(torch.uint8)
-
-
-# Each call site has its own function (its own compiled code): ``out`` is the interior of a padded
-# buffer or a whole tensor, so the strides differ per site.
-def _k_quant_image(src: torch.Tensor, m: torch.Tensor, z: torch.Tensor, out: torch.Tensor) -> None:
-    out.copy_(_quantize(src, m, z))
-
-
-def _k_quant_act(src: torch.Tensor, m: torch.Tensor, z: torch.Tensor, out: torch.Tensor) -> None:
-    out.copy_(_quantize(src, m, z))
-
-
-def _k_quant_phase(src: torch.Tensor, m: torch.Tensor, z: torch.Tensor, out: torch.Tensor) -> None:
-    out.copy_(_quantize(src, m, z))
-
-
-def _k_quant_dense(src: torch.Tensor, m: torch.Tensor, z: torch.Tensor, out: torch.Tensor) -> None:
-    """The RGB output's blocks rounded into a dense tensor, put in place afterwards by one copy: 2x
-    faster than rounding each 3-channel phase into its strided place in the image (measured at
-    1024x1024, one thread). For the 16-64 channel phases of the upsampling convs the two are even."""
-    out.copy_(_quantize(src, m, z))
-
-
-def _k_act_bf16(y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
-    """out (bf16) = ReLU(a*y + b): the input of the one convolution kept in bf16 (see Int8Net)."""
-    out.copy_(_per_channel(y, a, b).clamp_min(0))
-
-
-def _k_relu(y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """out (float32) = ReLU(a*y + b): the residual stream's first value; returns its per-channel min
-    and max (computed in the same pass: the stream's u8 ranges)."""
-    v = _per_channel(y, a, b).clamp_min(0)
-    out.copy_(v)
-    return _channel_range(v)
-
-
-def _channel_range(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel min and max of a (1, C, H, W) channels_last value, reduced as rows (_rows); traced
-    into the kernels that compute v."""
-    rows = _rows(v)
-    return rows.amin(dim=1).amin(dim=0), rows.amax(dim=1).amax(dim=0)
-
-
-def _k_channel_max(y: torch.Tensor) -> torch.Tensor:
-    """Per-channel maximum of a (1, C, H, W) tensor (eager amax on channels_last is ~10x slower)."""
-    return y.amax(dim=(0, 2, 3)).float()
-
-
-def _k_channel_stats(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-channel mean, biased variance and maximum of a (1, C, H, W) channels_last tensor in one memory
-    pass. Reduced as an (H, W, C) array, first along W then along H: that gives the compiled kernel H
-    rows to share among threads (reducing over (H, W) at once splits only the channels, so a 16-channel
-    map ran on one thread), 2-4x faster than that and than eager batch-norm statistics plus amax. The
-    sums are taken around a shift (the mean of a 1/64 subsample), so E[d^2] - E[d]^2 does not cancel
-    when a channel's mean is large against its spread."""
-    v = _rows(y)  # (N*H, W, C): a view of channels_last memory
-    shift = v[::8, ::8].float().mean(dim=(0, 1))
-    d = v.float() - shift
-    n = v.shape[0] * v.shape[1]
-    m = d.sum(dim=1).sum(dim=0) / n
-    var = ((d * d).sum(dim=1).sum(dim=0) / n - m * m).clamp_min(0)
-    return m + shift, var, v.amax(dim=1).amax(dim=0).float()
-
-
-def _k_residual(r: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """out = r + a*y + b: a residual block's output (no ReLU after its second norm); returns its
-    per-channel min and max, the stream's next u8 ranges, from the same pass."""
-    v = r + _per_channel(y, a, b)
-    out.copy_(v)
-    return _channel_range(v)
-
-
-class _Kernels:
-    """The elementwise kernels, compiled once per process on first use (eager if that fails)."""
-
-    _lock = threading.Lock()
-    _compiled: dict[str, Callable] = {}
-    _eager = False
-
-    @classmethod
-    def get(cls, fn: Callable) -> Callable:
-        if cls._eager:
-            return fn
-        with cls._lock:
-            compiled = cls._compiled.get(fn.__name__)
-            if compiled is None:
-                # Sizes are specialised except height and width (marked per call below): code compiled
-                # for a known channel count vectorises over it, 1.6-2.5x faster than fully dynamic
-                # shapes for 16-64 channels (measured). One compile per channel count and call site.
-                compiled = cls._compiled[fn.__name__] = torch.compile(fn, dynamic=False)
-
-        def call(*args):
-            if cls._eager:
-                return fn(*args)
-            for t in args:
-                if isinstance(t, torch.Tensor) and t.dim() >= 3:
-                    torch._dynamo.maybe_mark_dynamic(t, t.dim() - 2)
-                    torch._dynamo.maybe_mark_dynamic(t, t.dim() - 1)
-            try:
-                return compiled(*args)
-            except Exception as exc:  # no C++ compiler, unsupported platform...
-                warnings.warn(f"fastnst int8: torch.compile failed ({type(exc).__name__}: {exc}); "
-                              "running the elementwise steps eagerly (slower)", RuntimeWarning, stacklevel=2)
-                cls._eager = True
-                return fn(*args)
-
-        return call
-
-
-def _kernel(fn: Callable) -> Callable:
-    return lambda *args: _Kernels.get(fn)(*args)
-
-
-_quant_image, _quant_act, _quant_phase, _quant_dense, _act_bf16, _relu, _residual, _channel_max, _channel_stats_max = (
-    _kernel(f) for f in (_k_quant_image, _k_quant_act, _k_quant_phase, _k_quant_dense, _k_act_bf16, _k_relu, _k_residual, _k_channel_max,
-                         _k_channel_stats)
-)
-
-
-def _full(like: torch.Tensor, value: float, channels: int | None = None) -> torch.Tensor:
-    return torch.full((channels or like.shape[1],), float(value))
+def _full(value: float, channels: int) -> torch.Tensor:
+    return torch.full((channels,), float(value))
 
 
 def _u8_buffer(c: int, h: int, w: int, pad: int) -> torch.Tensor:
     return torch.empty(1, c, h + 2 * pad, w + 2 * pad, dtype=torch.uint8, memory_format=CHANNELS_LAST)
 
 
-def _phase_views(y: torch.Tensor, channels: int, h: int, w: int) -> list[torch.Tensor]:
-    """The 4 (h, w) phases of a 2x2 phase conv's (1, 4C, h+1, w+1) output; phase (a, b) = index a*2+b."""
-    return [y[:, g * channels : (g + 1) * channels, g // 2 : g // 2 + h, g % 2 : g % 2 + w] for g in range(4)]
-
-
-def _quant_padded(y: torch.Tensor, m: torch.Tensor, z: torch.Tensor, pad: int, reflect: bool) -> torch.Tensor:
-    n, c, h, w = y.shape
+def _quant_padded(ops: Ops, y: torch.Tensor, m: torch.Tensor, z: torch.Tensor, pad: int, mode: str) -> torch.Tensor:
+    """round(clamp(m*y + z, 0, 255)) per channel as u8, padded by ``pad`` (reflect or replicate) in the
+    same pass: ReLU(IN(y)) (z < 0 where the ReLU cuts) or the residual stream with its zero point."""
+    _, c, h, w = y.shape
     buf = _u8_buffer(c, h, w, pad)
-    _quant_act(y, m, z, buf[:, :, pad:-pad, pad:-pad])
-    return _fill_reflect_border_(buf, pad) if reflect else _fill_replicate_border_(buf, pad)
+    return ops.remap(y, m, z, buf, index_map(h + 2 * pad, pad, h, mode), index_map(w + 2 * pad, pad, w, mode))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -406,31 +262,35 @@ class Int8Net:
         smallest = self.config.min_side
         if min(h, w) < smallest:  # too small to reflect-pad in place: pad a float copy first
             x, scale = pad_to_multiple_of_4(x.float() * (scale / 255.0), smallest), 255.0
+        ops = load_ops()
         outs = []
         for i in range(x.shape[0]):  # instance norm is per image
-            q = self._image_buffer(x[i : i + 1], scale, smallest)
-            outs.append(self._core(q, _NormContext(stats, record), h, w, to_u8))
+            q = self._image_buffer(ops, x[i : i + 1], scale, smallest)
+            outs.append(self._core(ops, q, _NormContext(stats, record), h, w, to_u8))
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
     @staticmethod
-    def _image_buffer(x: torch.Tensor, scale: float, smallest: int) -> torch.Tensor:
+    def _image_buffer(ops: Ops, x: torch.Tensor, scale: float, smallest: int) -> torch.Tensor:
         """The u8 input of the first 9x9 conv: the image (rounded to 8 bits) padded at the bottom and
         right to a multiple of 4 (and at least ``smallest``) and then by 4 on every side, all by
         reflection (as FusedNet)."""
         _, _, h, w = x.shape
         ph, pw = padding(h, w, smallest)
         buf = _u8_buffer(3, h + ph, w + pw, 4)
-        if x.dtype == torch.uint8 and scale == 1.0:  # 8-bit already: a plain copy (~70x faster)
-            buf[:, :, 4 : 4 + h, 4 : 4 + w].copy_(x)
+        inner = buf[:, :, 4 : 4 + h, 4 : 4 + w]
+        if x.dtype == torch.uint8 and scale == 1.0:  # 8-bit already: a plain copy
+            inner.copy_(x)
         else:
-            _quant_image(x, torch.full((3,), scale), torch.zeros(3), buf[:, :, 4 : 4 + h, 4 : 4 + w])
+            x = x.contiguous(memory_format=CHANNELS_LAST)
+            ops.remap(x, _full(scale, 3), _full(0.0, 3), inner, index_map(h, 0, h), index_map(w, 0, w))
         for i in range(ph):  # reflect rows h, h+1, .. = rows h-2, h-3, ..
             buf[:, :, 4 + h + i, 4 : 4 + w] = buf[:, :, 4 + h - 2 - i, 4 : 4 + w]
         for i in range(pw):
             buf[:, :, 4 : 4 + h + ph, 4 + w + i] = buf[:, :, 4 : 4 + h + ph, 4 + w - 2 - i]
         return _fill_reflect_border_(buf, 4)
 
-    def _affine(self, y: torch.Tensor, norm: _Norm, ctx: _NormContext, phase_channels: int = 0
+    @staticmethod
+    def _affine(ops: Ops, y: torch.Tensor, norm: _Norm, ctx: _NormContext, phase_channels: int = 0
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """a >= 0, b with IN(y) == a*y + b, and the per-channel scale of ReLU(a*y + b) as u8 (its
         maximum in this image / tile over 255: no clipping, all 8 bits for every channel)."""
@@ -438,11 +298,9 @@ class Int8Net:
         ctx.index += 1
         if given is not None:
             mean, var = (t.cpu() for t in given)
-            top = _channel_max(y)
+            _, _, top = ops.stats(y, moments=False)
         else:
-            mean, var, top = _channel_stats_max(y)
-            if phase_channels:
-                mean, var = _phase_stats(y, phase_channels, whole=(mean, var))
+            mean, var, top = ops.stats(y, phase_channels)
             if ctx.record is not None:
                 ctx.record.layers.append((mean, var))
         a = norm.gamma * torch.rsqrt(var + norm.eps)
@@ -452,54 +310,51 @@ class Int8Net:
         scale = (a * top + b).clamp_min(1e-6) / 255
         return a, b, scale
 
-    def _core(self, q: torch.Tensor, ctx: _NormContext, h: int, w: int, to_u8: bool) -> torch.Tensor:
+    def _core(self, ops: Ops, q: torch.Tensor, ctx: _NormContext, h: int, w: int, to_u8: bool) -> torch.Tensor:
         mid = self.mid_dtype
         y = self.conv0(q, 1 / 255, 0, mid)
-        a, b, _ = self._affine(y, self.norm0, ctx)
-        act = _empty_padded(*y.shape, 1, like=self.conv1_bf16)
-        _act_bf16(y, a, b, _interior(act, 1))
-        y = F.conv2d(_fill_reflect_border_(act, 1), self.conv1_bf16, stride=self.conv1_stride)
-        a, b, s = self._affine(y, self.norm1, ctx)
-        y = self.conv2(_quant_padded(y, a / s, b / s, 1, reflect=True), 1.0, 0, mid, in_scale=s)
-        a, b, s = self._affine(y, self.norm2, ctx)
+        a, b, _ = self._affine(ops, y, self.norm0, ctx)
+        _, c, hy, wy = y.shape
+        act = _empty_padded(1, c, hy, wy, 1, like=self.conv1_bf16)  # ReLU(IN(y)) in bf16, reflect-padded
+        ops.remap(y, a, b, act, index_map(hy + 2, 1, hy), index_map(wy + 2, 1, wy))
+        y = F.conv2d(act, self.conv1_bf16, stride=self.conv1_stride)
+        a, b, s = self._affine(ops, y, self.norm1, ctx)
+        y = self.conv2(_quant_padded(ops, y, a / s, b / s, 1, "reflect"), 1.0, 0, mid, in_scale=s)
+        a, b, s = self._affine(ops, y, self.norm2, ctx)
         r = torch.empty(y.shape, memory_format=CHANNELS_LAST)  # the residual stream, float32
-        r_range = _relu(y, a, b, r)
+        r_range = ops.stream(None, y, a, b, r)
         for c1, n1, c2, n2 in self.residuals:
             rs, rz = self._stream_quant(*r_range)
             d = c1.dilation  # the block's reflection pad
-            y = c1(_quant_padded(r, 1 / rs, rz, d, reflect=True), 1.0, 0, mid, in_scale=rs, in_zero=rz)
-            a, b, s = self._affine(y, n1, ctx)
-            y = c2(_quant_padded(y, a / s, b / s, d, reflect=True), 1.0, 0, mid, in_scale=s)
-            a, b, _ = self._affine(y, n2, ctx)
-            r_range = _residual(r, y, a, b, r)
+            y = c1(_quant_padded(ops, r, 1 / rs, rz, d, "reflect"), 1.0, 0, mid, in_scale=rs, in_zero=rz)
+            a, b, s = self._affine(ops, y, n1, ctx)
+            y = c2(_quant_padded(ops, y, a / s, b / s, d, "reflect"), 1.0, 0, mid, in_scale=s)
+            a, b, _ = self._affine(ops, y, n2, ctx)
+            r_range = ops.stream(r, y, a, b, r)
         # Upsampling convs in sub-pixel form (see fastnst.fused_net): the low-resolution input is
         # replicate-padded; the output is phase-major, its statistics pool the 4 phases.
         rs, rz = self._stream_quant(*r_range)
-        q = _quant_padded(r, 1 / rs, rz, 1, reflect=False)
+        q = _quant_padded(ops, r, 1 / rs, rz, 1, "replicate")
         (u1, m1, c1), (u2, m2, c2) = self.upsamplers
         hl, wl = r.shape[-2:]
         y = u1(q, 1.0, 0, mid, in_scale=rs, in_zero=rz)  # (1, 4*c1, hl+1, wl+1)
-        a, b, s = self._affine(y, m1, ctx, phase_channels=c1)
-        q = _u8_buffer(c1, 2 * hl, 2 * wl, 1)  # depth-to-space: each phase into its strided view
-        inner = q[:, :, 1:-1, 1:-1]
-        for g, src in enumerate(_phase_views(y, c1, hl, wl)):
-            _quant_phase(src, a / s, b / s, inner[:, :, g // 2 :: 2, g % 2 :: 2])
-        q = _fill_replicate_border_(q, 1)
+        a, b, s = self._affine(ops, y, m1, ctx, phase_channels=c1)
+        # Depth-to-space and the replicate pad by 1 in the pass that rounds to u8.
+        q = _u8_buffer(c1, 2 * hl, 2 * wl, 1)
+        rows, cols = (index_map(2 * n + 2, 1, 2 * n, "replicate", phased=True) for n in (hl, wl))
+        ops.remap(y, a / s, b / s, q, rows, cols, phased=True)
         y = u2(q, 1.0, 0, mid, in_scale=s)  # (1, 4*c2, 2hl+1, 2wl+1)
-        a, b, s = self._affine(y, m2, ctx, phase_channels=c2)
-        hb, wb = 2 * hl, 2 * wl  # the full-resolution activation stays space-to-depth: blocks
-        q = _u8_buffer(4 * c2, hb, wb, 2)  # reflect pad by 4 full-res px == 2 blocks
-        for g, src in enumerate(_phase_views(y, c2, hb, wb)):
-            _quant_phase(src, a / s, b / s, q[:, g * c2 : (g + 1) * c2, 2:-2, 2:-2])
-        q = _fill_phase_reflect_border_(q, c2)
+        a, b, s = self._affine(ops, y, m2, ctx, phase_channels=c2)
+        # The full-resolution activation stays space-to-depth (2x2 blocks, phase-major channels),
+        # reflect-padded by 4 full-resolution pixels == 2 blocks.
+        hb, wb = 2 * hl, 2 * wl
+        q = _u8_buffer(4 * c2, hb, wb, 2)
+        rows, cols = (index_map(2 * (n + 4), 4, 2 * n, "reflect", phased=True) for n in (hb, wb))
+        ops.remap(y, a / s, b / s, q, rows, cols, block=2, phased=True)
         o = self.output(q, 1.0, 0, torch.float32, in_scale=s.repeat(4))  # (1, 4*3, hb, wb), with the bias
         k = self.output_channels
-        if to_u8:  # (H, W, 3) u8, PIL's layout: round the blocks densely, then depth-to-space
-            blocks = torch.empty(o.shape, dtype=torch.uint8, memory_format=CHANNELS_LAST)  # (1, 4*3, hb, wb)
-            _quant_dense(o, _full(o, 255.0, 4 * k), _full(o, 0.0, 4 * k), blocks)
-            img = torch.empty(hb, 2, wb, 2, k, dtype=torch.uint8)  # (block row, a, block col, b, rgb)
-            img.copy_(blocks.permute(0, 2, 3, 1).view(hb, wb, 2, 2, k).permute(0, 2, 1, 3, 4))
-            return img.view(2 * hb, 2 * wb, k)[:h, :w].contiguous().unsqueeze(0)
+        if to_u8:  # (H, W, 3) u8, PIL's layout: rounded and put in place (depth-to-space) in one pass
+            return ops.rgb_u8(o, h, w)
         out = torch.empty(1, k, 2 * hb, 2 * wb)
         for g in range(4):
             out[:, :, g // 2 :: 2, g % 2 :: 2].copy_(o[:, g * k : (g + 1) * k])
