@@ -106,7 +106,7 @@ class NativeOps:
         self._check(src)
         self._check(out)
         c = out.shape[1] // (block * block)
-        assert m.dtype == z.dtype == torch.float32 and m.numel() == z.numel() == c
+        assert block in (1, 2) and m.dtype == z.dtype == torch.float32 and m.numel() == z.numel() == c
         assert rows.numel() == out.shape[2] * block and cols.numel() == out.shape[3] * block
         fn = self.lib.fastnst_remap_u8 if out.dtype == torch.uint8 else self.lib.fastnst_remap_bf16_relu
         fn(src.data_ptr(), _DTYPE_CODE[src.dtype], src.stride(2), src.stride(3), c, int(phased), rows.data_ptr(), out.shape[2],

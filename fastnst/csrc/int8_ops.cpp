@@ -99,16 +99,32 @@ template <int CC, typename In, typename Out>
 void remap_impl(const In* src, i64 sH, i64 sW, int C, int phased, const std::int32_t* rows, i64 Ho,
                 const std::int32_t* cols, i64 Wo, int block, const float* m, const float* z, Out* out,
                 i64 oH, i64 oW) {
+  // Each output column's source offset, decoded once (the column map is the same for every row).
+  std::vector<i64> col_off(Wo * block);
+  for (i64 k = 0; k < Wo * block; ++k) col_off[k] = i64(cols[k] >> 1) * sW + (phased ? (cols[k] & 1) * C : 0);
+  const i64* __restrict off = col_off.data();
+  // Output sub-rows (row I, sub-row ap of a block) are written in pairs that read the same source row
+  // (the two phases of a phase conv's output row sit side by side in memory): one read of it.
+  const i64 n_sub = Ho * block;
+  const i64 first = n_sub > 1 && (rows[0] >> 1) != (rows[1] >> 1) ? 1 : 0;  // sub-rows [0, first) alone
+  const i64 n_pairs = (n_sub - first + 1) / 2;
 #pragma omp parallel for schedule(static)
-  for (i64 I = 0; I < Ho; ++I) {
-    for (int ap = 0; ap < block; ++ap) {
-      const std::int32_t rv = rows[I * block + ap];
-      const In* srow = src + i64(rv >> 1) * sH + (phased ? 2 * (rv & 1) * C : 0);
-      Out* orow = out + I * oH + ap * block * C;
-      for (i64 J = 0; J < Wo; ++J) {
-        for (int bp = 0; bp < block; ++bp) {
-          const std::int32_t cv = cols[J * block + bp];
-          pixel<CC>(srow + i64(cv >> 1) * sW + (phased ? (cv & 1) * C : 0), m, z, orow + J * oW + bp * C, C);
+  for (i64 t = -first; t < n_pairs; ++t) {
+    const i64 k0 = t < 0 ? 0 : first + 2 * t, k1 = t < 0 ? 1 : std::min(k0 + 2, n_sub);
+    const In* srow[2];
+    Out* orow[2];
+    for (i64 k = k0; k < k1; ++k) {
+      const std::int32_t rv = rows[k];
+      srow[k - k0] = src + i64(rv >> 1) * sH + (phased ? 2 * (rv & 1) * C : 0);
+      orow[k - k0] = out + (k / block) * oH + (k % block) * block * C;
+    }
+    for (i64 J = 0; J < Wo; ++J) {
+      for (i64 k = 0; k < k1 - k0; ++k) {
+        if (block == 1) {
+          pixel<CC>(srow[k] + off[J], m, z, orow[k] + J * oW, C);
+        } else {
+          pixel<CC>(srow[k] + off[2 * J], m, z, orow[k] + J * oW, C);
+          pixel<CC>(srow[k] + off[2 * J + 1], m, z, orow[k] + J * oW + C, C);
         }
       }
     }
