@@ -45,6 +45,10 @@ _DTYPE_CODE = {torch.float32: 0, torch.bfloat16: 1, torch.uint8: 2}
 _i64, _i32, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
 
 
+def _data(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
 def _cache_dir() -> Path:
     root = os.environ.get("FASTNST_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "fastnst")
     return Path(root)
@@ -86,7 +90,9 @@ class NativeOps:
         lib.fastnst_stream.argtypes = [_i32, _ptr, _i64, _i64, _ptr, _i32, _i64, _i64, _i32, _i64, _i64, _ptr, _ptr, _ptr, _i64, _i64,
                                        _ptr, _ptr]
         lib.fastnst_rgb_u8.argtypes = [_ptr, _i64, _i64, _i64, _i64, _ptr]
-        for fn in (lib.fastnst_remap_u8, lib.fastnst_remap_bf16_relu, lib.fastnst_stats, lib.fastnst_stream, lib.fastnst_rgb_u8):
+        lib.fastnst_quantize_weight.argtypes = [_ptr, _i64, _i64, _i64, _ptr, _ptr, _ptr, _ptr, _ptr]
+        for fn in (lib.fastnst_remap_u8, lib.fastnst_remap_bf16_relu, lib.fastnst_stats, lib.fastnst_stream, lib.fastnst_rgb_u8,
+                   lib.fastnst_quantize_weight):
             fn.restype = None
 
     @staticmethod
@@ -112,6 +118,21 @@ class NativeOps:
         fn(src.data_ptr(), _DTYPE_CODE[src.dtype], src.stride(2), src.stride(3), c, int(phased), rows.data_ptr(), out.shape[2],
            cols.data_ptr(), out.shape[3], block, m.data_ptr(), z.data_ptr(), out.data_ptr(), out.stride(2), out.stride(3))
         return out
+
+    def quantize_weight(self, weight: torch.Tensor, in_scale: torch.Tensor | None = None, in_zero: torch.Tensor | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """A float32 (O, I, kh, kw) conv weight times ``in_scale`` (per input channel) as symmetric int8
+        with one scale per output channel, and, with ``in_zero`` (per input channel u8 zero points),
+        the bias shift scale[o] * sum over c and taps of q[o, c] * in_zero[c]."""
+        assert weight.dtype == torch.float32 and weight.is_contiguous()
+        o, i = weight.shape[:2]
+        q = torch.empty(weight.shape, dtype=torch.int8)
+        scale = torch.empty(o)
+        shift = None if in_zero is None else torch.empty(o)
+        in_scale, in_zero = (None if t is None else t.float().contiguous() for t in (in_scale, in_zero))  # alive during the call
+        self.lib.fastnst_quantize_weight(weight.data_ptr(), o, i, weight[0, 0].numel(), _data(in_scale), _data(in_zero), q.data_ptr(),
+                                         scale.data_ptr(), _data(shift))
+        return q, scale, shift
 
     def rgb_u8(self, o: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """The (1, h, w, 3) u8 image, round(clamp(255*x, 0, 255)), from the last conv's (1, 12, >= h/2,
@@ -189,6 +210,16 @@ class TorchOps:
                 v = v.clamp(0, 255).round() if out.dtype == torch.uint8 else v.clamp_min(0)
                 out[0, (ap * block + bp) * c : (ap * block + bp + 1) * c] = v.permute(2, 0, 1).to(out.dtype)
         return out
+
+    @staticmethod
+    def quantize_weight(weight: torch.Tensor, in_scale: torch.Tensor | None = None, in_zero: torch.Tensor | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        if in_scale is not None:
+            weight = weight * in_scale.view(1, -1, 1, 1)
+        scale = (weight.abs().amax(dim=(1, 2, 3)) / 127).clamp_min(1e-12)
+        q = torch.round(weight / scale.view(-1, 1, 1, 1)).clamp(-127, 127).to(torch.int8)
+        shift = None if in_zero is None else (q.sum(dim=(2, 3), dtype=torch.int32).float() @ in_zero) * scale
+        return q, scale, shift
 
     @staticmethod
     def rgb_u8(o: torch.Tensor, h: int, w: int) -> torch.Tensor:

@@ -97,12 +97,6 @@ def _quant_padded(ops: Ops, y: torch.Tensor, m: torch.Tensor, z: torch.Tensor, p
 # ----------------------------------------------------------------------------------------------
 
 
-def _quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric int8 per output channel: the int8 weight and its scales."""
-    scale = (weight.abs().amax(dim=(1, 2, 3)) / 127).clamp_min(1e-12)
-    return torch.round(weight / scale.view(-1, 1, 1, 1)).clamp(-127, 127).to(torch.int8), scale
-
-
 def _pack(q: torch.Tensor, scale: torch.Tensor, stride: int, dilation: int = 1) -> torch.Tensor:
     """oneDNN's packed form of an int8 weight."""
     # The activation scale given here is only a hint for oneDNN; each call passes the real one.
@@ -128,10 +122,10 @@ class _QConv:
         if per_image:
             self.packed = None
         else:
-            q, w_scale = _quantize_weight(self.weight)
+            q, w_scale, _ = TorchOps.quantize_weight(self.weight)
             self.packed = _pack(q, w_scale, stride, dilation), w_scale
 
-    def __call__(self, x: torch.Tensor, x_scale: float, x_zero: int, out_dtype: torch.dtype,
+    def __call__(self, ops: Ops, x: torch.Tensor, x_scale: float, x_zero: int, out_dtype: torch.dtype,
                  in_scale: torch.Tensor | None = None, in_zero: torch.Tensor | None = None) -> torch.Tensor:
         """``in_scale`` (per input channel, with x_scale 1): folded into the weights for this call;
         ``in_zero`` (per input channel, with x_zero 0): each channel's u8 zero point."""
@@ -140,10 +134,9 @@ class _QConv:
         if in_scale is None:
             packed, w_scale = self.packed
         else:
-            q, w_scale = _quantize_weight(self.weight * in_scale.view(1, -1, 1, 1))
+            q, w_scale, shift = ops.quantize_weight(self.weight, in_scale, in_zero)
             packed = _pack(q, w_scale, s, d)
-            if in_zero is not None:  # sum over c, taps of w[o, c] * (u - z_c): subtract the z_c part
-                shift = (q.sum(dim=(2, 3), dtype=torch.int32).float() @ in_zero) * w_scale
+            if shift is not None:  # sum over c, taps of w[o, c] * (u - z_c): subtract the z_c part
                 bias = -shift if bias is None else bias - shift
         return torch.ops.onednn.qconv2d_pointwise(
             x, x_scale, x_zero, packed, w_scale, self.w_zero, bias,
@@ -312,23 +305,23 @@ class Int8Net:
 
     def _core(self, ops: Ops, q: torch.Tensor, ctx: _NormContext, h: int, w: int, to_u8: bool) -> torch.Tensor:
         mid = self.mid_dtype
-        y = self.conv0(q, 1 / 255, 0, mid)
+        y = self.conv0(ops, q, 1 / 255, 0, mid)
         a, b, _ = self._affine(ops, y, self.norm0, ctx)
         _, c, hy, wy = y.shape
         act = _empty_padded(1, c, hy, wy, 1, like=self.conv1_bf16)  # ReLU(IN(y)) in bf16, reflect-padded
         ops.remap(y, a, b, act, index_map(hy + 2, 1, hy), index_map(wy + 2, 1, wy))
         y = F.conv2d(act, self.conv1_bf16, stride=self.conv1_stride)
         a, b, s = self._affine(ops, y, self.norm1, ctx)
-        y = self.conv2(_quant_padded(ops, y, a / s, b / s, 1, "reflect"), 1.0, 0, mid, in_scale=s)
+        y = self.conv2(ops, _quant_padded(ops, y, a / s, b / s, 1, "reflect"), 1.0, 0, mid, in_scale=s)
         a, b, s = self._affine(ops, y, self.norm2, ctx)
         r = torch.empty(y.shape, memory_format=CHANNELS_LAST)  # the residual stream, float32
         r_range = ops.stream(None, y, a, b, r)
         for c1, n1, c2, n2 in self.residuals:
             rs, rz = self._stream_quant(*r_range)
             d = c1.dilation  # the block's reflection pad
-            y = c1(_quant_padded(ops, r, 1 / rs, rz, d, "reflect"), 1.0, 0, mid, in_scale=rs, in_zero=rz)
+            y = c1(ops, _quant_padded(ops, r, 1 / rs, rz, d, "reflect"), 1.0, 0, mid, in_scale=rs, in_zero=rz)
             a, b, s = self._affine(ops, y, n1, ctx)
-            y = c2(_quant_padded(ops, y, a / s, b / s, d, "reflect"), 1.0, 0, mid, in_scale=s)
+            y = c2(ops, _quant_padded(ops, y, a / s, b / s, d, "reflect"), 1.0, 0, mid, in_scale=s)
             a, b, _ = self._affine(ops, y, n2, ctx)
             r_range = ops.stream(r, y, a, b, r)
         # Upsampling convs in sub-pixel form (see fastnst.fused_net): the low-resolution input is
@@ -337,13 +330,13 @@ class Int8Net:
         q = _quant_padded(ops, r, 1 / rs, rz, 1, "replicate")
         (u1, m1, c1), (u2, m2, c2) = self.upsamplers
         hl, wl = r.shape[-2:]
-        y = u1(q, 1.0, 0, mid, in_scale=rs, in_zero=rz)  # (1, 4*c1, hl+1, wl+1)
+        y = u1(ops, q, 1.0, 0, mid, in_scale=rs, in_zero=rz)  # (1, 4*c1, hl+1, wl+1)
         a, b, s = self._affine(ops, y, m1, ctx, phase_channels=c1)
         # Depth-to-space and the replicate pad by 1 in the pass that rounds to u8.
         q = _u8_buffer(c1, 2 * hl, 2 * wl, 1)
         rows, cols = (index_map(2 * n + 2, 1, 2 * n, "replicate", phased=True) for n in (hl, wl))
         ops.remap(y, a / s, b / s, q, rows, cols, phased=True)
-        y = u2(q, 1.0, 0, mid, in_scale=s)  # (1, 4*c2, 2hl+1, 2wl+1)
+        y = u2(ops, q, 1.0, 0, mid, in_scale=s)  # (1, 4*c2, 2hl+1, 2wl+1)
         a, b, s = self._affine(ops, y, m2, ctx, phase_channels=c2)
         # The full-resolution activation stays space-to-depth (2x2 blocks, phase-major channels),
         # reflect-padded by 4 full-resolution pixels == 2 blocks.
@@ -351,7 +344,7 @@ class Int8Net:
         q = _u8_buffer(4 * c2, hb, wb, 2)
         rows, cols = (index_map(2 * (n + 4), 4, 2 * n, "reflect", phased=True) for n in (hb, wb))
         ops.remap(y, a / s, b / s, q, rows, cols, block=2, phased=True)
-        o = self.output(q, 1.0, 0, torch.float32, in_scale=s.repeat(4))  # (1, 4*3, hb, wb), with the bias
+        o = self.output(ops, q, 1.0, 0, torch.float32, in_scale=s.repeat(4))  # (1, 4*3, hb, wb), with the bias
         k = self.output_channels
         if to_u8:  # (H, W, 3) u8, PIL's layout: rounded and put in place (depth-to-space) in one pass
             return ops.rgb_u8(o, h, w)

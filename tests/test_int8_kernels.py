@@ -170,3 +170,18 @@ def test_a_failed_build_falls_back_to_torch(tmp_path, monkeypatch):
 def test_native_zero_selects_the_torch_passes(monkeypatch):
     monkeypatch.setenv("FASTNST_NATIVE", "0")
     assert isinstance(load_ops(), TorchOps)
+
+
+@pytest.mark.parametrize("with_zero", [False, True])
+def test_weight_quantization_matches_torch(native, with_zero):
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(64, 32, 3, 3, generator=g)
+    s = torch.rand(32, generator=g) + 0.1
+    z = torch.randint(0, 255, (32,), generator=g).float() if with_zero else None
+    q, scale, shift = native.quantize_weight(w, s, z)
+    q2, scale2, shift2 = TorchOps.quantize_weight(w, s, z)
+    assert torch.equal(q, q2) and torch.equal(scale, scale2)
+    if with_zero:
+        torch.testing.assert_close(shift, shift2, rtol=1e-5, atol=1e-3)
+    else:
+        assert shift is None and shift2 is None

@@ -360,6 +360,41 @@ void rgb_u8_impl(const float* o, i64 sH, i64 sW, i64 H, i64 W, std::uint8_t* out
   }
 }
 
+// A conv weight (O, I, T taps) times a per-input-channel scale, quantized to symmetric int8 with one
+// scale per output channel (max |w| / 127, rounded half to even as torch.round), and the bias shift
+// of a per-input-channel zero point z: scale[o] * sum over c, taps of q[o, c, t] * z[c].
+void quantize_weight_impl(const float* w, i64 O, i64 I, i64 T, const float* in_scale, const float* in_zero,
+                          std::int8_t* q, float* scale, float* shift) {
+  const i64 n = I * T;  // one output channel's weights, flat: vectorises better than loops of T taps
+  std::vector<float> sx(n), v(n);
+  for (i64 k = 0; k < n; ++k) sx[k] = in_scale ? in_scale[k / T] : 1.0f;
+  for (i64 o = 0; o < O; ++o) {
+    const float* __restrict wo = w + o * n;
+    float top = 0.0f;
+    for (i64 k = 0; k < n; ++k) {
+      v[k] = wo[k] * sx[k];
+      top = std::max(top, std::fabs(v[k]));
+    }
+    const float sc = std::max(top / 127.0f, 1e-12f);
+    std::int8_t* __restrict qo = q + o * n;
+    for (i64 k = 0; k < n; ++k) {
+      const float r = std::min(std::max(std::nearbyint(v[k] / sc), -127.0f), 127.0f);
+      qo[k] = std::int8_t(r);
+      v[k] = r;
+    }
+    if (in_zero) {
+      float zsum = 0.0f;
+      for (i64 c = 0; c < I; ++c) {
+        float qsum = 0.0f;  // exact: |sum| <= 127 * T
+        for (i64 t = 0; t < T; ++t) qsum += v[c * T + t];
+        zsum += qsum * in_zero[c];
+      }
+      shift[o] = zsum * sc;
+    }
+    scale[o] = sc;
+  }
+}
+
 }  // namespace
 
 extern "C" {
@@ -411,6 +446,11 @@ void fastnst_stream(int residual, const float* r, i64 rH, i64 rW, const void* y,
 
 void fastnst_rgb_u8(const float* o, i64 sH, i64 sW, i64 H, i64 W, std::uint8_t* out) {
   rgb_u8_impl(o, sH, sW, H, W, out);
+}
+
+void fastnst_quantize_weight(const float* w, i64 O, i64 I, i64 T, const float* in_scale, const float* in_zero,
+                             std::int8_t* q, float* scale, float* shift) {
+  quantize_weight_impl(w, O, I, T, in_scale, in_zero, q, scale, shift);
 }
 
 }  // extern "C"
