@@ -91,8 +91,10 @@ class NativeOps:
                                        _ptr, _ptr]
         lib.fastnst_rgb_u8.argtypes = [_ptr, _i64, _i64, _i64, _i64, _ptr]
         lib.fastnst_quantize_weight.argtypes = [_ptr, _i64, _i64, _i64, _ptr, _ptr, _ptr, _ptr, _ptr]
+        lib.fastnst_image_u8.argtypes = [_ptr, _i64, _i64, _i64, _i64, ctypes.c_float, _ptr, _i64]
+        lib.fastnst_rgb_f32.argtypes = [_ptr, _i64, _i64, _i64, _i64, _ptr]
         for fn in (lib.fastnst_remap_u8, lib.fastnst_remap_bf16_relu, lib.fastnst_stats, lib.fastnst_stream, lib.fastnst_rgb_u8,
-                   lib.fastnst_quantize_weight):
+                   lib.fastnst_quantize_weight, lib.fastnst_image_u8, lib.fastnst_rgb_f32):
             fn.restype = None
 
     @staticmethod
@@ -133,6 +135,22 @@ class NativeOps:
         self.lib.fastnst_quantize_weight(weight.data_ptr(), o, i, weight[0, 0].numel(), _data(in_scale), _data(in_zero), q.data_ptr(),
                                          scale.data_ptr(), _data(shift))
         return q, scale, shift
+
+    def image_u8(self, x: torch.Tensor, scale: float, out: torch.Tensor) -> torch.Tensor:
+        """out (a (1, 3, H, W) u8 channels-last view) = round(clamp(scale*x, 0, 255)) of a float32
+        (1, 3, H, W) image with contiguous rows (any channel and row strides)."""
+        self._check(out)
+        assert x.dtype == torch.float32 and x.shape == out.shape and x.shape[1] == 3 and x.stride(3) == 1 and out.stride(3) == 3
+        self.lib.fastnst_image_u8(x.data_ptr(), x.stride(1), x.stride(2), x.shape[2], x.shape[3], scale, out.data_ptr(), out.stride(2))
+        return out
+
+    def rgb_f32(self, o: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """The (1, 3, h, w) float32 image (unclamped) from the last conv's space-to-depth output, as rgb_u8."""
+        self._check(o)
+        assert o.dtype == torch.float32 and o.shape[1] == 12 and 2 * o.shape[2] >= h and 2 * o.shape[3] >= w
+        img = torch.empty(1, 3, h, w)
+        self.lib.fastnst_rgb_f32(o.data_ptr(), o.stride(2), o.stride(3), h, w, img.data_ptr())
+        return img
 
     def rgb_u8(self, o: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """The (1, h, w, 3) u8 image, round(clamp(255*x, 0, 255)), from the last conv's (1, 12, >= h/2,
@@ -220,6 +238,17 @@ class TorchOps:
         q = torch.round(weight / scale.view(-1, 1, 1, 1)).clamp(-127, 127).to(torch.int8)
         shift = None if in_zero is None else (q.sum(dim=(2, 3), dtype=torch.int32).float() @ in_zero) * scale
         return q, scale, shift
+
+    @staticmethod
+    def image_u8(x: torch.Tensor, scale: float, out: torch.Tensor) -> torch.Tensor:
+        out.copy_((x * scale).clamp(0, 255).round())
+        return out
+
+    @staticmethod
+    def rgb_f32(o: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        _, _, hb, wb = o.shape
+        img = o.permute(0, 2, 3, 1).reshape(hb, wb, 2, 2, 3).permute(4, 0, 2, 1, 3).reshape(1, 3, 2 * hb, 2 * wb)
+        return img[..., :h, :w].contiguous()
 
     @staticmethod
     def rgb_u8(o: torch.Tensor, h: int, w: int) -> torch.Tensor:

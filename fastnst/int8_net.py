@@ -76,10 +76,6 @@ def int8_supported() -> bool:
 Ops = NativeOps | TorchOps
 
 
-def _full(value: float, channels: int) -> torch.Tensor:
-    return torch.full((channels,), float(value))
-
-
 def _u8_buffer(c: int, h: int, w: int, pad: int) -> torch.Tensor:
     return torch.empty(1, c, h + 2 * pad, w + 2 * pad, dtype=torch.uint8, memory_format=CHANNELS_LAST)
 
@@ -274,8 +270,8 @@ class Int8Net:
         if x.dtype == torch.uint8 and scale == 1.0:  # 8-bit already: a plain copy
             inner.copy_(x)
         else:
-            x = x.contiguous(memory_format=CHANNELS_LAST)
-            ops.remap(x, _full(scale, 3), _full(0.0, 3), inner, index_map(h, 0, h), index_map(w, 0, w))
+            x = x.float()
+            ops.image_u8(x if x.stride(3) == 1 else x.contiguous(), scale, inner)
         for i in range(ph):  # reflect rows h, h+1, .. = rows h-2, h-3, ..
             buf[:, :, 4 + h + i, 4 : 4 + w] = buf[:, :, 4 + h - 2 - i, 4 : 4 + w]
         for i in range(pw):
@@ -345,13 +341,9 @@ class Int8Net:
         rows, cols = (index_map(2 * (n + 4), 4, 2 * n, "reflect", phased=True) for n in (hb, wb))
         ops.remap(y, a / s, b / s, q, rows, cols, block=2, phased=True)
         o = self.output(ops, q, 1.0, 0, torch.float32, in_scale=s.repeat(4))  # (1, 4*3, hb, wb), with the bias
-        k = self.output_channels
         if to_u8:  # (H, W, 3) u8, PIL's layout: rounded and put in place (depth-to-space) in one pass
             return ops.rgb_u8(o, h, w)
-        out = torch.empty(1, k, 2 * hb, 2 * wb)
-        for g in range(4):
-            out[:, :, g // 2 :: 2, g % 2 :: 2].copy_(o[:, g * k : (g + 1) * k])
-        return out[..., :h, :w].contiguous()
+        return ops.rgb_f32(o, h, w)
 
     @staticmethod
     def _stream_quant(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -185,3 +185,14 @@ def test_weight_quantization_matches_torch(native, with_zero):
         torch.testing.assert_close(shift, shift2, rtol=1e-5, atol=1e-3)
     else:
         assert shift is None and shift2 is None
+
+
+def test_float_image_in_and_out(native):
+    x = torch.rand(1, 3, 13, 22) * 1.2 - 0.1
+    out = torch.empty(1, 3, 13, 22, dtype=torch.uint8, memory_format=CL)
+    assert_u8_close(native.image_u8(x, 255.0, out), TorchOps.image_u8(x, 255.0, out.clone()))
+    o = torch.randn(1, 12, 7, 11).contiguous(memory_format=CL)
+    got = native.rgb_f32(o, 13, 21)
+    assert got.shape == (1, 3, 13, 21) and torch.equal(got, TorchOps.rgb_f32(o, 13, 21))
+    channel_major = o.view(1, 4, 3, 7, 11).transpose(1, 2).reshape(1, 12, 7, 11)
+    assert torch.equal(got, F.pixel_shuffle(channel_major, 2)[..., :13, :21])

@@ -360,6 +360,40 @@ void rgb_u8_impl(const float* o, i64 sH, i64 sW, i64 H, i64 W, std::uint8_t* out
   }
 }
 
+// A float image (planes: channel stride sC, rows sH, columns 1) as u8 pixels (out: rows oH, 3 channels
+// per pixel), round(clamp(scale*x, 0, 255)): the first conv's input from a float tensor.
+void image_u8_impl(const float* x, i64 sC, i64 sH, i64 H, i64 W, float scale, std::uint8_t* out, i64 oH) {
+#pragma omp parallel for schedule(static)
+  for (i64 i = 0; i < H; ++i) {
+    const float* r = x + i * sH;
+    const float* g = r + sC;
+    const float* b = g + sC;
+    std::uint8_t* o = out + i * oH;
+    for (i64 j = 0; j < W; ++j) {
+      const float v[3] = {r[j], g[j], b[j]};
+      for (int c = 0; c < 3; ++c) o[3 * j + c] = std::uint8_t(int(std::nearbyint(std::min(std::max(scale * v[c], 0.0f), 255.0f))));
+    }
+  }
+}
+
+// The last conv's (H/2, W/2, 12) space-to-depth output (see rgb_u8_impl) as a float (3, H, W) image,
+// unclamped: the float32 path's output.
+void rgb_f32_impl(const float* o, i64 sH, i64 sW, i64 H, i64 W, float* out) {
+#pragma omp parallel for schedule(static)
+  for (i64 P = 0; P < H; ++P) {
+    const float* srow = o + (P >> 1) * sH + 6 * (P & 1);
+    float* __restrict r = out + P * W;
+    float* __restrict g = r + H * W;
+    float* __restrict b = g + H * W;
+    for (i64 Q = 0; Q < W; ++Q) {
+      const float* p = srow + (Q >> 1) * sW + 3 * (Q & 1);
+      r[Q] = p[0];
+      g[Q] = p[1];
+      b[Q] = p[2];
+    }
+  }
+}
+
 // A conv weight (O, I, T taps) times a per-input-channel scale, quantized to symmetric int8 with one
 // scale per output channel (max |w| / 127, rounded half to even as torch.round), and the bias shift
 // of a per-input-channel zero point z: scale[o] * sum over c, taps of q[o, c, t] * z[c].
@@ -452,5 +486,11 @@ void fastnst_quantize_weight(const float* w, i64 O, i64 I, i64 T, const float* i
                              std::int8_t* q, float* scale, float* shift) {
   quantize_weight_impl(w, O, I, T, in_scale, in_zero, q, scale, shift);
 }
+
+void fastnst_image_u8(const float* x, i64 sC, i64 sH, i64 H, i64 W, float scale, std::uint8_t* out, i64 oH) {
+  image_u8_impl(x, sC, sH, H, W, scale, out, oH);
+}
+
+void fastnst_rgb_f32(const float* o, i64 sH, i64 sW, i64 H, i64 W, float* out) { rgb_f32_impl(o, sH, sW, H, W, out); }
 
 }  // extern "C"
