@@ -41,7 +41,7 @@ SOURCE = Path(__file__).with_name("csrc") / "int8_ops.cpp"
 ABI_VERSION = 1
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-shared", "-fPIC", "-std=c++17"]
 
-_DTYPE_CODE = {torch.float32: 0, torch.bfloat16: 1, torch.uint8: 2}
+_DTYPE_CODE = {torch.float32: 0, torch.bfloat16: 1}  # the conv outputs and the residual stream
 _i64, _i32, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
 
 
@@ -102,6 +102,12 @@ class NativeOps:
         if t.device.type != "cpu" or t.dim() != 4 or t.shape[0] != 1 or (t.stride(1) != 1 and t.shape[1] > 1):
             raise ValueError(f"expected a (1, C, H, W) channels-last CPU tensor, got {tuple(t.shape)} strides {t.stride()}")
 
+    @classmethod
+    def _check_blocks(cls, o: torch.Tensor, h: int, w: int) -> None:
+        """o: the last conv's float32 (1, 12, >= h/2, >= w/2) space-to-depth output."""
+        cls._check(o)
+        assert o.dtype == torch.float32 and o.shape[1] == 12 and 2 * o.shape[2] >= h and 2 * o.shape[3] >= w
+
     def remap(self, src: torch.Tensor, m: torch.Tensor, z: torch.Tensor, out: torch.Tensor, rows: torch.Tensor,
               cols: torch.Tensor, block: int = 1, phased: bool = False) -> torch.Tensor:
         """out[I, J] (a whole buffer, border included) = m*src + z per channel, rounded to u8 in [0, 255]
@@ -146,8 +152,7 @@ class NativeOps:
 
     def rgb_f32(self, o: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """The (1, 3, h, w) float32 image (unclamped) from the last conv's space-to-depth output, as rgb_u8."""
-        self._check(o)
-        assert o.dtype == torch.float32 and o.shape[1] == 12 and 2 * o.shape[2] >= h and 2 * o.shape[3] >= w
+        self._check_blocks(o, h, w)
         img = torch.empty(1, 3, h, w)
         self.lib.fastnst_rgb_f32(o.data_ptr(), o.stride(2), o.stride(3), h, w, img.data_ptr())
         return img
@@ -155,8 +160,7 @@ class NativeOps:
     def rgb_u8(self, o: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """The (1, h, w, 3) u8 image, round(clamp(255*x, 0, 255)), from the last conv's (1, 12, >= h/2,
         >= w/2) space-to-depth output (phase-major channels: (2a + b)*3 + rgb)."""
-        self._check(o)
-        assert o.dtype == torch.float32 and o.shape[1] == 12 and 2 * o.shape[2] >= h and 2 * o.shape[3] >= w
+        self._check_blocks(o, h, w)
         img = torch.empty(1, h, w, 3, dtype=torch.uint8)
         self.lib.fastnst_rgb_u8(o.data_ptr(), o.stride(2), o.stride(3), h, w, img.data_ptr())
         return img
@@ -250,12 +254,10 @@ class TorchOps:
         img = o.permute(0, 2, 3, 1).reshape(hb, wb, 2, 2, 3).permute(4, 0, 2, 1, 3).reshape(1, 3, 2 * hb, 2 * wb)
         return img[..., :h, :w].contiguous()
 
-    @staticmethod
-    def rgb_u8(o: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        _, _, hb, wb = o.shape
-        blocks = (o * 255).clamp(0, 255).round().to(torch.uint8)  # (1, 12, hb, wb)
-        img = blocks.permute(0, 2, 3, 1).reshape(hb, wb, 2, 2, 3).permute(0, 2, 1, 3, 4).reshape(1, 2 * hb, 2 * wb, 3)
-        return img[:, :h, :w].contiguous()
+    @classmethod
+    def rgb_u8(cls, o: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        img = (cls.rgb_f32(o, h, w) * 255).clamp(0, 255).round().to(torch.uint8)
+        return img.permute(0, 2, 3, 1).contiguous()
 
     @staticmethod
     def stats(y: torch.Tensor, phase_channels: int = 0, moments: bool = True

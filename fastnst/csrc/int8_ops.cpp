@@ -1,6 +1,6 @@
 // Elementwise passes of fastnst's int8 network (fastnst/int8_net.py), one memory pass each.
 //
-// Built once per machine by fastnst/native.py (g++ -O3 -march=native -fopenmp) and called through
+// Built once per machine by fastnst/int8_kernels.py (g++ -O3 -march=native -fopenmp) and called through
 // ctypes with raw pointers and strides, in elements. Every image tensor is channels-last: the C
 // channels of a pixel are contiguous, rows and columns have strides sH, sW. Threads come from the
 // OpenMP runtime PyTorch already loaded (libgomp), so torch.set_num_threads applies here too.
@@ -25,7 +25,6 @@ namespace {
 using i64 = std::int64_t;
 
 inline float load(const float* p) { return *p; }
-inline float load(const std::uint8_t* p) { return float(*p); }
 inline float load(const std::uint16_t* p) {  // bfloat16: the high half of a float32
   std::uint32_t u = std::uint32_t(*p) << 16;
   float f;
@@ -45,9 +44,6 @@ inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
 inline __m512 load16(const std::uint16_t* p) {
   const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
   return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
-}
-inline __m512 load16(const std::uint8_t* p) {
-  return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
 }
 #endif
 
@@ -146,35 +142,33 @@ void remap(const In* src, i64 sH, i64 sW, int C, int phased, const std::int32_t*
 }
 
 // Sums of one row's pixels j0 <= j < j1 around a value per channel (sh): s += d, q += d*d, and the
-// maximum. Known channel counts keep the accumulators in registers.
+// maximum, over n channels.
+template <typename In>
+inline void accumulate_row(const In* __restrict row, i64 j0, i64 j1, i64 sW, const float* __restrict sh,
+                           float* __restrict s, float* __restrict q, float* __restrict mx, int n) {
+  for (i64 j = j0; j < j1; ++j) {
+    const In* __restrict p = row + j * sW;
+#pragma omp simd
+    for (int c = 0; c < n; ++c) {
+      const float x = load(p + c), d = x - sh[c];
+      s[c] += d;
+      q[c] += d * d;
+      mx[c] = mx[c] < x ? x : mx[c];
+    }
+  }
+}
+
+// accumulate_row; a channel count known at compile time (CC) keeps the accumulators in registers.
 template <int CC, typename In>
 inline void row_moments(const In* __restrict row, i64 j0, i64 j1, i64 sW, const float* __restrict sh,
                         float* __restrict s, float* __restrict q, float* __restrict mx, int C) {
   if constexpr (CC > 0) {
     float ls[CC], lq[CC], lm[CC], lsh[CC];
     for (int c = 0; c < CC; ++c) ls[c] = s[c], lq[c] = q[c], lm[c] = mx[c], lsh[c] = sh[c];
-    for (i64 j = j0; j < j1; ++j) {
-      const In* __restrict p = row + j * sW;
-#pragma omp simd
-      for (int c = 0; c < CC; ++c) {
-        const float x = load(p + c), d = x - lsh[c];
-        ls[c] += d;
-        lq[c] += d * d;
-        lm[c] = lm[c] < x ? x : lm[c];
-      }
-    }
+    accumulate_row(row, j0, j1, sW, lsh, ls, lq, lm, CC);
     for (int c = 0; c < CC; ++c) s[c] = ls[c], q[c] = lq[c], mx[c] = lm[c];
   } else {
-    for (i64 j = j0; j < j1; ++j) {
-      const In* __restrict p = row + j * sW;
-#pragma omp simd
-      for (int c = 0; c < C; ++c) {
-        const float x = load(p + c), d = x - sh[c];
-        s[c] += d;
-        q[c] += d * d;
-        mx[c] = mx[c] < x ? x : mx[c];
-      }
-    }
+    accumulate_row(row, j0, j1, sW, sh, s, q, mx, C);
   }
 }
 
@@ -433,7 +427,7 @@ void quantize_weight_impl(const float* w, i64 O, i64 I, i64 T, const float* in_s
 
 extern "C" {
 
-// dtype codes: 0 = float32, 1 = bfloat16, 2 = uint8
+// dtype codes: 0 = float32, 1 = bfloat16
 int fastnst_abi_version() { return 1; }
 
 void fastnst_remap_u8(const void* src, int dtype, i64 sH, i64 sW, int C, int phased, const std::int32_t* rows,
@@ -441,10 +435,8 @@ void fastnst_remap_u8(const void* src, int dtype, i64 sH, i64 sW, int C, int pha
                       std::uint8_t* out, i64 oH, i64 oW) {
   if (dtype == 0)
     remap(static_cast<const float*>(src), sH, sW, C, phased, rows, Ho, cols, Wo, block, m, z, out, oH, oW);
-  else if (dtype == 1)
-    remap(static_cast<const std::uint16_t*>(src), sH, sW, C, phased, rows, Ho, cols, Wo, block, m, z, out, oH, oW);
   else
-    remap(static_cast<const std::uint8_t*>(src), sH, sW, C, phased, rows, Ho, cols, Wo, block, m, z, out, oH, oW);
+    remap(static_cast<const std::uint16_t*>(src), sH, sW, C, phased, rows, Ho, cols, Wo, block, m, z, out, oH, oW);
 }
 
 void fastnst_remap_bf16_relu(const void* src, int dtype, i64 sH, i64 sW, int C, int phased,
