@@ -173,8 +173,12 @@ def conv_as_space_to_depth_conv(weight: torch.Tensor, bias: torch.Tensor) -> tup
 # ----------------------------------------------------------------------------------------------
 
 
-def _empty_padded(n: int, c: int, h: int, w: int, pad: int, like: torch.Tensor) -> torch.Tensor:
-    return torch.empty(n, c, h + 2 * pad, w + 2 * pad, dtype=like.dtype, device=like.device, memory_format=CHANNELS_LAST)
+def _empty_padded(n: int, c: int, h: int, w: int, pad: int, like: torch.Tensor | None = None,
+                  dtype: torch.dtype | None = None) -> torch.Tensor:
+    """An uninitialised channels-last buffer for an (h, w) map with ``pad`` border, of ``like``'s dtype
+    and device unless ``dtype`` is given (CPU without ``like``)."""
+    return torch.empty(n, c, h + 2 * pad, w + 2 * pad, dtype=dtype or like.dtype, device=None if like is None else like.device,
+                       memory_format=CHANNELS_LAST)
 
 
 def _interior(buf: torch.Tensor, pad: int) -> torch.Tensor:

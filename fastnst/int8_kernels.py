@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -64,6 +65,22 @@ def _cpu_flags() -> str:
     except OSError:
         pass
     return platform.processor()
+
+
+STALE_AFTER_S = 30 * 86400  # a build unused this long (an older source or compiler) is deleted at the next build
+
+
+def _prune_stale(cache: Path, keep: Path) -> None:
+    """Delete builds of other sources, flags or CPUs that no process has loaded for STALE_AFTER_S: each
+    edit of the source or compiler leaves one ~0.3 MB file behind. Age, not "all but the newest", as
+    several installs (venvs, versions) may share the cache; unlinking a mapped library is safe on POSIX."""
+    cutoff = time.time() - STALE_AFTER_S
+    for old in cache.glob("int8_ops-*.so"):
+        try:
+            if old != keep and old.stat().st_mtime < cutoff:
+                old.unlink()
+        except OSError:
+            pass  # another process pruned it first
 
 
 def _build(compiler: str, target: Path) -> None:
@@ -311,6 +328,9 @@ def _load_native() -> NativeOps | None:
     try:
         if not target.exists():
             _build(compiler, target)
+            _prune_stale(target.parent, keep=target)
+        elif time.time() - target.stat().st_mtime > 86400:
+            os.utime(target)  # the mtime marks the last use, for _prune_stale
         lib = ctypes.CDLL(str(target))  # ctypes releases the GIL during calls
         if lib.fastnst_abi_version() != ABI_VERSION:
             raise OSError(f"{target}: ABI version {lib.fastnst_abi_version()}, expected {ABI_VERSION}")

@@ -76,15 +76,11 @@ def int8_supported() -> bool:
 Ops = NativeOps | TorchOps
 
 
-def _u8_buffer(c: int, h: int, w: int, pad: int) -> torch.Tensor:
-    return torch.empty(1, c, h + 2 * pad, w + 2 * pad, dtype=torch.uint8, memory_format=CHANNELS_LAST)
-
-
 def _quant_padded(ops: Ops, y: torch.Tensor, m: torch.Tensor, z: torch.Tensor, pad: int, mode: str) -> torch.Tensor:
     """round(clamp(m*y + z, 0, 255)) per channel as u8, padded by ``pad`` (reflect or replicate) in the
     same pass: ReLU(IN(y)) (z < 0 where the ReLU cuts) or the residual stream with its zero point."""
     _, c, h, w = y.shape
-    buf = _u8_buffer(c, h, w, pad)
+    buf = _empty_padded(1, c, h, w, pad, dtype=torch.uint8)
     return ops.remap(y, m, z, buf, index_map(h + 2 * pad, pad, h, mode), index_map(w + 2 * pad, pad, w, mode))
 
 
@@ -265,7 +261,7 @@ class Int8Net:
         reflection (as FusedNet)."""
         _, _, h, w = x.shape
         ph, pw = padding(h, w, smallest)
-        buf = _u8_buffer(3, h + ph, w + pw, 4)
+        buf = _empty_padded(1, 3, h + ph, w + pw, 4, dtype=torch.uint8)
         inner = buf[:, :, 4 : 4 + h, 4 : 4 + w]
         if x.dtype == torch.uint8 and scale == 1.0:  # 8-bit already: a plain copy
             inner.copy_(x)
@@ -329,7 +325,7 @@ class Int8Net:
         y = u1(ops, q, 1.0, 0, mid, in_scale=rs, in_zero=rz)  # (1, 4*c1, hl+1, wl+1)
         a, b, s = self._affine(ops, y, m1, ctx, phase_channels=c1)
         # Depth-to-space and the replicate pad by 1 in the pass that rounds to u8.
-        q = _u8_buffer(c1, 2 * hl, 2 * wl, 1)
+        q = _empty_padded(1, c1, 2 * hl, 2 * wl, 1, dtype=torch.uint8)
         rows, cols = (index_map(2 * n + 2, 1, 2 * n, "replicate", phased=True) for n in (hl, wl))
         ops.remap(y, a / s, b / s, q, rows, cols, phased=True)
         y = u2(ops, q, 1.0, 0, mid, in_scale=s)  # (1, 4*c2, 2hl+1, 2wl+1)
@@ -337,7 +333,7 @@ class Int8Net:
         # The full-resolution activation stays space-to-depth (2x2 blocks, phase-major channels),
         # reflect-padded by 4 full-resolution pixels == 2 blocks.
         hb, wb = 2 * hl, 2 * wl
-        q = _u8_buffer(4 * c2, hb, wb, 2)
+        q = _empty_padded(1, 4 * c2, hb, wb, 2, dtype=torch.uint8)
         rows, cols = (index_map(2 * (n + 4), 4, 2 * n, "reflect", phased=True) for n in (hb, wb))
         ops.remap(y, a / s, b / s, q, rows, cols, block=2, phased=True)
         o = self.output(ops, q, 1.0, 0, torch.float32, in_scale=s.repeat(4))  # (1, 4*3, hb, wb), with the bias

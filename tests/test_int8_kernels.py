@@ -3,6 +3,8 @@ reference, and the fallback to it when the library cannot be built."""
 
 from __future__ import annotations
 
+import os
+import time
 import warnings
 
 import pytest
@@ -165,6 +167,18 @@ def test_a_failed_build_falls_back_to_torch(tmp_path, monkeypatch):
     assert isinstance(ops, TorchOps)
     assert any("native int8 kernels" in str(w.message) for w in caught)
     assert list(tmp_path.iterdir()) == []  # no half-written library left behind
+
+
+def test_stale_builds_are_pruned_by_age(tmp_path):
+    now = time.time()
+    keep, fresh, stale = (tmp_path / f"int8_ops-{name}.so" for name in ("keep", "fresh", "stale"))
+    other = tmp_path / "notes.txt"  # not a build: never touched
+    for f in (keep, fresh, stale, other):
+        f.write_bytes(b"x")
+    for f in (keep, stale, other):
+        os.utime(f, (now - 40 * 86400, now - 40 * 86400))
+    int8_kernels._prune_stale(tmp_path, keep=keep)
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["int8_ops-fresh.so", "int8_ops-keep.so", "notes.txt"]
 
 
 def test_native_zero_selects_the_torch_passes(monkeypatch):
