@@ -77,6 +77,14 @@ def tv_loss(image: torch.Tensor) -> torch.Tensor:
     return dh + dw
 
 
+def rescale(image: torch.Tensor, scale: float) -> torch.Tensor:
+    """``image`` resized by ``scale`` (antialiased bilinear): one level of a style pyramid."""
+    if scale == 1.0:
+        return image
+    return F.interpolate(image.float(), scale_factor=scale, mode="bilinear", antialias=True, align_corners=False,
+                         recompute_scale_factor=True)
+
+
 def _as_weights(layers: Sequence[str] | Mapping[str, float]) -> dict[str, float]:
     if isinstance(layers, Mapping):
         return {str(k): float(v) for k, v in layers.items()}
@@ -95,6 +103,11 @@ class PerceptualLoss(nn.Module):
         style_images: one (1, 3, H, W) image or a list of them; ``None`` for content-only losses.
         content_layers / style_layers: layer names (equal weights) or ``{layer: weight}``.
         style_blend: per-style-image weights for the blended Gram target (normalised to sum 1).
+        style_scales: the style loss is summed over the output and the painting each resized by these
+            factors, with the same layer weights (terms ``style/<layer>@<scale>`` for scales other
+            than 1). A level at 0.5 lets each VGG layer see twice the area of the image at the same
+            motif scale: a multi-scale Gram loss as in Snelgrove 2017 ("High-resolution multi-scale
+            neural texture synthesis"), which asks for structure larger than relu5_1's window.
     """
 
     def __init__(
@@ -107,6 +120,7 @@ class PerceptualLoss(nn.Module):
         style_weight: float = 1.0,  # as the training configs' schema (fastnst.train_config.StyleConfig)
         tv_weight: float = 0.0,
         style_blend: Sequence[float] | None = None,
+        style_scales: Sequence[float] = (1.0,),
     ) -> None:
         super().__init__()
         self.vgg = vgg
@@ -115,7 +129,12 @@ class PerceptualLoss(nn.Module):
         self.content_weight = float(content_weight)
         self.style_weight = float(style_weight)
         self.tv_weight = float(tv_weight)
-        self.style_targets: dict[str, torch.Tensor] = {}
+        self.style_scales = tuple(float(x) for x in style_scales)
+        scales = self.style_scales
+        if not scales or any(not 0.0 < x <= 1.0 for x in scales) or len(set(scales)) != len(scales):
+            raise ValueError(f"style_scales must be distinct factors in (0, 1], got {list(style_scales)}")
+        self.style_targets: dict[str, torch.Tensor] = {}  # at scale 1 (or the first scale)
+        self.scaled_style_targets: dict[float, dict[str, torch.Tensor]] = {}
         if style_images is not None and self.style_layers:
             images = [style_images] if isinstance(style_images, torch.Tensor) else list(style_images)
             blend = list(style_blend) if style_blend is not None else [1.0] * len(images)
@@ -128,21 +147,28 @@ class PerceptualLoss(nn.Module):
 
     @torch.no_grad()
     def set_style_targets(self, images: Sequence[torch.Tensor], blend: Sequence[float]) -> None:
-        """Compute (and cache) the blended Gram targets of the style images."""
+        """Compute (and cache) the blended Gram targets of the style images, at every style scale."""
         device = self.vgg.mean.device
-        targets: dict[str, torch.Tensor] = {}
-        for image, w in zip(images, blend):
-            feats = self.vgg(image.to(device).float(), self.style_layers)
-            for name, f in feats.items():
-                g = gram_matrix(f) * w
-                targets[name] = targets[name] + g if name in targets else g
-        for name, g in targets.items():
-            # Buffers move with .to(device) and are excluded from state_dict (persistent=False).
-            self.register_buffer(f"_gram_{name}", g, persistent=False)
-        self.style_targets = {name: getattr(self, f"_gram_{name}") for name in targets}
+        for scale in self.style_scales:
+            targets: dict[str, torch.Tensor] = {}
+            for image, w in zip(images, blend):
+                feats = self.vgg(rescale(image.to(device).float(), scale), self.style_layers)
+                for name, f in feats.items():
+                    g = gram_matrix(f) * w
+                    targets[name] = targets[name] + g if name in targets else g
+            for name, g in targets.items():
+                # Buffers move with .to(device) and are excluded from state_dict (persistent=False).
+                self.register_buffer(self._buffer_name(name, scale), g, persistent=False)
+        self.scaled_style_targets = {scale: {name: self._style_target(name, scale) for name in self.style_layers}
+                                     for scale in self.style_scales}
+        self.style_targets = self.scaled_style_targets[self.style_scales[0]]
 
-    def _style_target(self, name: str) -> torch.Tensor:
-        return getattr(self, f"_gram_{name}")
+    @staticmethod
+    def _buffer_name(layer: str, scale: float) -> str:
+        return f"_gram_{layer}" if scale == 1.0 else f"_gram_{layer}_x{round(scale * 1000)}"
+
+    def _style_target(self, name: str, scale: float = 1.0) -> torch.Tensor:
+        return getattr(self, self._buffer_name(name, scale))  # a buffer: follows .to(device)
 
     @torch.no_grad()
     def content_targets(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -156,7 +182,7 @@ class PerceptualLoss(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Loss terms of ``output`` against ``content`` (an image batch or precomputed features)."""
         want_content = content is not None and self.content_layers and self.content_weight != 0
-        layers = set(self.style_layers) if self.style_targets else set()
+        layers = set(self.style_layers) if self.style_targets and 1.0 in self.style_scales else set()
         if want_content:
             layers |= set(self.content_layers)
         feats = self.vgg(output, layers)
@@ -179,10 +205,13 @@ class PerceptualLoss(nn.Module):
 
         s_total = zero
         if self.style_targets:
-            for name, w in self.style_layers.items():
-                term = style_loss(gram_matrix(feats[name]), self._style_target(name))
-                terms[f"style/{name}"] = term.detach()
-                s_total = s_total + w * term
+            for scale in self.style_scales:
+                scaled = feats if scale == 1.0 else self.vgg(rescale(output, scale), self.style_layers)
+                suffix = "" if scale == 1.0 else f"@{scale:g}"
+                for name, w in self.style_layers.items():
+                    term = style_loss(gram_matrix(scaled[name]), self._style_target(name, scale))
+                    terms[f"style/{name}{suffix}"] = term.detach()
+                    s_total = s_total + w * term
         terms["style"] = s_total
 
         terms["tv"] = tv_loss(output)

@@ -88,6 +88,7 @@ def build_loss(cfg: TrainConfig, device: torch.device, memory_format: torch.memo
         content_weight=s.content_weight,
         style_weight=s.style_weight,
         tv_weight=s.tv_weight,
+        style_scales=s.style_scales,
     )
     return loss, path
 

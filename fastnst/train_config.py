@@ -58,6 +58,9 @@ class StyleConfig:
     content_weight: float = 1.0
     style_weight: float = 1.0
     tv_weight: float = 0.0
+    # The style loss summed over the output and the painting resized by each factor (fastnst.losses.
+    # PerceptualLoss): [1.0, 0.5] adds a half-size level that weighs motifs twice VGG's window.
+    style_scales: list[float] = field(default_factory=lambda: [1.0])
 
 
 @dataclass

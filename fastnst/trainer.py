@@ -383,6 +383,7 @@ def model_info(ctx: TrainContext, state: TrainState, style_path: Path, num_image
         "tv_weight": s.tv_weight,
         "content_layers": active_layers(s.content_layers),
         "style_layers": active_layers(s.style_layers),
+        "style_scales": list(s.style_scales),
         "vgg_weights": cfg.vgg_weights,
         "vgg_pooling": cfg.vgg_pooling.value,
         "image_size": cfg.data.image_size,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from fastnst.losses import PerceptualLoss, content_loss, gram_matrix, style_loss, tv_loss
 
@@ -65,6 +66,34 @@ def test_style_blend_is_weighted_mean_of_grams(vgg_random):
     assert torch.allclose(blended.style_targets["relu1_1"], 0.75 * ga + 0.25 * gb, atol=1e-6)
     with pytest.raises(ValueError):
         PerceptualLoss(vgg_random, [a, b], style_blend=[1.0])
+
+
+def test_style_pyramid_adds_a_level_per_scale(vgg_random):
+    torch.manual_seed(0)
+    style, out = torch.rand(1, 3, 64, 64), torch.rand(2, 3, 64, 64, requires_grad=True)
+    layers = {"relu1_1": 1.0, "relu2_1": 0.1}
+    single = PerceptualLoss(vgg_random, style, style_layers=layers)
+    pyramid = PerceptualLoss(vgg_random, style, style_layers=layers, style_scales=[1.0, 0.5])
+    t1, t2 = single(out, None), pyramid(out, None)
+    assert torch.equal(t1["style/relu1_1"], t2["style/relu1_1"])  # the full-size level is unchanged
+    half = F.interpolate(style, size=(32, 32), mode="bilinear", antialias=True, align_corners=False)
+    want = gram_matrix(vgg_random(half, ["relu1_1"])["relu1_1"])
+    assert torch.allclose(pyramid.scaled_style_targets[0.5]["relu1_1"], want, atol=1e-6)
+    coarse = t2["style/relu1_1@0.5"] + 0.1 * t2["style/relu2_1@0.5"]
+    assert t2["style"].item() == pytest.approx((t1["style"] + coarse).item(), rel=1e-5)
+    t2["style"].backward()
+    assert out.grad is not None and out.grad.abs().sum() > 0
+    # The painting itself matches at every level.
+    assert pyramid(style, None)["style"].item() == pytest.approx(0, abs=1e-9)
+    # A half-size-only loss compares only the half-size images.
+    only_half = PerceptualLoss(vgg_random, style, style_layers=layers, style_scales=[0.5])
+    assert only_half(out, None)["style"].item() == pytest.approx(coarse.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("scales", [[], [0.0], [1.5], [0.5, 0.5]])
+def test_bad_style_scales_are_refused(vgg_random, scales):
+    with pytest.raises(ValueError, match="style_scales"):
+        PerceptualLoss(vgg_random, torch.rand(1, 3, 32, 32), style_layers=["relu1_1"], style_scales=scales)
 
 
 def test_gradients_flow_to_the_input(vgg_random):

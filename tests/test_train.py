@@ -73,6 +73,14 @@ def test_three_steps_write_checkpoint_model_logs_and_export(photos, tmp_path):
     assert (run_dir / "config.yaml").is_file()
 
 
+def test_a_style_pyramid_trains_and_is_recorded(photos, tmp_path):
+    seen = []
+    result, _ = run(photos, tmp_path, callbacks=[seen.append], max_steps=2, warmup_epochs=0,
+                    **{"style.style_scales": "[1.0,0.5]", "data.image_size": 64, "style.image_size": 64})
+    assert {"style/relu1_1", "style/relu1_1@0.5", "style/relu5_1@0.5"} <= set(seen[-1].terms)
+    assert load_style_model(result.model_path).info["style_scales"] == [1.0, 0.5]
+
+
 def test_warmup_drives_output_toward_input(photos, tmp_path):
     pixel = []
     result, _ = run(photos, tmp_path, callbacks=[lambda p: pixel.append(p.terms["pixel"])], warmup_epochs=12,
