@@ -77,10 +77,17 @@ def tv_loss(image: torch.Tensor) -> torch.Tensor:
     return dh + dw
 
 
-def rescale(image: torch.Tensor, scale: float) -> torch.Tensor:
+MIN_LEVEL_SIDE = 16  # relu5_1 lies behind four 2x poolings
+
+
+def rescale(image: torch.Tensor, scale: float, what: str = "image") -> torch.Tensor:
     """``image`` resized by ``scale`` (antialiased bilinear): one level of a style pyramid."""
     if scale == 1.0:
         return image
+    h, w = image.shape[-2:]
+    if min(h, w) * scale < MIN_LEVEL_SIDE:
+        raise ValueError(f"style_scales: at {scale:g} the {what} ({w}x{h} px) would be under {MIN_LEVEL_SIDE} px, "
+                         "too small for VGG's style layers; use larger images or a larger scale")
     return F.interpolate(image.float(), scale_factor=scale, mode="bilinear", antialias=True, align_corners=False,
                          recompute_scale_factor=True)
 
@@ -152,7 +159,7 @@ class PerceptualLoss(nn.Module):
         for scale in self.style_scales:
             targets: dict[str, torch.Tensor] = {}
             for image, w in zip(images, blend):
-                feats = self.vgg(rescale(image.to(device).float(), scale), self.style_layers)
+                feats = self.vgg(rescale(image.to(device).float(), scale, "painting"), self.style_layers)
                 for name, f in feats.items():
                     g = gram_matrix(f) * w
                     targets[name] = targets[name] + g if name in targets else g
@@ -206,7 +213,7 @@ class PerceptualLoss(nn.Module):
         s_total = zero
         if self.style_targets:
             for scale in self.style_scales:
-                scaled = feats if scale == 1.0 else self.vgg(rescale(output, scale), self.style_layers)
+                scaled = feats if scale == 1.0 else self.vgg(rescale(output, scale, "output"), self.style_layers)
                 suffix = "" if scale == 1.0 else f"@{scale:g}"
                 for name, w in self.style_layers.items():
                     term = style_loss(gram_matrix(scaled[name]), self._style_target(name, scale))

@@ -80,16 +80,19 @@ def build_loss(cfg: TrainConfig, device: torch.device, memory_format: torch.memo
     path = style_image_file(s.image)
     style = load_image(path, max_size=s.image_size)
     vgg = VGG19Features(cfg.vgg_weights, pooling=cfg.vgg_pooling.value).to(device=device, memory_format=memory_format)
-    loss = PerceptualLoss(
-        vgg,
-        style.to(device),
-        content_layers=active_layers(s.content_layers),
-        style_layers=active_layers(s.style_layers),
-        content_weight=s.content_weight,
-        style_weight=s.style_weight,
-        tv_weight=s.tv_weight,
-        style_scales=s.style_scales,
-    )
+    try:
+        loss = PerceptualLoss(
+            vgg,
+            style.to(device),
+            content_layers=active_layers(s.content_layers),
+            style_layers=active_layers(s.style_layers),
+            content_weight=s.content_weight,
+            style_weight=s.style_weight,
+            tv_weight=s.tv_weight,
+            style_scales=s.style_scales,
+        )
+    except ValueError as exc:  # a pyramid level of this painting too small for VGG
+        raise ConfigError(f"{path}: {exc}") from exc
     return loss, path
 
 

@@ -69,6 +69,7 @@ def tiny_overrides(photos: Path, out: Path, **extra: object) -> list[str]:
         "vgg_weights": "random",
         "style.image_size": 32,
         "style.style_weight": 1e-2,
+        "style.style_scales": "[1.0]",  # a half-size level of a 32 px crop would be too small for VGG
         "precision": "fp32",
         "tensorboard": False,
         "sample_every": 0,

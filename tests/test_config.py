@@ -127,6 +127,9 @@ def test_wrong_type_or_value_rejected(override):
     ("+style.style_layers.relu9_9=1", "relu9_9"), ("model.base_channels=0", "base_channels"),
     ("style.name=a/b", "style.name"), ("lr_warmup_steps=-1", "lr_warmup_steps"),
     ("model.residual_dilations=[1,2]", "one per residual block"), ("model.residual_dilations=[1,2,0,2,1]", "in \\[1, 64\\]"),
+    ("style.style_scales=[]", "style_scales"), ("style.style_scales=[1.0,1.0]", "distinct"),
+    ("style.style_scales=[1.0,2.0]", "style_scales"),
+    ("style.style_scales=[1.0,0.05]", "the 0.05 level of a 256 px crop would be under 16 px"),
 ])
 def test_out_of_range_values_rejected(override, match):
     with pytest.raises(ConfigError, match=match):

@@ -96,6 +96,14 @@ def test_bad_style_scales_are_refused(vgg_random, scales):
         PerceptualLoss(vgg_random, torch.rand(1, 3, 32, 32), style_layers=["relu1_1"], style_scales=scales)
 
 
+def test_a_pyramid_level_too_small_for_vgg_is_refused_by_name(vgg_random):
+    with pytest.raises(ValueError, match=r"style_scales: at 0.25 the painting \(48x48 px\)"):
+        PerceptualLoss(vgg_random, torch.rand(1, 3, 48, 48), style_layers=["relu1_1"], style_scales=[1.0, 0.25])
+    loss = PerceptualLoss(vgg_random, torch.rand(1, 3, 64, 64), style_layers=["relu1_1"], style_scales=[1.0, 0.5])
+    with pytest.raises(ValueError, match="the output"):
+        loss(torch.rand(1, 3, 24, 24), None)
+
+
 def test_gradients_flow_to_the_input(vgg_random):
     style = torch.rand(1, 3, 32, 32)
     content = torch.rand(1, 3, 32, 32)

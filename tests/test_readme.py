@@ -21,7 +21,7 @@ def test_the_first_training_command_is_the_cpu_path():
 def test_one_time_estimate_for_the_sample_run():
     assert "30-60 minutes" not in README
     estimates = re.findall(r"420 steps[^.]*?~(\d+) minutes", README)
-    assert len(estimates) >= 2 and set(estimates) == {"15"}
+    assert len(estimates) >= 2 and set(estimates) == {"17"}
 
 
 def test_alpha_is_said_to_be_dropped():
