@@ -80,6 +80,18 @@ def tv_loss(image: torch.Tensor) -> torch.Tensor:
 MIN_LEVEL_SIDE = 16  # relu5_1 lies behind four 2x poolings
 
 
+def check_style_scales(scales: Sequence[float], smallest_side: int | None = None, what: str = "an image") -> tuple[float, ...]:
+    """The style pyramid's factors as floats; ValueError unless they are distinct, in (0, 1], and (given the
+    smallest side of the images the loss will see, ``what``) leave every level at least MIN_LEVEL_SIDE px."""
+    out = tuple(float(x) for x in scales)
+    if not out or any(not 0.0 < x <= 1.0 for x in out) or len(set(out)) != len(out):
+        raise ValueError(f"style_scales must be distinct factors in (0, 1], got {list(scales)}")
+    if smallest_side is not None and smallest_side * min(out) < MIN_LEVEL_SIDE:
+        raise ValueError(f"style_scales: the {min(out):g} level of {what} would be under {MIN_LEVEL_SIDE} px, "
+                         "too small for VGG's style layers (use larger images or a larger scale)")
+    return out
+
+
 def rescale(image: torch.Tensor, scale: float, what: str = "image") -> torch.Tensor:
     """``image`` resized by ``scale`` (antialiased bilinear): one level of a style pyramid."""
     if scale == 1.0:
@@ -136,12 +148,8 @@ class PerceptualLoss(nn.Module):
         self.content_weight = float(content_weight)
         self.style_weight = float(style_weight)
         self.tv_weight = float(tv_weight)
-        self.style_scales = tuple(float(x) for x in style_scales)
-        scales = self.style_scales
-        if not scales or any(not 0.0 < x <= 1.0 for x in scales) or len(set(scales)) != len(scales):
-            raise ValueError(f"style_scales must be distinct factors in (0, 1], got {list(style_scales)}")
-        self.style_targets: dict[str, torch.Tensor] = {}  # at scale 1 (or the first scale)
-        self.scaled_style_targets: dict[float, dict[str, torch.Tensor]] = {}
+        self.style_scales = check_style_scales(style_scales)
+        self.has_style_targets = False
         if style_images is not None and self.style_layers:
             images = [style_images] if isinstance(style_images, torch.Tensor) else list(style_images)
             blend = list(style_blend) if style_blend is not None else [1.0] * len(images)
@@ -166,9 +174,19 @@ class PerceptualLoss(nn.Module):
             for name, g in targets.items():
                 # Buffers move with .to(device) and are excluded from state_dict (persistent=False).
                 self.register_buffer(self._buffer_name(name, scale), g, persistent=False)
-        self.scaled_style_targets = {scale: {name: self._style_target(name, scale) for name in self.style_layers}
-                                     for scale in self.style_scales}
-        self.style_targets = self.scaled_style_targets[self.style_scales[0]]
+        self.has_style_targets = True
+
+    @property
+    def scaled_style_targets(self) -> dict[float, dict[str, torch.Tensor]]:
+        """The Gram targets by scale and layer (read from the buffers, so they follow ``.to(device)``)."""
+        if not self.has_style_targets:
+            return {}
+        return {scale: {name: self._style_target(name, scale) for name in self.style_layers} for scale in self.style_scales}
+
+    @property
+    def style_targets(self) -> dict[str, torch.Tensor]:
+        """The Gram targets of the first style scale (1 unless the pyramid leaves it out), by layer."""
+        return self.scaled_style_targets.get(self.style_scales[0], {})
 
     @staticmethod
     def _buffer_name(layer: str, scale: float) -> str:
@@ -189,7 +207,7 @@ class PerceptualLoss(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Loss terms of ``output`` against ``content`` (an image batch or precomputed features)."""
         want_content = content is not None and self.content_layers and self.content_weight != 0
-        layers = set(self.style_layers) if self.style_targets and 1.0 in self.style_scales else set()
+        layers = set(self.style_layers) if self.has_style_targets and 1.0 in self.style_scales else set()
         if want_content:
             layers |= set(self.content_layers)
         feats = self.vgg(output, layers)
@@ -211,7 +229,7 @@ class PerceptualLoss(nn.Module):
         terms["content"] = c_total
 
         s_total = zero
-        if self.style_targets:
+        if self.has_style_targets:
             for scale in self.style_scales:
                 scaled = feats if scale == 1.0 else self.vgg(rescale(output, scale, "output"), self.style_layers)
                 suffix = "" if scale == 1.0 else f"@{scale:g}"

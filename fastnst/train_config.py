@@ -20,6 +20,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from fastnst.assets import resolve_style_image
+from fastnst.losses import check_style_scales
 from fastnst.runtime import Precision
 from fastnst.transformer import TransformerConfig
 from fastnst.vgg import LAYER_NAMES
@@ -177,18 +178,16 @@ def validate_config(cfg: DictConfig) -> TrainConfig:
         (c.style.image_size >= 16, f"style.image_size must be >= 16, got {c.style.image_size}"),
         (c.style.content_weight >= 0 and c.style.style_weight >= 0 and c.style.tv_weight >= 0,
          "style.content_weight, style.style_weight and style.tv_weight must be >= 0"),
-        (bool(c.style.style_scales) and all(0.0 < x <= 1.0 for x in c.style.style_scales)
-         and len(set(c.style.style_scales)) == len(c.style.style_scales),
-         f"style.style_scales must be distinct factors in (0, 1], got {list(c.style.style_scales)}"),
-        (not c.style.style_scales or c.data.image_size * min(c.style.style_scales) >= 16,
-         f"style.style_scales: the {min(c.style.style_scales or [1.0]):g} level of a {c.data.image_size} px crop would be under "
-         "16 px, too small for VGG's style layers (use larger crops or a larger scale)"),
         (bool(str(c.style.name).strip()) and "/" not in str(c.style.name),
          f"style.name must be a non-empty name without '/', got {c.style.name!r}"),
     ]
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    try:
+        check_style_scales(c.style.style_scales, c.data.image_size, f"a {c.data.image_size} px crop")
+    except ValueError as exc:
+        raise ConfigError(f"style.{exc}") from exc
     for group in ("content_layers", "style_layers"):
         for layer, weight in c.style[group].items():
             if layer not in LAYER_NAMES:
