@@ -95,8 +95,21 @@ def bundled_sample_paths() -> list[Path]:
     return paths
 
 
+def listed_image_paths(root: str | os.PathLike, files: Sequence[str]) -> list[Path]:
+    """A recorded training set: these files under ``root``, in this order; a missing one is an error."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"data.root {root} is not a directory (this data set lists {len(files)} files under it)")
+    paths = [root / name for name in files]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise DataError(f"{missing[0]}: listed in data.files but not found ({len(missing)} of {len(files)} missing; "
+                        "see the data config for where each photo comes from)")
+    return paths
+
+
 def image_paths(source: str, root: str | None = None, split: str = "train2017", annotations: str | None = None,
-                limit: int | None = None) -> list[Path]:
+                limit: int | None = None, files: Sequence[str] = ()) -> list[Path]:
     """The image list of a data source (``coco``, ``folder`` or ``sample``), optionally cut to ``limit``."""
     if source == "coco":
         if not root:
@@ -105,7 +118,7 @@ def image_paths(source: str, root: str | None = None, split: str = "train2017", 
     elif source == "folder":
         if not root:
             raise DataError("data=folder needs data.root=/path/to/images")
-        paths = folder_image_paths(root)
+        paths = listed_image_paths(root, files) if files else folder_image_paths(root)
     elif source == "sample":
         paths = bundled_sample_paths()
     else:

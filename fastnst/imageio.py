@@ -334,6 +334,39 @@ def load_image(
     return pil_to_tensor(img, dtype)
 
 
+def trim_uniform_frame(img: Image.Image, tolerance: float = 12.0, max_fraction: float = 0.1
+                       ) -> tuple[Image.Image, tuple[int, int, int, int]]:
+    """Cut a uniform frame (a scan's black or white border) off an image: outer rows and columns whose
+    pixels all lie within ``tolerance`` (0-255) of the frame colour, at most ``max_fraction`` of a side.
+
+    Returns the image and the cut (top, bottom, left, right) in pixels. Painted content is never that
+    flat over a whole row, so an unframed painting comes back unchanged.
+    """
+    a = np.asarray(img.convert("RGB"), dtype=np.float32)
+    h, w = a.shape[:2]
+    corner = np.median(np.stack([a[0, 0], a[0, -1], a[-1, 0], a[-1, -1]]), axis=0)
+
+    def flat(line: np.ndarray) -> bool:
+        return float(np.abs(line - corner).max()) <= tolerance
+
+    def count(lines: Iterator[np.ndarray], limit: int) -> int:
+        n = 0
+        for line in lines:
+            if n >= limit or not flat(line):
+                break
+            n += 1
+        return n
+
+    top = count((a[i] for i in range(h)), int(h * max_fraction))
+    bottom = count((a[h - 1 - i] for i in range(h)), int(h * max_fraction))
+    left = count((a[:, j] for j in range(w)), int(w * max_fraction))
+    right = count((a[:, w - 1 - j] for j in range(w)), int(w * max_fraction))
+    cut = (top, bottom, left, right)
+    if not any(cut):
+        return img, cut
+    return img.crop((left, top, w - right, h - bottom)), cut
+
+
 def single_image(t: torch.Tensor) -> torch.Tensor:
     """A (3, H, W) or (1, 3, H, W) image tensor as (3, H, W); ValueError for any other shape (a batch
     of several, a wrong channel count). The one shape rule of the tensor-to-8-bit converters."""

@@ -4,8 +4,8 @@ scripts' main() makes them): data, loader, transform network, perceptual loss, o
 from __future__ import annotations
 
 import logging
-import math
 import signal
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -14,9 +14,10 @@ from torch.utils.data import DataLoader
 from fastnst.assets import sample_image_paths
 from fastnst.data import EpochSampler, PhotoDataset, center_square, collate_photos, image_paths
 from fastnst.distributed import DistInfo
-from fastnst.imageio import ImageError, load_image, open_image
+from fastnst.imageio import ImageError, open_image, pil_to_tensor, resize_long_side, trim_uniform_frame
 from fastnst.losses import PerceptualLoss
 from fastnst.modelfile import load_style_model
+from fastnst.phases import Phase, phase_lr_factor
 from fastnst.train_config import ConfigError, TrainConfig, active_layers, model_config, style_image_file
 from fastnst.transformer import TransformNet
 from fastnst.vgg import VGG19Features
@@ -29,7 +30,7 @@ DEFAULT_SAMPLE_PHOTOS = ("chelsea.png", "coffee.png", "astronaut.png", "motorcyc
 
 def build_data(cfg: TrainConfig, info: DistInfo) -> tuple[PhotoDataset, EpochSampler]:
     d = cfg.data
-    paths = image_paths(d.name.value, d.root, d.split, d.annotations, d.limit)
+    paths = image_paths(d.name.value, d.root, d.split, d.annotations, d.limit, d.files)
     dataset = PhotoDataset(paths, d.image_size, d.crop_min_scale, d.hflip)
     sampler = EpochSampler(len(dataset), d.batch_size, cfg.seed, d.repeat, info.rank, info.world_size)
     return dataset, sampler
@@ -74,64 +75,54 @@ def build_model(cfg: TrainConfig, device: torch.device, memory_format: torch.mem
     return model.to(device=device, memory_format=memory_format)
 
 
-def build_loss(cfg: TrainConfig, device: torch.device, memory_format: torch.memory_format) -> tuple[PerceptualLoss, Path]:
-    """The perceptual loss with the style's Gram targets (computed once, here)."""
+def load_painting(cfg: TrainConfig) -> tuple[torch.Tensor, Path]:
+    """The style image at its training size, its uniform frame cut off (``style.trim_frame``)."""
     s = cfg.style
     path = style_image_file(s.image)
-    style = load_image(path, max_size=s.image_size)
+    img = open_image(path)
+    if s.trim_frame:
+        img, cut = trim_uniform_frame(img)
+        if any(cut):
+            log.info("%s: cut a uniform frame off the painting (top, bottom, left, right: %s px)", path, cut)
+    return pil_to_tensor(resize_long_side(img, s.image_size)), path
+
+
+def build_losses(cfg: TrainConfig, phases: Sequence[Phase], device: torch.device, memory_format: torch.memory_format
+                 ) -> tuple[dict[tuple[float, ...], PerceptualLoss], Path]:
+    """One perceptual loss per distinct style pyramid among the phases (sharing one VGG-19), each with
+    the painting's Gram targets computed once, here. Phase weights are set on them as a phase starts."""
+    s = cfg.style
+    style, path = load_painting(cfg)
     vgg = VGG19Features(cfg.vgg_weights, pooling=cfg.vgg_pooling.value).to(device=device, memory_format=memory_format)
-    try:
-        loss = PerceptualLoss(
-            vgg,
-            style.to(device),
-            content_layers=active_layers(s.content_layers),
-            style_layers=active_layers(s.style_layers),
-            content_weight=s.content_weight,
-            style_weight=s.style_weight,
-            tv_weight=s.tv_weight,
-            style_scales=s.style_scales,
-        )
-    except ValueError as exc:  # a pyramid level of this painting too small for VGG
-        raise ConfigError(f"{path}: {exc}") from exc
-    return loss, path
+    keys = list(dict.fromkeys(p.loss_key for p in phases if p.loss == "perceptual")) or [tuple(s.style_scales)]
+    losses = {}
+    for key in keys:
+        try:
+            losses[key] = PerceptualLoss(
+                vgg,
+                style.to(device),
+                content_layers=active_layers(s.content_layers),
+                style_layers=active_layers(s.style_layers),
+                content_weight=s.content_weight,
+                style_weight=s.style_weight,
+                tv_weight=s.tv_weight,
+                style_scales=key,
+            )
+        except ValueError as exc:  # a pyramid level of this painting too small for VGG
+            raise ConfigError(f"{path}: {exc}") from exc
+    return losses, path
 
 
-def lr_factor(step: int, warmup_steps: int, perceptual_steps: int, schedule: str, min_factor: float,
-              ramp_steps: int = 0) -> float:
-    """LR multiplier at optimiser step ``step``: constant in the identity warm-up; in the perceptual
-    phase a linear ramp over its first ``ramp_steps`` steps, times the chosen schedule.
-
-    Why the ramp: the perceptual phase starts with fresh Adam moments and gradients ~10x the warm-up's;
-    Adam's first updates are then ~lr * sign(g) for every weight at once and knock the warmed-up
-    network far from the identity map (the usual remedy for Adam's early variance, cf. Liu et al.
-    2020, "On the Variance of the Adaptive Learning Rate and Beyond").
-    """
-    if step < warmup_steps:
-        return 1.0
-    k = step - warmup_steps
-    ramp = min(1.0, (k + 1) / ramp_steps) if ramp_steps > 0 else 1.0
-    if schedule == "constant" or perceptual_steps <= 1:
-        return ramp
-    t = min(1.0, k / (perceptual_steps - 1))
-    return ramp * (min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * t)))
-
-
-def build_optimizer(cfg: TrainConfig, model: torch.nn.Module, warmup_steps: int, perceptual_steps: int
+def build_optimizer(cfg: TrainConfig, model: torch.nn.Module, phases: Sequence[Phase]
                     ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """Adam at ``cfg.lr``, scaled at every step by the phase plan (each phase's lr, ramp and schedule)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    schedule, min_factor, ramp = cfg.lr_schedule.value, float(cfg.lr_min_factor), int(cfg.lr_warmup_steps)
+    plan, base = list(phases), float(cfg.lr)
 
     def factor(step: int) -> float:
-        return lr_factor(step, warmup_steps, perceptual_steps, schedule, min_factor, ramp)
+        return phase_lr_factor(plan, step, base)
 
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def step_budget(cfg: TrainConfig, steps_per_epoch: int) -> tuple[int, int]:
-    """(warm-up steps, perceptual steps) from epochs / max_steps."""
-    warmup = math.ceil(cfg.warmup_epochs * steps_per_epoch - 1e-9)
-    perceptual = cfg.max_steps if cfg.max_steps is not None else math.ceil(cfg.epochs * steps_per_epoch - 1e-9)
-    return max(0, warmup), max(0, perceptual)
 
 
 def load_sample_photos(cfg: TrainConfig) -> torch.Tensor | None:

@@ -45,6 +45,11 @@ class Pooling(Enum):
     avg = "avg"
 
 
+class PhaseLoss(Enum):
+    identity = "identity"  # pixel MSE to the input: the network learns the identity map first
+    perceptual = "perceptual"  # content + style + TV through the frozen VGG-19
+
+
 @dataclass
 class StyleConfig:
     """The painting and the perceptual loss that measures it (one file per style)."""
@@ -62,6 +67,9 @@ class StyleConfig:
     # The style loss summed over the output and the painting resized by each factor (fastnst.losses.
     # PerceptualLoss): [1.0, 0.5] adds a half-size level that weighs motifs twice VGG's window.
     style_scales: list[float] = field(default_factory=lambda: [1.0])
+    # Cut a uniform frame (a scan's black border) off the painting before its Gram targets are taken:
+    # the network would learn to paint the frame at every image's edge.
+    trim_frame: bool = True
 
 
 @dataclass
@@ -79,6 +87,8 @@ class DataConfig:
     crop_min_scale: float = 0.6  # crop side as a fraction of the short side, drawn from [crop_min_scale, 1]
     hflip: bool = True
     limit: Optional[int] = None  # use only the first N images (quick experiments)
+    # folder: only these files, relative to root (a recorded training set); empty = every image under root
+    files: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -92,6 +102,27 @@ class ModelConfig:
 
 
 @dataclass
+class PhaseConfig:
+    """One phase of a run (``phases:`` in a recipe). Unset values fall back to the top-level setting
+    (``lr``, ``lr_schedule``, ...), the data group's crop size, or the style group's loss."""
+
+    name: str = MISSING
+    loss: PhaseLoss = PhaseLoss.perceptual
+    steps: Optional[int] = None  # optimiser steps of this phase (or epochs; exactly one of the two)
+    epochs: Optional[float] = None
+    lr: Optional[float] = None
+    lr_schedule: Optional[LRSchedule] = None
+    lr_min_factor: Optional[float] = None
+    lr_warmup_steps: Optional[int] = None  # a linear ramp over the phase's first steps
+    reset_optimizer: bool = True  # fresh Adam moments when the phase starts (not for the first phase)
+    image_size: Optional[int] = None  # training crop side
+    content_weight: Optional[float] = None
+    style_weight: Optional[float] = None
+    tv_weight: Optional[float] = None
+    style_scales: Optional[list[float]] = None
+
+
+@dataclass
 class TrainConfig:
     """Loop settings at the top level, one nested group per style, data and model."""
 
@@ -99,6 +130,10 @@ class TrainConfig:
     data: DataConfig = MISSING
     model: ModelConfig = MISSING
 
+    recipe: Optional[str] = None  # the recipe (configs/recipe/<name>.yaml) this config was composed from
+    # The run as a list of phases (a recipe's way); empty = identity warm-up (warmup_epochs), then the
+    # perceptual loss (epochs or max_steps), with the top-level schedule.
+    phases: list[PhaseConfig] = field(default_factory=list)
     max_steps: Optional[int] = None  # perceptual-phase optimiser steps; when set, overrides epochs
     epochs: float = 2.0  # perceptual-phase epochs (fractions allowed)
     warmup_epochs: float = 1.0  # identity warm-up epochs before the perceptual phase (fractions allowed)
@@ -188,6 +223,7 @@ def validate_config(cfg: DictConfig) -> TrainConfig:
         check_style_scales(c.style.style_scales, c.data.image_size, f"a {c.data.image_size} px crop")
     except ValueError as exc:
         raise ConfigError(f"style.{exc}") from exc
+    check_phases(c)
     for group in ("content_layers", "style_layers"):
         for layer, weight in c.style[group].items():
             if layer not in LAYER_NAMES:
@@ -203,6 +239,38 @@ def validate_config(cfg: DictConfig) -> TrainConfig:
     except ValueError as exc:
         raise ConfigError(f"model: {exc}") from exc
     return OmegaConf.to_object(merged)  # type: ignore[return-value]
+
+
+def check_phases(c: Any) -> None:
+    """One-line errors for a ``phases:`` list that cannot run (names the phase and the setting)."""
+    names = [str(p.name) for p in c.phases]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"phases: names must be distinct, got {names}")
+    for i, p in enumerate(c.phases):
+        where = f"phases.{i} ({p.name})"
+        if (p.steps is None) == (p.epochs is None):
+            raise ConfigError(f"{where}: give exactly one of steps or epochs")
+        checks = [
+            (p.steps is None or p.steps >= 0, f"steps must be >= 0, got {p.steps}"),
+            (p.epochs is None or p.epochs >= 0, f"epochs must be >= 0, got {p.epochs}"),
+            (p.lr is None or p.lr > 0, f"lr must be > 0, got {p.lr}"),
+            (p.lr_min_factor is None or 0.0 <= p.lr_min_factor <= 1.0, f"lr_min_factor must be in [0, 1], got {p.lr_min_factor}"),
+            (p.lr_warmup_steps is None or p.lr_warmup_steps >= 0, f"lr_warmup_steps must be >= 0, got {p.lr_warmup_steps}"),
+            (p.image_size is None or p.image_size >= 16, f"image_size must be >= 16, got {p.image_size}"),
+            (all(w is None or w >= 0 for w in (p.content_weight, p.style_weight, p.tv_weight)),
+             "content_weight, style_weight and tv_weight must be >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"{where}: {message}")
+        if p.style_scales is not None:
+            size = p.image_size or c.data.image_size
+            try:
+                check_style_scales(p.style_scales, size, f"a {size} px crop")
+            except ValueError as exc:
+                raise ConfigError(f"{where}: {exc}") from exc
+    if c.phases and (c.max_steps is not None):
+        raise ConfigError("max_steps does not apply to a run with phases: set phases.<i>.steps instead")
 
 
 def model_config(cfg: DictConfig | TrainConfig) -> TransformerConfig:

@@ -44,8 +44,11 @@ from fastnst.interrupt import InterruptFlag
 from fastnst.losses import PerceptualLoss
 from fastnst.metric_log import MetricWindow
 from fastnst.modelfile import ModelFileError, save_style_model
+from fastnst.phases import Phase, phase_index, plan_phases
+from fastnst.phases import total_steps as plan_total_steps
+from fastnst.provenance import run_provenance
 from fastnst.runtime import autocast, resolve_precision
-from fastnst.train_build import build_data, build_loss, build_model, build_optimizer, load_sample_photos, make_loader, step_budget
+from fastnst.train_build import build_data, build_losses, build_model, build_optimizer, load_sample_photos, make_loader
 from fastnst.train_config import ConfigError, TrainConfig, TrainingError, active_layers, to_plain_dict, validate_config
 from fastnst.transformer import TransformerConfig, TransformNet, count_parameters
 from fastnst.vgg import WeightsError
@@ -126,12 +129,15 @@ class TrainContext:
     memory_format: torch.memory_format
     model: TransformNet  # the plain module (saved, exported, used for samples)
     step_model: torch.nn.Module  # what the step runs: the model, maybe wrapped in DDP and/or compiled
-    loss_fn: PerceptualLoss
+    loss_fn: PerceptualLoss  # the current phase's
+    losses: dict[tuple[float, ...], PerceptualLoss]  # one per distinct style pyramid among the phases
+    phases: list[Phase]
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler  # enabled for fp16 only; a pass-through otherwise
     sampler: EpochSampler
-    warmup_steps: int
+    dataset: Any
+    warmup_steps: int  # steps in identity phases
     total_steps: int
     start_step: int
     callbacks: Sequence[ProgressCallback]
@@ -148,11 +154,11 @@ class TrainContext:
 # --------------------------------------------------------------------------------------------------
 
 
-def compute_loss(ctx: TrainContext, images: torch.Tensor, phase: str) -> dict[str, torch.Tensor]:
+def compute_loss(ctx: TrainContext, images: torch.Tensor, phase: Phase) -> dict[str, torch.Tensor]:
     """Forward pass and loss terms; ``total`` is what is optimised."""
     with autocast(ctx.device, ctx.dtype):
         output = ctx.step_model(images)
-        if phase == "warmup":
+        if phase.loss == "identity":
             # Identity warm-up: pixel MSE to the input drives the network toward the identity map.
             pixel = F.mse_loss(output.float(), images.float())
             return {"pixel": pixel, "total": pixel}
@@ -182,14 +188,27 @@ def _non_finite_message(ctx: TrainContext, state: TrainState, phase: str, what: 
             f"Lower lr (now {ctx.optimizer.param_groups[0]['lr']:.3g}) or the loss weights, or try precision=fp32; {last}")
 
 
-def train_one_epoch(ctx: TrainContext, state: TrainState, loader: Iterable[Batch]) -> bool:
-    """Run the optimiser over one epoch of batches (from ``state.batch_in_epoch`` on).
+def enter_phase(ctx: TrainContext, phase: Phase) -> None:
+    """Set the phase's crop size and loss weights (before its batches are loaded)."""
+    ctx.dataset.image_size = phase.image_size
+    if phase.loss == "perceptual":
+        loss = ctx.losses[phase.loss_key]
+        loss.content_weight, loss.style_weight, loss.tv_weight = phase.content_weight, phase.style_weight, phase.tv_weight
+        ctx.loss_fn = loss
 
-    Returns True when the step budget is spent. State is advanced only after a step completes, so a
-    checkpoint taken at any point between steps resumes exactly.
+
+def train_one_epoch(ctx: TrainContext, state: TrainState, loader: Iterable[Batch]) -> str:
+    """Run the optimiser over one epoch of batches (from ``state.batch_in_epoch`` on), within one phase.
+
+    Returns "done" when the step budget is spent, "phase" when the phase the call started in is over
+    (the caller sets up the next one and goes on in the same epoch), "epoch" when the batches ran out.
+    State is advanced only after a step completes, so a checkpoint taken at any point between steps
+    resumes exactly.
     """
     params = [p for p in ctx.model.parameters() if p.requires_grad]
     clip = ctx.cfg.grad_clip
+    index = phase_index(ctx.phases, state.step)
+    phase = ctx.phases[index]
     for batch in loader:
         for bad in batch.bad:
             if bad.path not in state.skipped:
@@ -199,9 +218,8 @@ def train_one_epoch(ctx: TrainContext, state: TrainState, loader: Iterable[Batch
         if min_over_processes(n, ctx.dist, ctx.device) == 0:  # DDP: a step needs data on every process
             state.batch_in_epoch += 1
             continue
-        phase = "warmup" if state.step < ctx.warmup_steps else "perceptual"
-        if state.step == ctx.warmup_steps > 0:
-            # Fresh Adam moments for the perceptual phase. Kept from the warm-up, its second moments
+        if state.step == phase.start and index > 0 and phase.reset_optimizer:
+            # Fresh Adam moments for a new phase. Kept from the identity warm-up, its second moments
             # would reflect pixel-loss gradients orders of magnitude smaller than the perceptual ones,
             # and m/sqrt(v) would scale the first few hundred steps to ~5x the learning rate: seen to
             # collapse the network into dark blobs that 200 steps did not undo.
@@ -228,12 +246,14 @@ def train_one_epoch(ctx: TrainContext, state: TrainState, loader: Iterable[Batch
         state.batch_in_epoch += 1
         state.images_seen += n * ctx.dist.world_size
         values["grad_norm"] = grad_norm
-        _after_step(ctx, state, phase, values, lr, n * ctx.dist.world_size)
+        _after_step(ctx, state, phase.name, values, lr, n * ctx.dist.world_size)
         if stop:
             raise KeyboardInterrupt
         if state.step >= ctx.total_steps:
-            return True
-    return False
+            return "done"
+        if state.step >= phase.end:
+            return "phase"
+    return "epoch"
 
 
 def _after_step(ctx: TrainContext, state: TrainState, phase: str, values: dict[str, float], lr: float, images: int) -> None:
@@ -282,6 +302,7 @@ def checkpoint_payload(ctx: TrainContext, state: TrainState) -> dict[str, Any]:
         "skipped": dict(state.skipped),
         "warmup_steps": ctx.warmup_steps,
         "total_steps": ctx.total_steps,
+        "phases": [p.to_dict() for p in ctx.phases],
         "data": ctx.sampler.state(),
         "rng": capture_rng_state(),
         "config": to_plain_dict(ctx.cfg),
@@ -364,33 +385,34 @@ def _config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") 
 
 
 def model_info(ctx: TrainContext, state: TrainState, style_path: Path, num_images: int, wall_time: float) -> dict[str, Any]:
-    """Metadata stored in the exported model file."""
+    """Metadata stored in the exported model file: the loss in brief (for ``--list-models``) and what
+    made the file: the recipe, the resolved config and overrides, the code, the data and the machine."""
     from fastnst import __version__
 
     cfg = ctx.cfg
     s = cfg.style
+    done = {p.name: max(0, min(state.step, p.end) - p.start) for p in ctx.phases}
+    identity = sum(done[p.name] for p in ctx.phases if p.loss == "identity")
+    last = ctx.phases[-1] if ctx.phases else None
     return {
         "style": s.name,
+        "recipe": cfg.recipe,
         "style_image": style_path.name,
         "style_image_size": s.image_size,
-        "steps": max(0, state.step - ctx.warmup_steps),
-        "warmup_steps": min(state.step, ctx.warmup_steps),
-        "epochs": cfg.epochs,
-        "warmup_epochs": cfg.warmup_epochs,
-        "max_steps": cfg.max_steps,
-        "content_weight": s.content_weight,
-        "style_weight": s.style_weight,
-        "tv_weight": s.tv_weight,
+        "steps": state.step - identity,
+        "warmup_steps": identity,
+        "phase_steps": done,
+        "content_weight": last.content_weight if last else s.content_weight,
+        "style_weight": last.style_weight if last else s.style_weight,
+        "tv_weight": last.tv_weight if last else s.tv_weight,
         "content_layers": active_layers(s.content_layers),
         "style_layers": active_layers(s.style_layers),
-        "style_scales": list(s.style_scales),
+        "style_scales": list(last.style_scales) if last else list(s.style_scales),
         "vgg_weights": cfg.vgg_weights,
         "vgg_pooling": cfg.vgg_pooling.value,
-        "image_size": cfg.data.image_size,
+        "image_size": last.image_size if last else cfg.data.image_size,
         "batch_size": cfg.data.batch_size * ctx.dist.world_size,
         "lr": cfg.lr,
-        "lr_schedule": cfg.lr_schedule.value,
-        "lr_warmup_steps": cfg.lr_warmup_steps,
         "data": cfg.data.name.value,
         "data_images": num_images,
         "images_seen": state.images_seen,
@@ -402,6 +424,10 @@ def model_info(ctx: TrainContext, state: TrainState, style_path: Path, num_image
         "precision": str(ctx.dtype).replace("torch.", ""),
         "compile": bool(cfg.compile),
         "fastnst_version": __version__,
+        "phases": [p.to_dict() for p in ctx.phases],
+        "config": to_plain_dict(cfg),
+        "overrides": list(ctx.overrides),
+        **run_provenance(cfg, ctx.dataset.paths, ctx.device, ctx.dist.world_size),
     }
 
 
@@ -452,18 +478,20 @@ def _train(cfg: TrainConfig, run_dir: Path, info: DistInfo, device: torch.device
 
     # Data first: a wrong data root should fail before anything slow happens.
     dataset, sampler = build_data(cfg, info)
-    warmup_steps, perceptual_steps = step_budget(cfg, sampler.batches_per_epoch)
-    total_steps = warmup_steps + perceptual_steps
-    loss_fn, style_path = build_loss(cfg, device, memory_format)
+    phases = plan_phases(cfg, sampler.batches_per_epoch)
+    total_steps = plan_total_steps(phases)
+    warmup_steps = sum(p.steps for p in phases if p.loss == "identity")
+    losses, style_path = build_losses(cfg, phases, device, memory_format)
     model = build_model(cfg, device, memory_format)
-    optimizer, scheduler = build_optimizer(cfg, model, warmup_steps, perceptual_steps)
+    optimizer, scheduler = build_optimizer(cfg, model, phases)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)  # loss scaling: fp16 only
     ckpt = load_checkpoint(cfg.resume) if cfg.resume else None
 
     ctx = TrainContext(cfg=cfg, run_dir=run_dir, dist=info, device=device, dtype=dtype, memory_format=memory_format,
-                       model=model, step_model=model, loss_fn=loss_fn, optimizer=optimizer, scheduler=scheduler,
-                       scaler=scaler, sampler=sampler, warmup_steps=warmup_steps, total_steps=total_steps,
-                       start_step=0, callbacks=callbacks, interrupt=InterruptFlag(), overrides=overrides)
+                       model=model, step_model=model, loss_fn=next(iter(losses.values())), losses=losses, phases=phases,
+                       optimizer=optimizer, scheduler=scheduler, scaler=scaler, sampler=sampler, dataset=dataset,
+                       warmup_steps=warmup_steps, total_steps=total_steps, start_step=0, callbacks=callbacks,
+                       interrupt=InterruptFlag(), overrides=overrides)
     state = restore_from_checkpoint(ctx, ckpt, cfg) if ckpt is not None else TrainState()
     ctx.start_step = state.step
     if ckpt is not None and info.is_main:
@@ -489,10 +517,11 @@ def _train(cfg: TrainConfig, run_dir: Path, info: DistInfo, device: torch.device
             ctx.tb.text("config", "```\n" + OmegaConf.to_yaml(OmegaConf.create(to_plain_dict(cfg))) + "\n```")
         ctx.sample_photos = load_sample_photos(cfg)
     log.info(
-        "%s: %s data, %d images, %d steps/epoch (x%d processes, batch %d each); warm-up %d steps, perceptual %d steps; "
+        "%s: %s data, %d images, %d steps/epoch (x%d processes, batch %d each); phases %s; "
         "%s net (%d params) on %s, %s%s%s",
         cfg.style.name, cfg.data.name.value, len(dataset), sampler.batches_per_epoch, info.world_size,
-        cfg.data.batch_size, warmup_steps, perceptual_steps, cfg.model.name, count_parameters(model), device,
+        cfg.data.batch_size, ", ".join(f"{p.name} {p.steps} steps" for p in phases) or "none",
+        cfg.model.name, count_parameters(model), device,
         str(dtype).replace("torch.", ""), ", channels_last" if cfg.channels_last else "", ", compiled" if cfg.compile else "",
     )
     if state.step:
@@ -505,11 +534,14 @@ def _train(cfg: TrainConfig, run_dir: Path, info: DistInfo, device: torch.device
     try:
         with ctx.interrupt:
             while state.step < total_steps:
+                enter_phase(ctx, phases[phase_index(phases, state.step)])
                 sampler.set_epoch(state.epoch, min(state.batch_in_epoch, sampler.batches_per_epoch))
                 steps_before, batches_before = state.step, state.batch_in_epoch
-                done = train_one_epoch(ctx, state, make_loader(dataset, sampler, cfg, device))
-                if done:
+                outcome = train_one_epoch(ctx, state, make_loader(dataset, sampler, cfg, device))
+                if outcome == "done":
                     break
+                if outcome == "phase":
+                    continue  # the next phase goes on in the same epoch, from the next batch
                 if state.step == steps_before and state.batch_in_epoch > batches_before:
                     raise DataError(f"no readable image in a whole epoch ({len(state.skipped)} unreadable files)")
                 state.epoch += 1

@@ -31,8 +31,9 @@ from hydra import compose, initialize_config_dir
 from fastnst.data import Batch, PhotoDataset, image_paths
 from fastnst.distributed import DistInfo
 from fastnst.interrupt import InterruptFlag
+from fastnst.phases import plan_phases
 from fastnst.runtime import autocast, cpu_supports_bf16, resolve_device, resolve_precision
-from fastnst.train_build import build_loss, build_model, build_optimizer
+from fastnst.train_build import build_losses, build_model, build_optimizer
 from fastnst.train_config import (
     CONFIG_DIR,
     validate_config,
@@ -95,14 +96,17 @@ def build_step(variant: Variant, size: int, batch: int, style: str) -> tuple[cal
     dtype = resolve_precision(cfg.precision.value, device)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     torch.manual_seed(0)
-    loss_fn, _ = build_loss(cfg, device, memory_format)
+    phases = plan_phases(cfg, batches_per_epoch=1)
+    losses, _ = build_losses(cfg, phases, device, memory_format)
+    loss_fn = losses[phases[0].loss_key]
     model = build_model(cfg, device, memory_format)
-    optimizer, scheduler = build_optimizer(cfg, model, 0, 1_000_000)
+    optimizer, scheduler = build_optimizer(cfg, model, phases)
     step_model = torch.compile(model) if cfg.compile else model
     if variant.compile_loss:
         loss_fn.vgg.forward = torch.compile(loss_fn.vgg.forward)
     ctx = TrainContext(cfg=cfg, run_dir=Path("."), dist=DistInfo(), device=device, dtype=dtype,
                        memory_format=memory_format, model=model, step_model=step_model, loss_fn=loss_fn,
+                       losses=losses, phases=phases, dataset=None,
                        optimizer=optimizer, scheduler=scheduler, scaler=torch.amp.GradScaler(enabled=False), sampler=None, warmup_steps=0,
                        total_steps=1_000_000, start_step=0, callbacks=(), interrupt=InterruptFlag(), overrides=[])
     dataset = PhotoDataset(image_paths("sample"), size)

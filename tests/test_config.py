@@ -31,7 +31,7 @@ MODELS = sorted(p.stem for p in (CONFIG_DIR / "model").glob("*.yaml"))
 
 def test_config_groups_present():
     assert {"starry", "scream"} <= set(STYLES)
-    assert set(DATA) == {"coco", "folder", "sample"}
+    assert set(DATA) == {"coco", "folder", "packages", "sample"}
     assert {"johnson", "small"} <= set(MODELS)
 
 
@@ -59,7 +59,7 @@ def test_a_style_whose_painting_does_not_ship_asks_for_it():
 def test_every_data_group_composes(data, tmp_path):
     cfg = compose([f"data={data}", f"data.root={tmp_path}"])
     cfg = validate_config(cfg)
-    assert cfg.data.name == DataSource(data)
+    assert cfg.data.name == (DataSource.folder if data == "packages" else DataSource(data))
     assert (cfg.data.image_size, cfg.data.batch_size) == (256, 4) and cfg.data.num_workers >= 1
 
 

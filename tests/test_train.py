@@ -13,7 +13,7 @@ from support import compose, make_photo_folder, tiny_overrides
 from fastnst.checkpoint import load_checkpoint
 from fastnst.cli.train import _resumed_config
 from fastnst.modelfile import load_style_model
-from fastnst.train_build import lr_factor
+from fastnst.phases import lr_factor
 from fastnst.trainer import NonFiniteLossError, TrainingInterrupted, train
 from fastnst.transformer import TransformNet
 
