@@ -173,7 +173,7 @@ def test_list_models(tmp_path, monkeypatch, capsys, model):
     (ckpt / "mosaic.safetensors").write_bytes(model.read_bytes())
     save_style_model(ckpt / "bare.safetensors", TransformNet(TransformerConfig(base_channels=4, num_residual_blocks=0)), {})
     dilated = TransformerConfig(base_channels=4, num_residual_blocks=2, residual_dilations=(2, 1))
-    save_style_model(ckpt / "wide.safetensors", TransformNet(dilated), {})
+    save_style_model(ckpt / "wide.safetensors", TransformNet(dilated), {"recipe": "wide", "steps": 5})
     (ckpt / "junk.safetensors").write_bytes(b"junk")
     monkeypatch.setattr(modelfile, "CHECKPOINTS_DIR", ckpt)
     assert main(["--list-models"]) == 0
@@ -182,6 +182,7 @@ def test_list_models(tmp_path, monkeypatch, capsys, model):
     assert "bare: style bare" in out  # no info at all: still listed
     assert "2 residual blocks (dilations 2, 1)" in out and "0 residual blocks\n" in out  # undilated: not said
     assert "junk: unreadable" in out
+    assert "wide: style wide; johnson2016" in out and "; recipe wide, steps 5" in out  # the recipe that made it comes first
     monkeypatch.setattr(modelfile, "CHECKPOINTS_DIR", tmp_path / "none")
     assert main(["--list-models"]) == 0
     assert "no shipped models" in capsys.readouterr().out

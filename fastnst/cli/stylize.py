@@ -39,6 +39,7 @@ from fastnst.runtime import INFERENCE_PRECISION_NAMES
 # ----------------------------------------------------------------------------------------------
 
 _INFO_KEYS = [  # (key in info, label); anything missing is just left out
+    ("recipe", "recipe"),
     ("steps", "steps"),
     ("image_size", "image size"),
     ("epochs", "epochs"),
