@@ -97,6 +97,7 @@ class VideoResult:
     stylize_seconds: float  # in the network (and the stabiliser)
     audio: str | None  # "copied", "re-encoded to aac", or None
     scene_cuts: int
+    audio_note: str | None = None  # why and how audio was re-encoded, e.g. "re-encoded to aac (.mp4 cannot hold pcm_s16le audio)"
 
     @property
     def fps(self) -> float:
@@ -165,7 +166,8 @@ def stylize_video(
         seconds = time.perf_counter() - start
     finally:
         reader.close()
-    return VideoResult(dst, writer.frames, width, height, seconds, stylize_seconds, writer.audio_mode, frame_stylizer.scene_cuts)
+    return VideoResult(dst, writer.frames, width, height, seconds, stylize_seconds, writer.audio_mode, frame_stylizer.scene_cuts,
+                       writer.audio_note)
 
 
 def _run_pipeline(reader: FrameReader, frame_stylizer: FrameStylizer, writer: VideoWriter, total: int | None,

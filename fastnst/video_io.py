@@ -4,7 +4,8 @@ PyAV (the ``av`` wheel, which carries its own FFmpeg; ``pip install -e ".[video]
 encodes. The output has the input's frame rate, frame count and timestamps (variable frame rates
 survive), its size (or ``max_size``; frames stored turned, with a rotation in the container as phones
 record portrait video, are turned upright), and the input's audio stream copied packet for packet when the
-output container can hold it (else re-encoded with the container's usual audio codec). Video is H.264
+output container can hold it (else re-encoded with the container's usual audio codec, at a sample rate
+and channel layout that encoder takes; the result says so). Video is H.264
 yuv420p (``crf``, ``preset``) unless ``codec`` says otherwise (VP9 for .webm). yuv420p needs even
 sizes: an odd width or height loses its last column or row (``max_size`` rounds to even instead).
 
@@ -66,6 +67,22 @@ DEFAULT_CRF = 18  # x264's "visually lossless" end; lower is better quality and 
 DEFAULT_PRESET = "veryfast"  # x264 presets trade encoder CPU time (taken from the network) for size
 _CRF_CODECS = {"libx264", "libx265", "libvpx-vp9", "libsvtav1"}
 _PRESET_CODECS = {"libx264", "libx265"}
+# Audio codecs an output container takes unchanged (FFmpeg codec names); anything else is re-encoded.
+# Explicit for MP4, MOV and WebM: their muxers list codecs they then refuse when the header is written
+# (stereo PCM into MP4, Opus into MOV), or that few players play from that container (PCM or Vorbis in
+# MP4). Matroska and AVI take whatever FFmpeg's muxer accepts.
+_PCM = frozenset({"pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_s24be", "pcm_s32le", "pcm_s32be", "pcm_f32le",
+                  "pcm_f32be", "pcm_f64le", "pcm_f64be", "pcm_u8", "pcm_s8", "pcm_alaw", "pcm_mulaw"})
+_AUDIO_COPY: dict[str, frozenset[str]] = {
+    "mp4": frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}),
+    "mov": frozenset({"aac", "mp3", "ac3", "eac3", "alac"}) | _PCM,
+    "webm": frozenset({"opus", "vorbis"}),
+}
+# The encoder for audio a container cannot hold, by muxer (AAC otherwise): WebM allows only Opus and
+# Vorbis, and AVI players expect MP3.
+_AUDIO_REENCODE = {"webm": "libopus", "avi": "libmp3lame"}
+_AUDIO_MAX_CHANNELS = {"libmp3lame": 2}  # more channels are mixed down to stereo
+_STANDARD_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "4.0", 5: "5.0(side)", 6: "5.1(side)", 7: "6.1", 8: "7.1"}
 # Demuxers that open still images: such files are images, not videos.
 _IMAGE_DEMUXERS = ("image2", "_pipe", "gif", "apng", "webp", "png", "bmp", "tiff")
 
@@ -114,6 +131,16 @@ def _open_input(path: Path):
         return av.open(str(path), "r")
     except av.error.FFmpegError as exc:
         raise VideoError(f"{path}: not a readable video ({_reason(exc)})") from None
+
+
+def _audio_rate(codec, rate: int) -> int:
+    """The sample rate to encode ``rate`` Hz audio at: the same if ``codec`` takes it, else the next
+    higher rate it takes (Opus has no 44.1 kHz: 48 kHz), else its highest."""
+    rates = codec.audio_rates
+    if not rates or rate in rates:
+        return rate
+    higher = [r for r in rates if r >= rate]
+    return min(higher) if higher else max(rates)
 
 
 def _reason(exc: BaseException) -> str:
@@ -387,14 +414,31 @@ class VideoWriter:
             self.audio_in = audio_template
             self.audio_out = None
             self._audio_transcode = False
+            self.audio_note: str | None = None  # why and how the audio was re-encoded
             if audio_template is not None:
-                name = audio_template.codec_context.name
-                if name in supported:
+                ctx = audio_template.codec_context  # None when this FFmpeg has no decoder for it
+                name = ctx.codec.canonical_name if ctx is not None else "an unknown codec"
+                copyable = _AUDIO_COPY.get(muxer, supported)
+                if ctx is None or name in copyable:
                     self.audio_out = self.container.add_stream_from_template(audio_template)
-                else:  # e.g. PCM from an AVI into WebM: re-encode with the container's usual codec
-                    target = "libopus" if muxer == "webm" else "aac"
-                    self.audio_out = self.container.add_stream(target, rate=audio_template.codec_context.sample_rate)
+                else:  # e.g. PCM from a camera's AVI into MP4 or WebM: re-encode with the container's usual codec
+                    target = av.Codec(_AUDIO_REENCODE.get(muxer, "aac"), "w")
+                    out_rate = _audio_rate(target, ctx.sample_rate)
+                    # The standard layout for the channel count: PCM from AVI or Matroska often comes
+                    # with channels in no stated order, which the encoders refuse.
+                    channels = min(ctx.layout.nb_channels, _AUDIO_MAX_CHANNELS.get(target.name, 8))
+                    self.audio_out = self.container.add_stream(target.name, rate=out_rate)
+                    self.audio_out.layout = _STANDARD_LAYOUTS.get(channels, "stereo")
                     self._audio_transcode = True
+                    resampled = f" at {out_rate} Hz" if out_rate != ctx.sample_rate else ""
+                    self.audio_note = f"re-encoded to {target.name}{resampled} ({ext} cannot hold {name} audio)"
+            # The header now, not at the first frame: a combination the muxer or an encoder refuses
+            # fails here, before any frame is stylized.
+            try:
+                self.container.start_encoding()
+            except (av.error.FFmpegError, ValueError) as exc:
+                audio = f" and {self.audio_out.codec_context.name} audio" if self.audio_out is not None else ""
+                raise VideoError(f"cannot write {ext} with {codec} video{audio} ({_reason(exc)})") from None
         except BaseException:
             self.container.close()
             raise
@@ -441,6 +485,10 @@ class VideoWriter:
             for packet in self.stream.encode():
                 self.container.mux(packet)
             if self._audio_transcode:
+                for frame in self.audio_in.codec_context.decode(None):  # the decoder's last samples
+                    frame.pts = None
+                    for packet in self.audio_out.encode(frame):
+                        self.container.mux(packet)
                 for packet in self.audio_out.encode():
                     self.container.mux(packet)
         finally:

@@ -53,6 +53,16 @@ def test_avi_becomes_mp4_and_probing_ignores_the_extension(model, tmp_path):
     assert len(read_all(tmp_path / "clip_mosaic.mp4")) == 3
 
 
+def test_camera_avi_with_pcm_sound_becomes_mp4_with_aac(model, tmp_path, capsys):
+    # what most cameras write: Motion JPEG with 48 kHz stereo PCM in an AVI
+    src = write_clip(tmp_path / "cam.avi", moving_square_frames(3, 64, 48), codec="mjpeg", pix_fmt="yuvj420p",
+                     audio="pcm_s16le", audio_rate=48000, audio_layout="stereo")
+    assert run(model, str(src)) == 0
+    out = tmp_path / "cam_mosaic.mp4"
+    assert len(read_all(out)) == 3 and audio_packets(out)
+    assert "audio re-encoded to aac (.mp4 cannot hold pcm_s16le audio)" in capsys.readouterr().err
+
+
 def test_images_and_videos_mixed_into_a_directory(model, tmp_path):
     src = tmp_path / "in"
     write_clip(src / "a.mkv", moving_square_frames(3, 64, 48))

@@ -111,7 +111,7 @@ def run_video_jobs(stylizer, jobs: list, args: argparse.Namespace, overwrite: bo
 
 
 def describe(result) -> str:
-    audio = f"; audio {result.audio}" if result.audio else ""
+    audio = f"; audio {result.audio_note or result.audio}" if result.audio else ""
     cuts = f"; {result.scene_cuts} scene cuts" if result.scene_cuts else ""
     return (f"{result.path}: {result.frames} frames {result.width}x{result.height} in {result.seconds:.1f} s, "
             f"{result.fps:.1f} fps end to end ({result.stylize_seconds:.1f} s stylizing){audio}{cuts}")
