@@ -36,6 +36,8 @@ __all__ = [
     "VideoInfo",
     "VideoWriter",
     "WRITE_EXTENSIONS",
+    "X264_PRESETS",
+    "check_encoder_settings",
     "estimated_frames",
     "is_video_file",
     "is_video_input",
@@ -67,6 +69,11 @@ DEFAULT_CRF = 18  # x264's "visually lossless" end; lower is better quality and 
 DEFAULT_PRESET = "veryfast"  # x264 presets trade encoder CPU time (taken from the network) for size
 _CRF_CODECS = {"libx264", "libx265", "libvpx-vp9", "libsvtav1"}
 _PRESET_CODECS = {"libx264", "libx265"}
+# The CRF scale of each codec (8-bit x264/x265: 0..51; VP9 and SVT-AV1: 0..63).
+_CRF_RANGES = {"libx264": (0, 51), "libx265": (0, 51), "libvpx-vp9": (0, 63), "libsvtav1": (0, 63)}
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
+# Named in messages as the video codecs to choose from (those this PyAV has).
+_SUGGESTED_CODECS = ("libx264", "libx265", "libvpx-vp9", "libvpx", "libsvtav1", "libaom-av1", "mpeg4", "ffv1")
 # Audio codecs an output container takes unchanged (FFmpeg codec names); anything else is re-encoded.
 # Explicit for MP4, MOV and WebM: their muxers list codecs they then refuse when the header is written
 # (stereo PCM into MP4, Opus into MOV), or that few players play from that container (PCM or Vorbis in
@@ -141,6 +148,74 @@ def _audio_rate(codec, rate: int) -> int:
         return rate
     higher = [r for r in rates if r >= rate]
     return min(higher) if higher else max(rates)
+
+
+def _video_encoders(av, muxer: str | None = None) -> str:
+    """The suggested video codecs this PyAV has (and ``muxer`` can hold), for messages."""
+    names = []
+    for name in _SUGGESTED_CODECS:
+        try:
+            av.Codec(name, "w")
+        except ValueError:
+            continue
+        names.append(name)
+    if muxer is not None:
+        supported = _muxer_codecs(av, muxer)
+        names = [n for n in names if n in supported]
+    return ", ".join(names)
+
+
+def _muxer_codecs(av, muxer: str) -> set[str]:
+    container = av.open(os.devnull, "w", format=muxer)  # nothing is written until the header
+    try:
+        return set(container.supported_codecs)
+    finally:
+        container.close()
+
+
+def check_encoder_settings(codec: str | None = None, crf: int | None = None, preset: str | None = None,
+                           extension: str | None = None) -> str:
+    """The video encoder ``codec`` (default: the one for ``extension``), after checking that the
+    settings can work; ValueError names the setting and the valid choices otherwise.
+
+    ``codec`` must be a video encoder of this PyAV that writes 4:2:0 (what fastnst encodes), ``crf``
+    in the codec's scale, ``preset`` one of x264/x265's, and ``extension``'s container able to hold the
+    codec. Without ``extension`` (before the outputs are known) the default codec is taken to be H.264
+    and the CRF limit is the widest, 63.
+    """
+    av = require_av()
+    muxer = _MUXERS[extension.lower()][0] if extension and extension.lower() in _MUXERS else None
+    default = _MUXERS[extension.lower()][1] if muxer is not None else "libx264"
+    if codec is not None:
+        try:
+            found = av.Codec(codec, "w")
+        except ValueError:
+            raise ValueError(f"codec {codec!r}: unknown video codec (this PyAV has e.g. {_video_encoders(av)})") from None
+        if found.type != "video":
+            raise ValueError(f"codec {codec!r} encodes {found.type}, not video: give a video codec, e.g. {_video_encoders(av)}")
+        if "yuv420p" not in {f.name for f in found.video_formats or ()}:
+            raise ValueError(f"codec {codec!r} cannot encode yuv420p (4:2:0) video, which fastnst writes: "
+                             f"give e.g. {_video_encoders(av)}")
+        if muxer is not None and found.name not in _muxer_codecs(av, muxer) and codec not in _muxer_codecs(av, muxer):
+            raise ValueError(f"codec {codec!r}: {extension} files cannot hold it (they can hold {_video_encoders(av, muxer)})")
+        name = found.name  # h264 -> libx264
+    else:
+        name = default
+    if preset is not None:
+        if name not in _PRESET_CODECS:
+            raise ValueError(f"preset {preset!r}: presets are for libx264 and libx265, not {name}")
+        if preset not in X264_PRESETS:
+            raise ValueError(f"preset {preset!r} is not one of {', '.join(X264_PRESETS)}")
+    if crf is not None:
+        if codec is None and muxer is None:  # the codec is not known yet: the widest scale
+            label, (low, high) = "any codec", (0, 63)
+        elif name not in _CRF_RANGES:
+            raise ValueError(f"crf {crf}: CRF is for {', '.join(_CRF_RANGES)}, not {name}")
+        else:
+            label, (low, high) = name, _CRF_RANGES[name]
+        if not low <= crf <= high:
+            raise ValueError(f"crf {crf} is out of range for {label} ({low}..{high})")
+    return name
 
 
 def _reason(exc: BaseException) -> str:
@@ -386,15 +461,14 @@ class VideoWriter:
         ext = extension.lower()
         if ext not in _MUXERS:
             raise VideoError(f"{path}: cannot write {ext or '(no extension)'} videos (use one of {', '.join(sorted(_MUXERS))})")
-        muxer, default_codec = _MUXERS[ext]
-        codec = codec or default_codec
-        if codec not in av.codecs_available:
-            raise VideoError(f"unknown video codec {codec!r} (this PyAV has e.g. libx264, libx265, libvpx-vp9, libsvtav1, mpeg4)")
+        muxer = _MUXERS[ext][0]
+        try:
+            codec = check_encoder_settings(codec, crf, preset, ext)
+        except ValueError as exc:
+            raise VideoError(str(exc)) from None
         self.container = av.open(str(path), "w", format=muxer)
         try:
             supported = self.container.supported_codecs
-            if codec not in supported and av.Codec(codec, "w").name not in supported:
-                raise VideoError(f"{ext} files cannot hold {codec} video")
             self.stream = self.container.add_stream(codec, rate=rate)
             self.stream.width, self.stream.height = width, height
             self.stream.pix_fmt = "yuv420p"

@@ -174,3 +174,34 @@ def test_argument_errors(model, tmp_path):
     with pytest.raises(SystemExit):
         run(model, str(tmp_path / "x.mp4"), "--crf", "99")
     assert [video_output_extension(Path(f"a{e}")) for e in (".mov", ".webm", ".avi", ".xyz")] == [".mov", ".webm", ".mp4", ".mp4"]
+
+
+def exit_status(model: Path, *args: str) -> int:
+    """run()'s status, or the parser's (argparse exits with 2 on an argument error)."""
+    try:
+        return run(model, *args)
+    except SystemExit as exc:
+        return exc.code
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--codec", "aac"], "--codec 'aac' encodes audio, not video: give a video codec, e.g. libx264"),
+        (["--codec", "png"], "--codec 'png' cannot encode yuv420p"),
+        (["--preset", "ludicrous"], "--preset 'ludicrous' is not one of ultrafast, superfast, veryfast"),
+        (["--crf", "60"], "--crf 60 is out of range for libx264 (0..51)"),
+        (["--codec", "mpeg4", "--crf", "20"], "--crf 20: CRF is for libx264"),
+        (["--preset", "slow", "-o", "OUT/clip.webm"], "--preset 'slow': presets are for libx264 and libx265, not libvpx-vp9"),
+        (["--codec", "mpeg4", "-o", "OUT/clip.webm"], "--codec 'mpeg4': .webm files cannot hold it (they can hold libvpx-vp9"),
+    ],
+    ids=["audio-codec", "image-codec", "preset", "crf-x264", "crf-mpeg4", "preset-vp9", "codec-container"],
+)
+def test_encoder_settings_that_cannot_work_are_argument_errors(model, tmp_path, capsys, options, message):
+    src = write_clip(tmp_path / "c.mp4", moving_square_frames(3, 64, 48))
+    options = [o.replace("OUT", str(tmp_path / "out")) for o in options]
+    out = ["-o", str(tmp_path / "out")] if "-o" not in options else []
+    assert exit_status(model, str(src), *out, *options) == 2
+    assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.mp4"]  # nothing done, no empty folder
+

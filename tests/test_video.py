@@ -80,6 +80,22 @@ def test_other_codec_and_container(stylizer, clip, tmp_path):
     assert not (tmp_path / "x.mp4").exists()
 
 
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"codec": "aac"}, "encodes audio, not video"),
+        ({"codec": "png"}, "cannot encode yuv420p"),
+        ({"preset": "ludicrous"}, "not one of ultrafast"),
+        ({"crf": 60}, r"out of range for libx264 \(0\.\.51\)"),
+    ],
+)
+def test_encoder_settings_are_refused_before_any_frame(stylizer, clip, tmp_path, settings, message):
+    seen = []
+    with pytest.raises(VideoError, match=message):
+        stylize_video(stylizer, clip, tmp_path / "x.mp4", progress=lambda done, total: seen.append(done), **settings)
+    assert seen == [] and leftovers(tmp_path, {"clip.mp4"}) == []
+
+
 def test_odd_size_and_max_size(stylizer, tmp_path):
     odd = write_clip(tmp_path / "odd.mkv", moving_square_frames(4, 65, 49), codec="ffv1", pix_fmt="yuv444p")
     r = stylize_video(stylizer, odd, tmp_path / "odd_out.mp4")

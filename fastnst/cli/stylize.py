@@ -211,6 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    message = video_cli.check_video_outputs(args, plan.jobs)  # e.g. --preset with .webm's VP9
+    if message is not None:
+        print(f"error: {message}", file=sys.stderr)
+        return 2
 
     image_jobs = [job for job in plan.jobs if not job.video]
     video_jobs = [job for job in plan.jobs if job.video]

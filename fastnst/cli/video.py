@@ -36,8 +36,39 @@ def add_video_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def check_video_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Encoder settings that cannot work are argument errors before anything is done: an audio or
+    unknown --codec, a --preset or --crf the codec does not take (see video_io.check_encoder_settings)."""
     if args.crf is not None and not 0 <= args.crf <= 63:
         parser.error("--crf must be in 0..63 (x264/x265: 0..51)")
+    if args.codec is None and args.preset is None and args.crf is None:
+        return
+    camera_ext = Path(args.output).suffix.lower() if args.camera is not None and args.output else None
+    try:
+        from fastnst.video_io import check_encoder_settings
+
+        check_encoder_settings(args.codec, args.crf, args.preset, camera_ext if camera_ext in VIDEO_SUFFIXES else None)
+    except ImportError:
+        return  # no PyAV: videos are refused with the install command; images ignore these options
+    except ValueError as exc:
+        parser.error(f"--{exc}")
+
+
+def check_video_outputs(args: argparse.Namespace, jobs: list) -> str | None:
+    """The encoder settings against each planned video output's container (the default codec depends
+    on it: VP9 for .webm, else H.264): an error message, or None when they all work."""
+    extensions = sorted({job.dst.suffix.lower() for job in jobs if job.video})
+    if not extensions or (args.codec is None and args.preset is None and args.crf is None):
+        return None
+    from fastnst.video_io import check_encoder_settings
+
+    for ext in extensions:
+        try:
+            check_encoder_settings(args.codec, args.crf, args.preset, ext)
+        except ImportError:
+            return None
+        except ValueError as exc:
+            return f"--{exc}" if ext == extensions[0] and len(extensions) == 1 else f"--{exc} (for the {ext} outputs)"
+    return None
 
 
 def _stabilization(args: argparse.Namespace):
