@@ -188,6 +188,18 @@ def plan_jobs(
         and not str(output).endswith(("/", os.sep))
         and out_path.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
     )
+    if out_path is not None:
+        # Outputs go into a directory that must be one: a file there (or in its path) would only be
+        # found when the first output is saved, after every input was stylized.
+        directory = out_path.parent if single_file_output else out_path
+        for folder in (directory, *directory.parents):
+            if folder.exists():
+                if folder == out_path and not folder.is_dir():
+                    raise ValueError(f"-o {output} is an existing file, not a directory: give a directory for the "
+                                     f"outputs, or for one input an output file name with an image or video extension")
+                if not folder.is_dir():
+                    raise ValueError(f"-o {output}: {folder} is a file, not a directory")
+                break
     exclude = None if single_file_output else out_path
     files, failed = expand_inputs(inputs, recursive, exclude_dir=exclude)
     plan = Plan(failed=list(failed))

@@ -82,6 +82,18 @@ def test_single_output_file_and_max_size(model, tmp_path):
     assert not (tmp_path / "still.png").exists()
 
 
+def test_output_that_is_an_existing_file_is_an_argument_error(model, tmp_path, capsys):
+    a = write_clip(tmp_path / "a.mp4", moving_square_frames(3, 64, 48))
+    b = write_clip(tmp_path / "b.mp4", moving_square_frames(3, 64, 48))
+    (tmp_path / "notes").write_text("keep")
+    assert run(model, str(a), str(b), "-o", str(tmp_path / "notes")) == 2
+    assert f"-o {tmp_path / 'notes'} is an existing file, not a directory" in capsys.readouterr().err
+    assert run(model, str(a), "-o", str(tmp_path / "notes" / "x.mp4")) == 2
+    assert f"{tmp_path / 'notes'} is a file, not a directory" in capsys.readouterr().err
+    assert (tmp_path / "notes").read_text() == "keep"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4", "b.mp4", "notes"]
+
+
 def test_existing_output_refused_unless_overwrite(model, tmp_path, capsys):
     src = write_clip(tmp_path / "c.mp4", moving_square_frames(3, 64, 48))
     dst = tmp_path / "c_mosaic.mp4"
