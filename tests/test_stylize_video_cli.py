@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +14,7 @@ from PIL import Image
 pytest.importorskip("av")
 
 from clips import audio_packets, moving_square_frames, read_all, write_clip  # noqa: E402
-from support import random_style_net  # noqa: E402
+from support import ROOT, random_style_net, subprocess_env  # noqa: E402
 
 from fastnst.cli import video as video_cli  # noqa: E402
 from fastnst.cli.stylize import main  # noqa: E402
@@ -138,6 +142,26 @@ def test_ctrl_c_leaves_no_file_and_exits_130(model, tmp_path, monkeypatch):
     interrupt_on_call(monkeypatch, "stylize_tensor", 3)
     assert run(model, "-q", str(src)) == 130
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.mp4"]
+
+
+def test_sigterm_leaves_no_file_and_exits_130(model, tmp_path):
+    """kill, timeout, docker stop and Slurm send SIGTERM: it stops a video as Ctrl-C does."""
+    work = tmp_path / "work"
+    src = write_clip(work / "long.mp4", moving_square_frames(200, 96, 64))
+    (tmp_path / "tmp").mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "fastnst.stylize", "--model", str(model), "--precision", "fp32", "-q", str(src)],
+                            cwd=ROOT, env=subprocess_env(tmp_path / "tmp"), stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(work.glob(".long_mosaic.mp4.*.tmp")):  # the video is being written
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 130
+    finally:
+        proc.kill()
+    assert "interrupted (no partial output left)" in proc.stderr.read()
+    assert sorted(p.name for p in work.iterdir()) == ["long.mp4"]
 
 
 def test_camera_records_from_a_stand_in_video(model, tmp_path, capsys, monkeypatch):

@@ -21,7 +21,7 @@ Output rules:
 
 A bad input (unreadable, corrupt, ...) does not stop the batch: the others are written, the summary
 lists it with the reason, and the exit status is 1. Exit status 2: bad arguments or model; 130: Ctrl-C
-during a video (no partial file left).
+or SIGTERM (no partial file left).
 """
 
 from __future__ import annotations
@@ -156,6 +156,18 @@ def _settings(args: argparse.Namespace) -> StylizeSettings:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command; SIGTERM stops it as Ctrl-C does: exit status 130, no partial output left."""
+    from fastnst.interrupt import terminate_as_interrupt
+
+    with terminate_as_interrupt():
+        try:
+            return _main(argv)
+        except KeyboardInterrupt:  # outside a video (a video's own is reported with the batch)
+            print("interrupted (no partial output left)", file=sys.stderr)
+            return 130
+
+
+def _main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.list_models:
