@@ -128,8 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def print_summary(outcome: Outcome, out=None, videos: list | None = None) -> None:
-    """The counts, time per image, and a line per video written (``videos``: their VideoResults)."""
+def print_summary(outcome: Outcome, out=None, videos: list | None = None, notes: list | None = None) -> None:
+    """The counts, time per image, a line per video or animation written (``videos``: their
+    VideoResults), and the plan's notes (``notes``: (input, note) pairs)."""
     out = out or sys.stderr
     videos = videos or []
     n = len(outcome.done)
@@ -140,7 +141,10 @@ def print_summary(outcome: Outcome, out=None, videos: list | None = None) -> Non
         line += f"; {outcome.wall_seconds / images:.2f} s per image ({outcome.compute_seconds / images:.2f} s stylizing)"
     print(line, file=out)
     for result in videos:
-        print(f"  video {video_cli.describe(result)}", file=out)
+        kind = "animation" if result.path.suffix.lower() in (".gif", ".png", ".webp") else "video"
+        print(f"  {kind} {video_cli.describe(result)}", file=out)
+    for src, note in notes or []:
+        print(f"  note {src}: {note}", file=out)
     for src, reason in outcome.skipped:
         print(f"  skipped {src}: {reason}", file=out)
     for src, reason in outcome.failed:
@@ -228,8 +232,8 @@ def _main(argv: list[str] | None = None) -> int:
         print(f"error: {message}", file=sys.stderr)
         return 2
 
-    image_jobs = [job for job in plan.jobs if not job.video]
-    video_jobs = [job for job in plan.jobs if job.video]
+    image_jobs = [job for job in plan.jobs if not job.video and not job.animated]
+    video_jobs = [job for job in plan.jobs if job.video or job.animated]  # animations go frame by frame too
     bar = None
     if not args.quiet and len(image_jobs) > 1:
         from tqdm import tqdm
@@ -247,7 +251,7 @@ def _main(argv: list[str] | None = None) -> int:
     outcome.failed = plan.failed + outcome.failed
     outcome.skipped = plan.skipped + outcome.skipped
     if not args.quiet:
-        print_summary(outcome, videos=videos.results)
+        print_summary(outcome, videos=videos.results, notes=plan.notes)
         if args.demo and outcome.done:
             print(f"stylized photos ({stylizer.style}) in {output}/", file=sys.stderr)
     elif outcome.failed:

@@ -100,7 +100,10 @@ def _frame_bar(total: int | None, name: str, quiet: bool):
 
 
 def run_video_jobs(stylizer, jobs: list, args: argparse.Namespace, overwrite: bool) -> VideoOutcome:
-    """Stylize each video job; a bad video is reported and the others go on. Ctrl-C stops (no partial file)."""
+    """Stylize each video job (and animated image: every frame); a bad one is reported and the others
+    go on. Ctrl-C stops (no partial file)."""
+    from fastnst.animation import stylize_animation
+    from fastnst.imageio import ImageError
     from fastnst.video import stylize_video
     from fastnst.video_io import VideoError
 
@@ -117,16 +120,23 @@ def run_video_jobs(stylizer, jobs: list, args: argparse.Namespace, overwrite: bo
             bar.update(done - bar.n)
 
         try:
-            result = stylize_video(
-                stylizer, job.src, job.dst, max_size=args.max_size, stabilization=_stabilization(args),
-                preserve_color=args.preserve_color, strength=args.strength, codec=args.codec, crf=args.crf,
-                preset=args.preset, audio=not args.no_audio, overwrite=overwrite, progress=progress,
-            )
+            if getattr(job, "animated", False):
+                result = stylize_animation(
+                    stylizer, job.src, job.dst, max_size=args.max_size, max_pixels=args.max_pixels,
+                    stabilization=_stabilization(args), preserve_color=args.preserve_color, strength=args.strength,
+                    quality=args.quality, overwrite=overwrite, progress=progress,
+                )
+            else:
+                result = stylize_video(
+                    stylizer, job.src, job.dst, max_size=args.max_size, stabilization=_stabilization(args),
+                    preserve_color=args.preserve_color, strength=args.strength, codec=args.codec, crf=args.crf,
+                    preset=args.preset, audio=not args.no_audio, overwrite=overwrite, progress=progress,
+                )
         except KeyboardInterrupt:
             outcome.interrupted = True
             outcome.failed.append((str(job.src), "interrupted (no partial output left)"))
             break
-        except (VideoError, FileExistsError, ValueError) as exc:
+        except (VideoError, ImageError, FileExistsError, ValueError) as exc:
             outcome.failed.append((str(job.src), str(exc)))
         except OSError as exc:
             outcome.failed.append((str(job.src), f"{exc.filename or job.dst}: {exc.strerror or exc}"))
