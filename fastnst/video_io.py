@@ -218,6 +218,22 @@ def check_encoder_settings(codec: str | None = None, crf: int | None = None, pre
     return name
 
 
+def _video_stream(container):
+    """The video stream to stylize: FFmpeg's choice of the best one (a one-frame thumbnail track loses
+    to the real video), never an attached picture (a cover); None when there is no other."""
+    av = require_av()
+    candidates = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+    if not candidates:
+        return None
+    best = container.streams.best("video")
+    return best if best in candidates else candidates[0]
+
+
+def _no_video(path: Path, container) -> VideoError:
+    sound = " (audio only)" if container.streams.audio else ""
+    return VideoError(f"{path}: no video stream{sound}")
+
+
 def _reason(exc: BaseException) -> str:
     text = getattr(exc, "strerror", None) or str(exc)
     return text.split(": '", 1)[0].strip() or type(exc).__name__
@@ -236,7 +252,8 @@ def _quarter_turns(path: Path) -> int:
     av = require_av()
     try:
         with av.open(str(path), "r") as container:
-            for frame in container.decode(video=0):
+            stream = _video_stream(container)
+            for frame in container.decode(stream) if stream is not None else ():
                 return round((getattr(frame, "rotation", 0) or 0) / 90) % 4
     except (av.error.FFmpegError, OSError):
         pass
@@ -247,9 +264,9 @@ def probe_video(path: StrPath) -> VideoInfo:
     """Container facts of a video file; VideoError when it cannot be opened or has no video stream."""
     path = Path(path)
     with _open_input(path) as container:
-        if not container.streams.video:
-            raise VideoError(f"{path}: no video stream")
-        v = container.streams.video[0]
+        v = _video_stream(container)
+        if v is None:
+            raise _no_video(path, container)
         duration = _stream_duration(v)
         if duration is None and container.duration:
             duration = container.duration / 1_000_000
@@ -288,7 +305,7 @@ def is_video_file(path: StrPath) -> bool:
         return Path(path).suffix.lower() in VIDEO_EXTENSIONS
     try:
         with av.open(str(path), "r") as container:
-            if not container.streams.video:
+            if _video_stream(container) is None:
                 return False
             name = container.format.name
             if any(part in name for part in _IMAGE_DEMUXERS):
@@ -305,7 +322,18 @@ def is_video_input(path: StrPath) -> bool:
     ext = Path(path).suffix.lower()
     if ext in _IMAGE_EXTENSIONS:
         return False
-    return ext in VIDEO_EXTENSIONS or is_video_file(path)
+    return ext in VIDEO_EXTENSIONS or is_video_file(path) or _is_audio_file(path)
+
+
+def _is_audio_file(path: StrPath) -> bool:
+    """A sound file (.mp3, .m4a, ...) named as an input goes to the video reader, whose "no video
+    stream (audio only)" says more than the image reader's "not an image file"."""
+    try:
+        av = require_av()
+        with av.open(str(path), "r") as container:
+            return bool(container.streams.audio) and not any(part in container.format.name for part in _IMAGE_DEMUXERS)
+    except (ImportError, av.error.FFmpegError, OSError, ValueError):
+        return False
 
 
 def video_output_extension(src: StrPath) -> str:
@@ -358,9 +386,9 @@ class FrameReader:
         self.path = path
         self.container = _open_input(path)
         try:
-            if not self.container.streams.video:
-                raise VideoError(f"{path}: no video stream")
-            self.video = self.container.streams.video[0]
+            self.video = _video_stream(self.container)
+            if self.video is None:
+                raise _no_video(path, self.container)
             ctx = self.video.codec_context
             ctx.thread_count = max(0, threads)  # 0 = FFmpeg's choice (one per core)
             ctx.thread_type = "AUTO"
@@ -371,6 +399,9 @@ class FrameReader:
             self.source_size = (ctx.height, ctx.width) if self.turns % 2 else (ctx.width, ctx.height)
             self.size = size or self.source_size
             self.audio = self.container.streams.audio[0] if keep_audio and self.container.streams.audio else None
+            # Where the file's streams end (all of them are demuxed, even those not kept): that tells a
+            # cut file from one whose picture stops before its sound (see check_truncated).
+            self.data_end: float | None = None  # seconds
             self.decoded = 0
         except BaseException:
             self.container.close()
@@ -392,11 +423,13 @@ class FrameReader:
     def packets(self) -> Iterator[tuple[str, object]]:
         """("video", _Frame) and ("audio", packet) items in file order."""
         av = require_av()
-        streams = [self.video] + ([self.audio] if self.audio is not None else [])
         try:
-            for packet in self.container.demux(*streams):
-                if packet.stream.type == "audio":
-                    if packet.dts is not None and packet.size:
+            for packet in self.container.demux():
+                if packet.pts is not None and packet.time_base is not None:
+                    end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+                    self.data_end = end if self.data_end is None else max(self.data_end, end)
+                if packet.stream.index != self.video.index:
+                    if self.audio is not None and packet.stream.index == self.audio.index and packet.dts is not None and packet.size:
                         yield "audio", packet
                     continue
                 for frame in packet.decode():
@@ -420,14 +453,24 @@ class FrameReader:
         download or copy). Irregular timing (dropped frames, as in tree.avi) is fine: only the time
         the last frame reaches counts, not the number of frames."""
         declared = _stream_duration(self.video)
-        if declared is None or last_pts is None or self.video.time_base is None or declared <= 0:
+        if last_pts is None or self.video.time_base is None:
             return
-        start = self.video.start_time or 0
-        reached = float((last_pts - start) * self.video.time_base)
+        if declared is None and self.container.duration:
+            # WebM (and some Matroska) declare only the whole file's duration, the longest stream's:
+            # it is cut short when none of its streams (picture, sound, ...) gets near it.
+            declared = self.container.duration / 1_000_000
+            start = (self.container.start_time or 0) / 1_000_000
+            reached = max(float(last_pts * self.video.time_base), self.data_end or 0.0) - start
+            what = "the file ends"
+        elif declared is not None:
+            reached = float((last_pts - (self.video.start_time or 0)) * self.video.time_base)
+            what = "frames end"
+        if declared is None or declared <= 0:
+            return
         frame_time = 1 / float(self.video.average_rate) if self.video.average_rate else 0.0
         if reached + 2 * frame_time < 0.9 * declared:
             raise VideoError(
-                f"{self.path}: truncated video: frames end at {reached:.2f} s of the {declared:.2f} s its header declares"
+                f"{self.path}: truncated video: {what} at {reached:.2f} s of the {declared:.2f} s its header declares"
             )
 
 

@@ -147,7 +147,7 @@ def test_ctrl_c_leaves_no_file_and_exits_130(model, tmp_path, monkeypatch):
 def test_sigterm_leaves_no_file_and_exits_130(model, tmp_path):
     """kill, timeout, docker stop and Slurm send SIGTERM: it stops a video as Ctrl-C does."""
     work = tmp_path / "work"
-    src = write_clip(work / "long.mp4", moving_square_frames(200, 96, 64))
+    src = write_clip(work / "long.mp4", moving_square_frames(60, 320, 240))  # seconds of work to interrupt
     (tmp_path / "tmp").mkdir()
     proc = subprocess.Popen([sys.executable, "-m", "fastnst.stylize", "--model", str(model), "--precision", "fp32", "-q", str(src)],
                             cwd=ROOT, env=subprocess_env(tmp_path / "tmp"), stderr=subprocess.PIPE, text=True)
