@@ -23,6 +23,9 @@ from fastnst.video_io import VIDEO_EXTENSIONS, is_video_input, video_output_exte
 
 GLOB_CHARS = set("*?[")
 FORMATS = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "webp": ".webp"}
+# Media files fastnst cannot write: -o with one of these names a file (refused), not a new directory.
+OTHER_MEDIA_EXTENSIONS = frozenset({".ts", ".m2ts", ".mts", ".mpg", ".mpeg", ".vob", ".flv", ".f4v", ".wmv", ".asf",
+                                    ".3gp", ".ogv", ".mxf", ".heic", ".avif", ".jxl"})
 
 
 @dataclass(frozen=True)
@@ -189,7 +192,7 @@ def plan_jobs(
         out_path is not None
         and not out_path.is_dir()
         and not str(output).endswith(("/", os.sep))
-        and out_path.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
+        and out_path.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS | OTHER_MEDIA_EXTENSIONS
     )
     if out_path is not None:
         # Outputs go into a directory that must be one: a file there (or in its path) would only be
