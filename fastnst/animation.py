@@ -23,7 +23,15 @@ import numpy as np
 from PIL import Image
 
 from fastnst.atomic import atomic_path
-from fastnst.imageio import _DECODE_ERRORS, ImageError, resize_long_side
+from fastnst.imageio import (
+    _BOMB_PIXELS_RE,
+    _DECODE_ERRORS,
+    ImageError,
+    _pillow_default_limit,
+    _pillow_limit_at_least,
+    _too_large,
+    resize_long_side,
+)
 from fastnst.temporal import FrameStylizer, Stabilization
 from fastnst.video import VideoResult
 
@@ -55,17 +63,17 @@ def is_animated_image(path: str | os.PathLike) -> bool:
 def _frames(src: Path, max_size: int | None, max_pixels: int | None) -> Iterator[tuple[Image.Image, int, int, object]]:
     """(RGB frame, its duration in ms, frame count, loop count or None) for each frame of ``src``,
     checked against the limits before the first is decoded. Errors are ImageErrors naming the file."""
-    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    # The decompression-bomb limit as for still images (fastnst.imageio): Pillow's, or max_pixels.
+    limit = _pillow_default_limit() if max_pixels is None else max_pixels
     where = ""  # the frame being read, for the message
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _pillow_limit_at_least(limit):
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(src) as img:
                 count = getattr(img, "n_frames", 1)
                 width, height = img.size
                 if limit is not None and width * height > limit:
-                    raise ImageError(f"{src}: frames too large ({width * height} pixels > limit {limit}); a decompression "
-                                     f"bomb? If you trust the file, raise the limit (--max-pixels N, max_pixels=N)")
+                    raise _too_large(str(src), width * height, limit)
                 scale = min(1.0, max_size / max(width, height)) if max_size else 1.0
                 held = count * max(1, round(width * scale)) * max(1, round(height * scale))
                 if held > MAX_ANIMATION_PIXELS:
@@ -82,7 +90,8 @@ def _frames(src: Path, max_size: int | None, max_pixels: int | None) -> Iterator
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"{src}: image too large ({exc}); if you trust the file, raise --max-pixels") from None
+        found = _BOMB_PIXELS_RE.search(str(exc))
+        raise _too_large(str(src), found.group(1) if found else "?", limit) from None
     except _DECODE_ERRORS as exc:
         detail = " ".join(str(exc).split()) or type(exc).__name__
         raise ImageError(f"{src}: truncated or corrupt animation{where} ({detail})") from None

@@ -89,7 +89,8 @@ _AUDIO_COPY: dict[str, frozenset[str]] = {
 # Vorbis, and AVI players expect MP3.
 _AUDIO_REENCODE = {"webm": "libopus", "avi": "libmp3lame"}
 _AUDIO_MAX_CHANNELS = {"libmp3lame": 2}  # more channels are mixed down to stereo
-_STANDARD_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "4.0", 5: "5.0(side)", 6: "5.1(side)", 7: "6.1", 8: "7.1"}
+# A layout by channel count that both AAC and Opus take (Opus refuses 2.1, 4.0 and 5.1(side), for one).
+_STANDARD_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
 # Demuxers that open still images: such files are images, not videos.
 _IMAGE_DEMUXERS = ("image2", "_pipe", "gif", "apng", "webp", "png", "bmp", "tiff")
 

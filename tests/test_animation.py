@@ -83,7 +83,7 @@ def test_bad_animations_are_one_line_errors_and_leave_nothing(stylizer, tmp_path
     with pytest.raises(ImageError, match="20 frames of 64x48 are too many pixels to hold.*--max-size"):
         stylize_animation(stylizer, src, tmp_path / "big_out.gif")
     assert stylize_animation(stylizer, src, tmp_path / "small_out.gif", max_size=32).frames == 20
-    with pytest.raises(ImageError, match="frames too large"):
+    with pytest.raises(ImageError, match=r"image too large \(3072 pixels > limit 1000\)"):
         stylize_animation(stylizer, src, tmp_path / "bomb_out.gif", max_pixels=1000)
     with pytest.raises(ImageError, match="cannot write an animation as .jpg"):
         stylize_animation(stylizer, src, tmp_path / "x.jpg")
@@ -111,3 +111,13 @@ def test_command_line_writes_animations_and_notes_a_first_frame_only(model, tmp_
     assert "only the first frame is stylized: .jpg holds no animation" in capsys.readouterr().err
     with Image.open(tmp_path / "out" / "cat_mosaic.jpg") as img:
         assert img.format == "JPEG" and img.size == (40, 30)
+
+
+def test_a_gif_whose_header_claims_a_huge_screen_is_refused_as_a_bomb(stylizer, tmp_path):
+    path = make_animation(tmp_path / "bomb.gif", count=2, size=(4, 4))
+    data = bytearray(path.read_bytes())
+    data[6:10] = (12000).to_bytes(2, "little") + (11000).to_bytes(2, "little")  # the logical screen size
+    path.write_bytes(bytes(data))
+    with pytest.raises(ImageError, match=r"bomb.gif: image too large \(132000000 pixels > limit \d+\); a decompression bomb"):
+        stylize_animation(stylizer, path, tmp_path / "out.gif")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bomb.gif"]

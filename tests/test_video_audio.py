@@ -85,3 +85,11 @@ def test_audio_format_into_every_container(stylizer, sources, tmp_path, codec, c
         assert result.audio.startswith("re-encoded to ") and f"{out} cannot hold" in result.audio_note
         assert out_rate == (48000 if name == "opus" else rate)  # Opus has no 44.1 kHz
     assert seconds == pytest.approx(SECONDS, abs=0.06)  # the whole sound, give or take encoder padding
+
+
+@pytest.mark.parametrize("codec, container, out", [("aac", ".mp4", ".webm"), ("pcm_s16le", ".mkv", ".mp4"), ("libopus", ".mkv", ".mov")])
+def test_surround_sound_keeps_its_channels(stylizer, sources, tmp_path, codec, container, out):
+    src = sources(codec, container, 48000, "5.1(side)" if codec == "pcm_s16le" else "5.1")
+    result = stylize_video(stylizer, src, tmp_path / f"out{out}", stabilization=None, crf=40)
+    assert result.audio.startswith("re-encoded")
+    assert audio_facts(result.path)[2] == 6
