@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from fastnst.animation import ANIMATION_EXTENSIONS, is_animated_image
 from fastnst.color import check_strength
 from fastnst.imageio import IMAGE_EXTENSIONS, SAVE_EXTENSIONS, ImageError, is_image_file, load_image, save_image
 from fastnst.inference import Stylizer, check_overlap, check_tile
@@ -22,6 +23,9 @@ from fastnst.video_io import VIDEO_EXTENSIONS, is_video_input, video_output_exte
 
 GLOB_CHARS = set("*?[")
 FORMATS = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "webp": ".webp"}
+# Media files fastnst cannot write: -o with one of these names a file (refused), not a new directory.
+OTHER_MEDIA_EXTENSIONS = frozenset({".ts", ".m2ts", ".mts", ".mpg", ".mpeg", ".vob", ".flv", ".f4v", ".wmv", ".asf",
+                                    ".3gp", ".ogv", ".mxf", ".heic", ".avif", ".jxl"})
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class Job:
     src: Path
     dst: Path
     video: bool = False  # a video file (fastnst.video), not an image
+    animated: bool = False  # an animated image (fastnst.animation): every frame, into an animation
 
 
 @dataclass
@@ -67,6 +72,7 @@ class Plan:
     jobs: list[Job] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (input, reason)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (input, what the user should know)
 
 
 def _glob_base(pattern: str) -> Path:
@@ -186,8 +192,20 @@ def plan_jobs(
         out_path is not None
         and not out_path.is_dir()
         and not str(output).endswith(("/", os.sep))
-        and out_path.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
+        and out_path.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS | OTHER_MEDIA_EXTENSIONS
     )
+    if out_path is not None:
+        # Outputs go into a directory that must be one: a file there (or in its path) would only be
+        # found when the first output is saved, after every input was stylized.
+        directory = out_path.parent if single_file_output else out_path
+        for folder in (directory, *directory.parents):
+            if folder.exists():
+                if folder == out_path and not folder.is_dir():
+                    raise ValueError(f"-o {output} is an existing file, not a directory: give a directory for the "
+                                     f"outputs, or for one input an output file name with an image or video extension")
+                if not folder.is_dir():
+                    raise ValueError(f"-o {output}: {folder} is a file, not a directory")
+                break
     exclude = None if single_file_output else out_path
     files, failed = expand_inputs(inputs, recursive, exclude_dir=exclude)
     plan = Plan(failed=list(failed))
@@ -201,6 +219,8 @@ def plan_jobs(
     if single_file_output and (len(files) > 1 or len(inputs) > 1 or any(Path(i).is_dir() for i in inputs)):
         raise ValueError(f"-o {output} names one file, but there are several inputs: give a directory instead")
     writable = SAVE_EXTENSIONS | VIDEO_EXTENSIONS
+    if single_file_output and files and is_animated_image(files[0][0]):
+        writable = writable | set(ANIMATION_EXTENSIONS)  # an animated GIF may become one
     if single_file_output and out_path.suffix.lower() not in writable:
         raise ValueError(f"-o {output}: cannot write {out_path.suffix} files (use one of {', '.join(sorted(writable))})")
 
@@ -208,16 +228,26 @@ def plan_jobs(
     claimed: dict[Path, Path] = {}
     for src, rel in files:
         video = is_video_input(src)
+        animated = not video and is_animated_image(src)
         if single_file_output:
             dst = out_path
             if video != (dst.suffix.lower() in VIDEO_EXTENSIONS):
-                kind = "a video" if video else "an image"
+                kind = "a video" if video else "an animated image" if animated else "an image"
                 plan.failed.append((str(src), f"-o {output}: cannot write {kind} as {dst.suffix}"))
                 continue
         else:
-            ext = video_output_extension(src) if video else output_extension(src, fmt)
+            if video:
+                ext = video_output_extension(src)
+            elif animated:  # its own kind of animation, or the --format asked for
+                ext = FORMATS[fmt] if fmt else src.suffix.lower()
+            else:
+                ext = output_extension(src, fmt)
             name = f"{rel.stem}{suffix}{ext}"
             dst = (out_path / rel.parent / name) if out_path is not None else src.with_name(name)
+        note = None
+        if animated and dst.suffix.lower() not in ANIMATION_EXTENSIONS:
+            animated = False
+            note = f"only the first frame is stylized: {dst.suffix} holds no animation (.gif, .png or .webp keep every frame)"
         key = dst.resolve()
         if key in input_paths:
             hint = "choose another -o" if out_path is not None else "use -o or a --suffix"
@@ -232,7 +262,9 @@ def plan_jobs(
             claimed[key] = src
         else:
             claimed[key] = src
-            plan.jobs.append(Job(src, dst, video))
+            plan.jobs.append(Job(src, dst, video, animated))
+            if note is not None:
+                plan.notes.append((str(src), note))
     return plan
 
 

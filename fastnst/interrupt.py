@@ -1,10 +1,13 @@
-"""Ctrl-C / SIGTERM during training: a request to stop at the next step boundary, not a crash."""
+"""Ctrl-C / SIGTERM during training: a request to stop at the next step boundary, not a crash; and, for
+commands that stop at once (stylize), SIGTERM turned into the Ctrl-C they already clean up after."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 log = logging.getLogger("fastnst.train")
@@ -40,3 +43,23 @@ class InterruptFlag:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """While the block runs, SIGTERM (kill, timeout, docker stop, Slurm) raises KeyboardInterrupt in
+    the main thread, so whatever cleans up after a Ctrl-C (temporary files removed, recordings
+    finalised) runs for it too. Only the main thread can install signal handlers; elsewhere a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _handle(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _handle)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+

@@ -97,6 +97,7 @@ class VideoResult:
     stylize_seconds: float  # in the network (and the stabiliser)
     audio: str | None  # "copied", "re-encoded to aac", or None
     scene_cuts: int
+    audio_note: str | None = None  # why and how audio was re-encoded, e.g. "re-encoded to aac (.mp4 cannot hold pcm_s16le audio)"
 
     @property
     def fps(self) -> float:
@@ -151,21 +152,35 @@ def stylize_video(
         rate = reader.video.average_rate or reader.video.guessed_rate or Fraction(25)
         total = reader.video.frames or estimated_frames(reader.video)  # Matroska/WebM headers have no count
         with atomic_path(dst) as tmp:
-            writer = VideoWriter(
-                tmp, dst.suffix, width, height, rate, time_base=reader.video.time_base, codec=codec, crf=crf,
-                preset=preset, threads=encoder_threads, audio_template=reader.audio,
-            )
+            try:
+                writer = VideoWriter(
+                    tmp, dst.suffix, width, height, rate, time_base=reader.video.time_base, codec=codec, crf=crf,
+                    preset=preset, threads=encoder_threads, audio_template=reader.audio,
+                )
+            except OSError as exc:
+                raise _named(exc, tmp, dst) from None
             try:
                 start = time.perf_counter()
                 stylize_seconds = _run_pipeline(reader, frame_stylizer, writer, total, progress)
                 writer.close()
-            except BaseException:
+            except BaseException as exc:
                 writer.abort()
+                if isinstance(exc, OSError):
+                    raise _named(exc, tmp, dst) from None
                 raise
         seconds = time.perf_counter() - start
     finally:
         reader.close()
-    return VideoResult(dst, writer.frames, width, height, seconds, stylize_seconds, writer.audio_mode, frame_stylizer.scene_cuts)
+    return VideoResult(dst, writer.frames, width, height, seconds, stylize_seconds, writer.audio_mode, frame_stylizer.scene_cuts,
+                       writer.audio_note)
+
+
+def _named(exc: OSError, tmp: Path, dst: StrPath) -> Exception:
+    """An error writing the hidden temporary file (a full disk, a lost mount) as one about ``dst``,
+    the name the user gave; other OSErrors unchanged."""
+    if exc.filename is not None and Path(exc.filename) == Path(tmp):
+        return VideoError(f"{dst}: {exc.strerror or exc}")
+    return exc
 
 
 def _run_pipeline(reader: FrameReader, frame_stylizer: FrameStylizer, writer: VideoWriter, total: int | None,

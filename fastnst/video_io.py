@@ -4,7 +4,8 @@ PyAV (the ``av`` wheel, which carries its own FFmpeg; ``pip install -e ".[video]
 encodes. The output has the input's frame rate, frame count and timestamps (variable frame rates
 survive), its size (or ``max_size``; frames stored turned, with a rotation in the container as phones
 record portrait video, are turned upright), and the input's audio stream copied packet for packet when the
-output container can hold it (else re-encoded with the container's usual audio codec). Video is H.264
+output container can hold it (else re-encoded with the container's usual audio codec, at a sample rate
+and channel layout that encoder takes; the result says so). Video is H.264
 yuv420p (``crf``, ``preset``) unless ``codec`` says otherwise (VP9 for .webm). yuv420p needs even
 sizes: an odd width or height loses its last column or row (``max_size`` rounds to even instead).
 
@@ -35,6 +36,8 @@ __all__ = [
     "VideoInfo",
     "VideoWriter",
     "WRITE_EXTENSIONS",
+    "X264_PRESETS",
+    "check_encoder_settings",
     "estimated_frames",
     "is_video_file",
     "is_video_input",
@@ -66,6 +69,28 @@ DEFAULT_CRF = 18  # x264's "visually lossless" end; lower is better quality and 
 DEFAULT_PRESET = "veryfast"  # x264 presets trade encoder CPU time (taken from the network) for size
 _CRF_CODECS = {"libx264", "libx265", "libvpx-vp9", "libsvtav1"}
 _PRESET_CODECS = {"libx264", "libx265"}
+# The CRF scale of each codec (8-bit x264/x265: 0..51; VP9 and SVT-AV1: 0..63).
+_CRF_RANGES = {"libx264": (0, 51), "libx265": (0, 51), "libvpx-vp9": (0, 63), "libsvtav1": (0, 63)}
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
+# Named in messages as the video codecs to choose from (those this PyAV has).
+_SUGGESTED_CODECS = ("libx264", "libx265", "libvpx-vp9", "libvpx", "libsvtav1", "libaom-av1", "mpeg4", "ffv1")
+# Audio codecs an output container takes unchanged (FFmpeg codec names); anything else is re-encoded.
+# Explicit for MP4, MOV and WebM: their muxers list codecs they then refuse when the header is written
+# (stereo PCM into MP4, Opus into MOV), or that few players play from that container (PCM or Vorbis in
+# MP4). Matroska and AVI take whatever FFmpeg's muxer accepts.
+_PCM = frozenset({"pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_s24be", "pcm_s32le", "pcm_s32be", "pcm_f32le",
+                  "pcm_f32be", "pcm_f64le", "pcm_f64be", "pcm_u8", "pcm_s8", "pcm_alaw", "pcm_mulaw"})
+_AUDIO_COPY: dict[str, frozenset[str]] = {
+    "mp4": frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}),
+    "mov": frozenset({"aac", "mp3", "ac3", "eac3", "alac"}) | _PCM,
+    "webm": frozenset({"opus", "vorbis"}),
+}
+# The encoder for audio a container cannot hold, by muxer (AAC otherwise): WebM allows only Opus and
+# Vorbis, and AVI players expect MP3.
+_AUDIO_REENCODE = {"webm": "libopus", "avi": "libmp3lame"}
+_AUDIO_MAX_CHANNELS = {"libmp3lame": 2}  # more channels are mixed down to stereo
+# A layout by channel count that both AAC and Opus take (Opus refuses 2.1, 4.0 and 5.1(side), for one).
+_STANDARD_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
 # Demuxers that open still images: such files are images, not videos.
 _IMAGE_DEMUXERS = ("image2", "_pipe", "gif", "apng", "webp", "png", "bmp", "tiff")
 
@@ -116,6 +141,100 @@ def _open_input(path: Path):
         raise VideoError(f"{path}: not a readable video ({_reason(exc)})") from None
 
 
+def _audio_rate(codec, rate: int) -> int:
+    """The sample rate to encode ``rate`` Hz audio at: the same if ``codec`` takes it, else the next
+    higher rate it takes (Opus has no 44.1 kHz: 48 kHz), else its highest."""
+    rates = codec.audio_rates
+    if not rates or rate in rates:
+        return rate
+    higher = [r for r in rates if r >= rate]
+    return min(higher) if higher else max(rates)
+
+
+def _video_encoders(av, muxer: str | None = None) -> str:
+    """The suggested video codecs this PyAV has (and ``muxer`` can hold), for messages."""
+    names = []
+    for name in _SUGGESTED_CODECS:
+        try:
+            av.Codec(name, "w")
+        except ValueError:
+            continue
+        names.append(name)
+    if muxer is not None:
+        supported = _muxer_codecs(av, muxer)
+        names = [n for n in names if n in supported]
+    return ", ".join(names)
+
+
+def _muxer_codecs(av, muxer: str) -> set[str]:
+    container = av.open(os.devnull, "w", format=muxer)  # nothing is written until the header
+    try:
+        return set(container.supported_codecs)
+    finally:
+        container.close()
+
+
+def check_encoder_settings(codec: str | None = None, crf: int | None = None, preset: str | None = None,
+                           extension: str | None = None) -> str:
+    """The video encoder ``codec`` (default: the one for ``extension``), after checking that the
+    settings can work; ValueError names the setting and the valid choices otherwise.
+
+    ``codec`` must be a video encoder of this PyAV that writes 4:2:0 (what fastnst encodes), ``crf``
+    in the codec's scale, ``preset`` one of x264/x265's, and ``extension``'s container able to hold the
+    codec. Without ``extension`` (before the outputs are known) the default codec is taken to be H.264
+    and the CRF limit is the widest, 63.
+    """
+    av = require_av()
+    muxer = _MUXERS[extension.lower()][0] if extension and extension.lower() in _MUXERS else None
+    default = _MUXERS[extension.lower()][1] if muxer is not None else "libx264"
+    if codec is not None:
+        try:
+            found = av.Codec(codec, "w")
+        except ValueError:
+            raise ValueError(f"codec {codec!r}: unknown video codec (this PyAV has e.g. {_video_encoders(av)})") from None
+        if found.type != "video":
+            raise ValueError(f"codec {codec!r} encodes {found.type}, not video: give a video codec, e.g. {_video_encoders(av)}")
+        if "yuv420p" not in {f.name for f in found.video_formats or ()}:
+            raise ValueError(f"codec {codec!r} cannot encode yuv420p (4:2:0) video, which fastnst writes: "
+                             f"give e.g. {_video_encoders(av)}")
+        if muxer is not None and found.name not in _muxer_codecs(av, muxer) and codec not in _muxer_codecs(av, muxer):
+            raise ValueError(f"codec {codec!r}: {extension} files cannot hold it (they can hold {_video_encoders(av, muxer)})")
+        name = found.name  # h264 -> libx264
+    else:
+        name = default
+    if preset is not None:
+        if name not in _PRESET_CODECS:
+            raise ValueError(f"preset {preset!r}: presets are for libx264 and libx265, not {name}")
+        if preset not in X264_PRESETS:
+            raise ValueError(f"preset {preset!r} is not one of {', '.join(X264_PRESETS)}")
+    if crf is not None:
+        if codec is None and muxer is None:  # the codec is not known yet: the widest scale
+            label, (low, high) = "any codec", (0, 63)
+        elif name not in _CRF_RANGES:
+            raise ValueError(f"crf {crf}: CRF is for {', '.join(_CRF_RANGES)}, not {name}")
+        else:
+            label, (low, high) = name, _CRF_RANGES[name]
+        if not low <= crf <= high:
+            raise ValueError(f"crf {crf} is out of range for {label} ({low}..{high})")
+    return name
+
+
+def _video_stream(container):
+    """The video stream to stylize: FFmpeg's choice of the best one (a one-frame thumbnail track loses
+    to the real video), never an attached picture (a cover); None when there is no other."""
+    av = require_av()
+    candidates = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+    if not candidates:
+        return None
+    best = container.streams.best("video")
+    return best if best in candidates else candidates[0]
+
+
+def _no_video(path: Path, container) -> VideoError:
+    sound = " (audio only)" if container.streams.audio else ""
+    return VideoError(f"{path}: no video stream{sound}")
+
+
 def _reason(exc: BaseException) -> str:
     text = getattr(exc, "strerror", None) or str(exc)
     return text.split(": '", 1)[0].strip() or type(exc).__name__
@@ -134,7 +253,8 @@ def _quarter_turns(path: Path) -> int:
     av = require_av()
     try:
         with av.open(str(path), "r") as container:
-            for frame in container.decode(video=0):
+            stream = _video_stream(container)
+            for frame in container.decode(stream) if stream is not None else ():
                 return round((getattr(frame, "rotation", 0) or 0) / 90) % 4
     except (av.error.FFmpegError, OSError):
         pass
@@ -145,9 +265,9 @@ def probe_video(path: StrPath) -> VideoInfo:
     """Container facts of a video file; VideoError when it cannot be opened or has no video stream."""
     path = Path(path)
     with _open_input(path) as container:
-        if not container.streams.video:
-            raise VideoError(f"{path}: no video stream")
-        v = container.streams.video[0]
+        v = _video_stream(container)
+        if v is None:
+            raise _no_video(path, container)
         duration = _stream_duration(v)
         if duration is None and container.duration:
             duration = container.duration / 1_000_000
@@ -186,7 +306,7 @@ def is_video_file(path: StrPath) -> bool:
         return Path(path).suffix.lower() in VIDEO_EXTENSIONS
     try:
         with av.open(str(path), "r") as container:
-            if not container.streams.video:
+            if _video_stream(container) is None:
                 return False
             name = container.format.name
             if any(part in name for part in _IMAGE_DEMUXERS):
@@ -203,7 +323,18 @@ def is_video_input(path: StrPath) -> bool:
     ext = Path(path).suffix.lower()
     if ext in _IMAGE_EXTENSIONS:
         return False
-    return ext in VIDEO_EXTENSIONS or is_video_file(path)
+    return ext in VIDEO_EXTENSIONS or is_video_file(path) or _is_audio_file(path)
+
+
+def _is_audio_file(path: StrPath) -> bool:
+    """A sound file (.mp3, .m4a, ...) named as an input goes to the video reader, whose "no video
+    stream (audio only)" says more than the image reader's "not an image file"."""
+    try:
+        av = require_av()
+        with av.open(str(path), "r") as container:
+            return bool(container.streams.audio) and not any(part in container.format.name for part in _IMAGE_DEMUXERS)
+    except (ImportError, av.error.FFmpegError, OSError, ValueError):
+        return False
 
 
 def video_output_extension(src: StrPath) -> str:
@@ -256,9 +387,9 @@ class FrameReader:
         self.path = path
         self.container = _open_input(path)
         try:
-            if not self.container.streams.video:
-                raise VideoError(f"{path}: no video stream")
-            self.video = self.container.streams.video[0]
+            self.video = _video_stream(self.container)
+            if self.video is None:
+                raise _no_video(path, self.container)
             ctx = self.video.codec_context
             ctx.thread_count = max(0, threads)  # 0 = FFmpeg's choice (one per core)
             ctx.thread_type = "AUTO"
@@ -269,6 +400,9 @@ class FrameReader:
             self.source_size = (ctx.height, ctx.width) if self.turns % 2 else (ctx.width, ctx.height)
             self.size = size or self.source_size
             self.audio = self.container.streams.audio[0] if keep_audio and self.container.streams.audio else None
+            # Where the file's streams end (all of them are demuxed, even those not kept): that tells a
+            # cut file from one whose picture stops before its sound (see check_truncated).
+            self.data_end: float | None = None  # seconds
             self.decoded = 0
         except BaseException:
             self.container.close()
@@ -290,11 +424,13 @@ class FrameReader:
     def packets(self) -> Iterator[tuple[str, object]]:
         """("video", _Frame) and ("audio", packet) items in file order."""
         av = require_av()
-        streams = [self.video] + ([self.audio] if self.audio is not None else [])
         try:
-            for packet in self.container.demux(*streams):
-                if packet.stream.type == "audio":
-                    if packet.dts is not None and packet.size:
+            for packet in self.container.demux():
+                if packet.pts is not None and packet.time_base is not None:
+                    end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+                    self.data_end = end if self.data_end is None else max(self.data_end, end)
+                if packet.stream.index != self.video.index:
+                    if self.audio is not None and packet.stream.index == self.audio.index and packet.dts is not None and packet.size:
                         yield "audio", packet
                     continue
                 for frame in packet.decode():
@@ -318,14 +454,24 @@ class FrameReader:
         download or copy). Irregular timing (dropped frames, as in tree.avi) is fine: only the time
         the last frame reaches counts, not the number of frames."""
         declared = _stream_duration(self.video)
-        if declared is None or last_pts is None or self.video.time_base is None or declared <= 0:
+        if last_pts is None or self.video.time_base is None:
             return
-        start = self.video.start_time or 0
-        reached = float((last_pts - start) * self.video.time_base)
+        if declared is None and self.container.duration:
+            # WebM (and some Matroska) declare only the whole file's duration, the longest stream's:
+            # it is cut short when none of its streams (picture, sound, ...) gets near it.
+            declared = self.container.duration / 1_000_000
+            start = (self.container.start_time or 0) / 1_000_000
+            reached = max(float(last_pts * self.video.time_base), self.data_end or 0.0) - start
+            what = "the file ends"
+        elif declared is not None:
+            reached = float((last_pts - (self.video.start_time or 0)) * self.video.time_base)
+            what = "frames end"
+        if declared is None or declared <= 0:
+            return
         frame_time = 1 / float(self.video.average_rate) if self.video.average_rate else 0.0
         if reached + 2 * frame_time < 0.9 * declared:
             raise VideoError(
-                f"{self.path}: truncated video: frames end at {reached:.2f} s of the {declared:.2f} s its header declares"
+                f"{self.path}: truncated video: {what} at {reached:.2f} s of the {declared:.2f} s its header declares"
             )
 
 
@@ -359,15 +505,14 @@ class VideoWriter:
         ext = extension.lower()
         if ext not in _MUXERS:
             raise VideoError(f"{path}: cannot write {ext or '(no extension)'} videos (use one of {', '.join(sorted(_MUXERS))})")
-        muxer, default_codec = _MUXERS[ext]
-        codec = codec or default_codec
-        if codec not in av.codecs_available:
-            raise VideoError(f"unknown video codec {codec!r} (this PyAV has e.g. libx264, libx265, libvpx-vp9, libsvtav1, mpeg4)")
+        muxer = _MUXERS[ext][0]
+        try:
+            codec = check_encoder_settings(codec, crf, preset, ext)
+        except ValueError as exc:
+            raise VideoError(str(exc)) from None
         self.container = av.open(str(path), "w", format=muxer)
         try:
             supported = self.container.supported_codecs
-            if codec not in supported and av.Codec(codec, "w").name not in supported:
-                raise VideoError(f"{ext} files cannot hold {codec} video")
             self.stream = self.container.add_stream(codec, rate=rate)
             self.stream.width, self.stream.height = width, height
             self.stream.pix_fmt = "yuv420p"
@@ -387,14 +532,31 @@ class VideoWriter:
             self.audio_in = audio_template
             self.audio_out = None
             self._audio_transcode = False
+            self.audio_note: str | None = None  # why and how the audio was re-encoded
             if audio_template is not None:
-                name = audio_template.codec_context.name
-                if name in supported:
+                ctx = audio_template.codec_context  # None when this FFmpeg has no decoder for it
+                name = ctx.codec.canonical_name if ctx is not None else "an unknown codec"
+                copyable = _AUDIO_COPY.get(muxer, supported)
+                if ctx is None or name in copyable:
                     self.audio_out = self.container.add_stream_from_template(audio_template)
-                else:  # e.g. PCM from an AVI into WebM: re-encode with the container's usual codec
-                    target = "libopus" if muxer == "webm" else "aac"
-                    self.audio_out = self.container.add_stream(target, rate=audio_template.codec_context.sample_rate)
+                else:  # e.g. PCM from a camera's AVI into MP4 or WebM: re-encode with the container's usual codec
+                    target = av.Codec(_AUDIO_REENCODE.get(muxer, "aac"), "w")
+                    out_rate = _audio_rate(target, ctx.sample_rate)
+                    # The standard layout for the channel count: PCM from AVI or Matroska often comes
+                    # with channels in no stated order, which the encoders refuse.
+                    channels = min(ctx.layout.nb_channels, _AUDIO_MAX_CHANNELS.get(target.name, 8))
+                    self.audio_out = self.container.add_stream(target.name, rate=out_rate)
+                    self.audio_out.layout = _STANDARD_LAYOUTS.get(channels, "stereo")
                     self._audio_transcode = True
+                    resampled = f" at {out_rate} Hz" if out_rate != ctx.sample_rate else ""
+                    self.audio_note = f"re-encoded to {target.name}{resampled} ({ext} cannot hold {name} audio)"
+            # The header now, not at the first frame: a combination the muxer or an encoder refuses
+            # fails here, before any frame is stylized.
+            try:
+                self.container.start_encoding()
+            except (av.error.FFmpegError, ValueError) as exc:
+                audio = f" and {self.audio_out.codec_context.name} audio" if self.audio_out is not None else ""
+                raise VideoError(f"cannot write {ext} with {codec} video{audio} ({_reason(exc)})") from None
         except BaseException:
             self.container.close()
             raise
@@ -441,6 +603,10 @@ class VideoWriter:
             for packet in self.stream.encode():
                 self.container.mux(packet)
             if self._audio_transcode:
+                for frame in self.audio_in.codec_context.decode(None):  # the decoder's last samples
+                    frame.pts = None
+                    for packet in self.audio_out.encode(frame):
+                        self.container.mux(packet)
                 for packet in self.audio_out.encode():
                     self.container.mux(packet)
         finally:

@@ -39,9 +39,12 @@ def write_clip(
     pts: list[int] | None = None,
     audio: str | None = None,
     options: dict[str, str] | None = None,
+    audio_rate: int = 16000,
+    audio_layout: str = "mono",
 ) -> Path:
     """Encode RGB frames to ``path`` (container from the suffix). ``pts`` in 1/(fps*10) s units for
-    irregular timing; ``audio``: an audio codec for a 440 Hz tone as long as the clip."""
+    irregular timing; ``audio``: an audio codec for a 440 Hz tone as long as the clip, at
+    ``audio_rate`` Hz in ``audio_layout`` ("mono", "stereo", "5.1", ...)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     h, w = frames[0].shape[:2] if frames else (48, 64)
     with av.open(str(path), "w", format=MUXERS[path.suffix]) as out:
@@ -54,8 +57,10 @@ def write_clip(
             stream.codec_context.time_base = tb
         a_stream = None
         if audio is not None:
-            a_stream = out.add_stream(audio, rate=16000)
-            a_stream.layout = "mono"
+            a_stream = out.add_stream(audio, rate=audio_rate)
+            a_stream.layout = audio_layout
+            if a_stream.codec_context.codec.experimental:  # FFmpeg's own Vorbis encoder
+                a_stream.codec_context.options = {"strict": "experimental"}
         for i, rgb in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             if pts is not None:
@@ -66,13 +71,15 @@ def write_clip(
             out.mux(packet)
         if a_stream is not None:
             seconds = max(1, len(frames)) / fps
-            n = int(16000 * seconds)
-            tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(n) / 16000) * 32767).astype(np.int16)
+            n = int(audio_rate * seconds)
+            channels = av.AudioLayout(audio_layout).nb_channels
+            tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(n) / audio_rate) * 32767).astype(np.int16)
+            tone = np.repeat(tone[None], channels, axis=0)
             chunk = 1024
             for i in range(0, n, chunk):
-                samples = tone[None, i : i + chunk]
-                frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
-                frame.sample_rate = 16000
+                samples = np.ascontiguousarray(tone[:, i : i + chunk])
+                frame = av.AudioFrame.from_ndarray(samples, format="s16p", layout=audio_layout)
+                frame.sample_rate = audio_rate
                 frame.pts = i
                 for packet in a_stream.encode(frame):
                     out.mux(packet)

@@ -245,3 +245,41 @@ def test_overwrite_input_hint_fits_the_command(model, tmp_path, capsys):
     assert "would overwrite an input" in err and "use -o" not in err and "another -o" in err
     assert main(["--model", str(model), str(src), "--suffix", ""]) == 1
     assert "use -o or a --suffix" in capsys.readouterr().err
+
+
+def test_sigterm_during_a_batch_exits_130_and_leaves_no_temporary_file(model, tmp_path, monkeypatch, capsys):
+    """SIGTERM (kill, timeout, docker stop) stops the command as Ctrl-C does; the images saved so far
+    stay, a save under way is not left as a hidden temporary file."""
+    import signal
+
+    from fastnst import batch
+
+    for i in range(6):
+        write_photo(tmp_path / "in" / f"p{i}.png", 40, 30, seed=i)
+    real_save, saves = batch._save, []
+
+    def save_then_terminate(tensor, job, quality):
+        saves.append(job)
+        real_save(tensor, job, quality)
+        if len(saves) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(batch, "_save", save_then_terminate)
+    # Should the command not handle SIGTERM, this keeps it from ending the test run itself.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        status = run(model, str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--workers", "0")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert status == 130
+    assert "interrupted (no partial output left)" in capsys.readouterr().err
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written and all(not name.startswith(".") for name in written)
+    assert len(written) < 6
+
+
+def test_output_named_with_a_media_extension_fastnst_cannot_write_is_refused(model, tmp_path, capsys):
+    src = write_photo(tmp_path / "in.png", 20, 16)
+    assert run(model, str(src), "-o", str(tmp_path / "out.ts")) == 2
+    assert "-o " + str(tmp_path / "out.ts") + ": cannot write .ts files" in capsys.readouterr().err
+    assert not (tmp_path / "out.ts").exists()

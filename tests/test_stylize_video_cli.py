@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +14,7 @@ from PIL import Image
 pytest.importorskip("av")
 
 from clips import audio_packets, moving_square_frames, read_all, write_clip  # noqa: E402
-from support import random_style_net  # noqa: E402
+from support import ROOT, random_style_net, subprocess_env  # noqa: E402
 
 from fastnst.cli import video as video_cli  # noqa: E402
 from fastnst.cli.stylize import main  # noqa: E402
@@ -53,6 +57,16 @@ def test_avi_becomes_mp4_and_probing_ignores_the_extension(model, tmp_path):
     assert len(read_all(tmp_path / "clip_mosaic.mp4")) == 3
 
 
+def test_camera_avi_with_pcm_sound_becomes_mp4_with_aac(model, tmp_path, capsys):
+    # what most cameras write: Motion JPEG with 48 kHz stereo PCM in an AVI
+    src = write_clip(tmp_path / "cam.avi", moving_square_frames(3, 64, 48), codec="mjpeg", pix_fmt="yuvj420p",
+                     audio="pcm_s16le", audio_rate=48000, audio_layout="stereo")
+    assert run(model, str(src)) == 0
+    out = tmp_path / "cam_mosaic.mp4"
+    assert len(read_all(out)) == 3 and audio_packets(out)
+    assert "audio re-encoded to aac (.mp4 cannot hold pcm_s16le audio)" in capsys.readouterr().err
+
+
 def test_images_and_videos_mixed_into_a_directory(model, tmp_path):
     src = tmp_path / "in"
     write_clip(src / "a.mkv", moving_square_frames(3, 64, 48))
@@ -70,6 +84,18 @@ def test_single_output_file_and_max_size(model, tmp_path):
     assert len(frames) == 3 and frames[0].shape == (24, 32, 3)
     assert run(model, "-q", str(src), "-o", str(tmp_path / "still.png")) == 1  # a video cannot become a png
     assert not (tmp_path / "still.png").exists()
+
+
+def test_output_that_is_an_existing_file_is_an_argument_error(model, tmp_path, capsys):
+    a = write_clip(tmp_path / "a.mp4", moving_square_frames(3, 64, 48))
+    b = write_clip(tmp_path / "b.mp4", moving_square_frames(3, 64, 48))
+    (tmp_path / "notes").write_text("keep")
+    assert run(model, str(a), str(b), "-o", str(tmp_path / "notes")) == 2
+    assert f"-o {tmp_path / 'notes'} is an existing file, not a directory" in capsys.readouterr().err
+    assert run(model, str(a), "-o", str(tmp_path / "notes" / "x.mp4")) == 2
+    assert f"{tmp_path / 'notes'} is a file, not a directory" in capsys.readouterr().err
+    assert (tmp_path / "notes").read_text() == "keep"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4", "b.mp4", "notes"]
 
 
 def test_existing_output_refused_unless_overwrite(model, tmp_path, capsys):
@@ -118,6 +144,26 @@ def test_ctrl_c_leaves_no_file_and_exits_130(model, tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.mp4"]
 
 
+def test_sigterm_leaves_no_file_and_exits_130(model, tmp_path):
+    """kill, timeout, docker stop and Slurm send SIGTERM: it stops a video as Ctrl-C does."""
+    work = tmp_path / "work"
+    src = write_clip(work / "long.mp4", moving_square_frames(60, 320, 240))  # seconds of work to interrupt
+    (tmp_path / "tmp").mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "fastnst.stylize", "--model", str(model), "--precision", "fp32", "-q", str(src)],
+                            cwd=ROOT, env=subprocess_env(tmp_path / "tmp"), stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(work.glob(".long_mosaic.mp4.*.tmp")):  # the video is being written
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 130
+    finally:
+        proc.kill()
+    assert "interrupted (no partial output left)" in proc.stderr.read()
+    assert sorted(p.name for p in work.iterdir()) == ["long.mp4"]
+
+
 def test_camera_records_from_a_stand_in_video(model, tmp_path, capsys, monkeypatch):
     pytest.importorskip("cv2")
     monkeypatch.delenv("DISPLAY", raising=False)
@@ -164,3 +210,34 @@ def test_argument_errors(model, tmp_path):
     with pytest.raises(SystemExit):
         run(model, str(tmp_path / "x.mp4"), "--crf", "99")
     assert [video_output_extension(Path(f"a{e}")) for e in (".mov", ".webm", ".avi", ".xyz")] == [".mov", ".webm", ".mp4", ".mp4"]
+
+
+def exit_status(model: Path, *args: str) -> int:
+    """run()'s status, or the parser's (argparse exits with 2 on an argument error)."""
+    try:
+        return run(model, *args)
+    except SystemExit as exc:
+        return exc.code
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--codec", "aac"], "--codec 'aac' encodes audio, not video: give a video codec, e.g. libx264"),
+        (["--codec", "png"], "--codec 'png' cannot encode yuv420p"),
+        (["--preset", "ludicrous"], "--preset 'ludicrous' is not one of ultrafast, superfast, veryfast"),
+        (["--crf", "60"], "--crf 60 is out of range for libx264 (0..51)"),
+        (["--codec", "mpeg4", "--crf", "20"], "--crf 20: CRF is for libx264"),
+        (["--preset", "slow", "-o", "OUT/clip.webm"], "--preset 'slow': presets are for libx264 and libx265, not libvpx-vp9"),
+        (["--codec", "mpeg4", "-o", "OUT/clip.webm"], "--codec 'mpeg4': .webm files cannot hold it (they can hold libvpx-vp9"),
+    ],
+    ids=["audio-codec", "image-codec", "preset", "crf-x264", "crf-mpeg4", "preset-vp9", "codec-container"],
+)
+def test_encoder_settings_that_cannot_work_are_argument_errors(model, tmp_path, capsys, options, message):
+    src = write_clip(tmp_path / "c.mp4", moving_square_frames(3, 64, 48))
+    options = [o.replace("OUT", str(tmp_path / "out")) for o in options]
+    out = ["-o", str(tmp_path / "out")] if "-o" not in options else []
+    assert exit_status(model, str(src), *out, *options) == 2
+    assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.mp4"]  # nothing done, no empty folder
+

@@ -21,6 +21,7 @@ from fastnst.video import stylize_video  # noqa: E402
 from fastnst.video_io import (  # noqa: E402
     VideoError,
     is_video_file,
+    is_video_input,
     output_size,
     probe_video,
     read_frames,
@@ -78,6 +79,22 @@ def test_other_codec_and_container(stylizer, clip, tmp_path):
     with pytest.raises(VideoError, match="unknown video codec"):
         stylize_video(stylizer, clip, tmp_path / "x.mp4", codec="no-such-codec")
     assert not (tmp_path / "x.mp4").exists()
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"codec": "aac"}, "encodes audio, not video"),
+        ({"codec": "png"}, "cannot encode yuv420p"),
+        ({"preset": "ludicrous"}, "not one of ultrafast"),
+        ({"crf": 60}, r"out of range for libx264 \(0\.\.51\)"),
+    ],
+)
+def test_encoder_settings_are_refused_before_any_frame(stylizer, clip, tmp_path, settings, message):
+    seen = []
+    with pytest.raises(VideoError, match=message):
+        stylize_video(stylizer, clip, tmp_path / "x.mp4", progress=lambda done, total: seen.append(done), **settings)
+    assert seen == [] and leftovers(tmp_path, {"clip.mp4"}) == []
 
 
 def test_odd_size_and_max_size(stylizer, tmp_path):
@@ -261,3 +278,109 @@ def test_phone_rotation_is_turned_upright(stylizer, tmp_path, degrees):
     assert (result.width, result.height) == (48, 64)
     out_info = probe_video(result.path)
     assert (out_info.width, out_info.height, out_info.rotation) == (48, 64, 0)
+
+
+def _still_then_video(path: Path, attached: bool) -> Path:
+    """A file whose first video stream is one still picture (a cover, or a thumbnail track), larger than
+    the real video that follows it (8 frames of 64x48)."""
+    av = require_av()
+    with av.open(str(path), "w", format="mp4" if path.suffix == ".mp4" else "matroska") as out:
+        still = out.add_stream("mjpeg", rate=1)
+        still.width, still.height, still.pix_fmt = 96, 96, "yuvj420p"
+        if attached:
+            still.disposition = av.stream.Disposition.attached_pic
+        video = out.add_stream("libx264", rate=10)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        frame = av.VideoFrame.from_ndarray(np.full((96, 96, 3), 200, np.uint8), format="rgb24").reformat(format="yuvj420p")
+        frame.pts = 0
+        for packet in [*still.encode(frame), *still.encode()]:
+            out.mux(packet)
+        for i, rgb in enumerate(moving_square_frames(8, 64, 48)):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = i
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode():
+            out.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("name, attached", [("thumb.mkv", False), ("cover.mp4", True)])
+def test_the_real_video_stream_is_stylized_not_a_still_before_it(stylizer, tmp_path, name, attached):
+    src = _still_then_video(tmp_path / name, attached)
+    assert (probe_video(src).width, probe_video(src).height) == (64, 48)
+    result = stylize_video(stylizer, src, tmp_path / "out.mp4")
+    assert (result.frames, result.width, result.height) == (8, 64, 48)
+
+
+def test_a_sound_file_with_a_cover_picture_is_not_a_video(stylizer, tmp_path):
+    av = require_av()
+    path = tmp_path / "song.mp3"
+    with av.open(str(path), "w") as out:
+        sound = out.add_stream("libmp3lame", rate=44100)
+        cover = out.add_stream("mjpeg", rate=1)  # the MP3 muxer marks it as an attached picture
+        cover.width, cover.height, cover.pix_fmt = 32, 32, "yuvj420p"
+        frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 200, np.uint8), format="rgb24").reformat(format="yuvj420p")
+        frame.pts = 0
+        for packet in [*cover.encode(frame), *cover.encode()]:
+            out.mux(packet)
+        samples = av.AudioFrame.from_ndarray(np.zeros((1, 4410), np.float32), format="fltp", layout="mono")
+        samples.sample_rate, samples.pts = 44100, 0
+        for packet in [*sound.encode(samples), *sound.encode()]:
+            out.mux(packet)
+    assert not is_video_file(path)
+    assert is_video_input(path)  # to the video reader, which says what it is
+    with pytest.raises(VideoError, match=r"song.mp3: no video stream \(audio only\)"):
+        stylize_video(stylizer, path, tmp_path / "out.mp4")
+    assert leftovers(tmp_path, {"song.mp3"}) == []
+
+
+def test_truncated_webm_is_found_from_the_whole_file_duration(stylizer, tmp_path):
+    """WebM declares only the whole file's duration: a cut file is one where neither the picture nor
+    the sound gets near it; a picture that stops before its sound is not cut."""
+    whole = write_clip(tmp_path / "whole.webm", moving_square_frames(30, 64, 48), codec="libvpx-vp9", audio="libopus",
+                       audio_rate=48000)
+    cut = tmp_path / "cut.webm"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(VideoError, match="cut.webm: truncated video: the file ends at"):
+        stylize_video(stylizer, cut, tmp_path / "cut_out.webm", crf=40)
+    with pytest.raises(VideoError, match="truncated"):
+        stylize_video(stylizer, cut, tmp_path / "cut_out.webm", crf=40, audio=False)
+    av = require_av()
+    short_picture = tmp_path / "talk.webm"
+    with av.open(str(short_picture), "w", format="webm") as out:
+        video = out.add_stream("libvpx-vp9", rate=10)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        sound = out.add_stream("libopus", rate=48000)
+        for i, rgb in enumerate(moving_square_frames(3, 64, 48)):  # 0.3 s of picture
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = i
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode():
+            out.mux(packet)
+        for i in range(0, 48000, 960):  # 1 s of sound
+            samples = av.AudioFrame.from_ndarray(np.zeros((2, 960), np.float32), format="fltp", layout="stereo")
+            samples.sample_rate, samples.pts = 48000, i
+            for packet in sound.encode(samples):
+                out.mux(packet)
+        for packet in sound.encode():
+            out.mux(packet)
+    assert stylize_video(stylizer, short_picture, tmp_path / "talk_out.webm", crf=40).frames == 3
+    assert leftovers(tmp_path, {"whole.webm", "cut.webm", "talk.webm", "talk_out.webm"}) == []
+
+
+def test_a_full_disk_names_the_output_not_the_temporary_file(stylizer, clip, tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from fastnst.video_io import VideoWriter
+
+    def full(self, *args):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.container.name)
+
+    monkeypatch.setattr(VideoWriter, "write", full)
+    dst = tmp_path / "out.mp4"
+    with pytest.raises(VideoError, match=f"^{dst}: No space left on device$"):
+        stylize_video(stylizer, clip, dst)
+    assert leftovers(tmp_path, {"clip.mp4"}) == []

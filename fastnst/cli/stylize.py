@@ -21,7 +21,7 @@ Output rules:
 
 A bad input (unreadable, corrupt, ...) does not stop the batch: the others are written, the summary
 lists it with the reason, and the exit status is 1. Exit status 2: bad arguments or model; 130: Ctrl-C
-during a video (no partial file left).
+or SIGTERM (no partial file left).
 """
 
 from __future__ import annotations
@@ -129,8 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def print_summary(outcome: Outcome, out=None, videos: list | None = None) -> None:
-    """The counts, time per image, and a line per video written (``videos``: their VideoResults)."""
+def print_summary(outcome: Outcome, out=None, videos: list | None = None, notes: list | None = None) -> None:
+    """The counts, time per image, a line per video or animation written (``videos``: their
+    VideoResults), and the plan's notes (``notes``: (input, note) pairs)."""
     out = out or sys.stderr
     videos = videos or []
     n = len(outcome.done)
@@ -141,7 +142,10 @@ def print_summary(outcome: Outcome, out=None, videos: list | None = None) -> Non
         line += f"; {outcome.wall_seconds / images:.2f} s per image ({outcome.compute_seconds / images:.2f} s stylizing)"
     print(line, file=out)
     for result in videos:
-        print(f"  video {video_cli.describe(result)}", file=out)
+        kind = "animation" if result.path.suffix.lower() in (".gif", ".png", ".webp") else "video"
+        print(f"  {kind} {video_cli.describe(result)}", file=out)
+    for src, note in notes or []:
+        print(f"  note {src}: {note}", file=out)
     for src, reason in outcome.skipped:
         print(f"  skipped {src}: {reason}", file=out)
     for src, reason in outcome.failed:
@@ -157,6 +161,18 @@ def _settings(args: argparse.Namespace) -> StylizeSettings:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command; SIGTERM stops it as Ctrl-C does: exit status 130, no partial output left."""
+    from fastnst.interrupt import terminate_as_interrupt
+
+    with terminate_as_interrupt():
+        try:
+            return _main(argv)
+        except KeyboardInterrupt:  # outside a video (a video's own is reported with the batch)
+            print("interrupted (no partial output left)", file=sys.stderr)
+            return 130
+
+
+def _main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.list_models:
@@ -212,9 +228,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    message = video_cli.check_video_outputs(args, plan.jobs)  # e.g. --preset with .webm's VP9
+    if message is not None:
+        print(f"error: {message}", file=sys.stderr)
+        return 2
 
-    image_jobs = [job for job in plan.jobs if not job.video]
-    video_jobs = [job for job in plan.jobs if job.video]
+    image_jobs = [job for job in plan.jobs if not job.video and not job.animated]
+    video_jobs = [job for job in plan.jobs if job.video or job.animated]  # animations go frame by frame too
     bar = None
     if not args.quiet and len(image_jobs) > 1:
         from tqdm import tqdm
@@ -232,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     outcome.failed = plan.failed + outcome.failed
     outcome.skipped = plan.skipped + outcome.skipped
     if not args.quiet:
-        print_summary(outcome, videos=videos.results)
+        print_summary(outcome, videos=videos.results, notes=plan.notes)
         if args.demo and outcome.done:
             print(f"stylized photos ({stylizer.style}) in {output}/", file=sys.stderr)
     elif outcome.failed:

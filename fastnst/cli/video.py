@@ -36,8 +36,39 @@ def add_video_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def check_video_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Encoder settings that cannot work are argument errors before anything is done: an audio or
+    unknown --codec, a --preset or --crf the codec does not take (see video_io.check_encoder_settings)."""
     if args.crf is not None and not 0 <= args.crf <= 63:
         parser.error("--crf must be in 0..63 (x264/x265: 0..51)")
+    if args.codec is None and args.preset is None and args.crf is None:
+        return
+    camera_ext = Path(args.output).suffix.lower() if args.camera is not None and args.output else None
+    try:
+        from fastnst.video_io import check_encoder_settings
+
+        check_encoder_settings(args.codec, args.crf, args.preset, camera_ext if camera_ext in VIDEO_SUFFIXES else None)
+    except ImportError:
+        return  # no PyAV: videos are refused with the install command; images ignore these options
+    except ValueError as exc:
+        parser.error(f"--{exc}")
+
+
+def check_video_outputs(args: argparse.Namespace, jobs: list) -> str | None:
+    """The encoder settings against each planned video output's container (the default codec depends
+    on it: VP9 for .webm, else H.264): an error message, or None when they all work."""
+    extensions = sorted({job.dst.suffix.lower() for job in jobs if job.video})
+    if not extensions or (args.codec is None and args.preset is None and args.crf is None):
+        return None
+    from fastnst.video_io import check_encoder_settings
+
+    for ext in extensions:
+        try:
+            check_encoder_settings(args.codec, args.crf, args.preset, ext)
+        except ImportError:
+            return None
+        except ValueError as exc:
+            return f"--{exc}" if ext == extensions[0] and len(extensions) == 1 else f"--{exc} (for the {ext} outputs)"
+    return None
 
 
 def _stabilization(args: argparse.Namespace):
@@ -69,7 +100,10 @@ def _frame_bar(total: int | None, name: str, quiet: bool):
 
 
 def run_video_jobs(stylizer, jobs: list, args: argparse.Namespace, overwrite: bool) -> VideoOutcome:
-    """Stylize each video job; a bad video is reported and the others go on. Ctrl-C stops (no partial file)."""
+    """Stylize each video job (and animated image: every frame); a bad one is reported and the others
+    go on. Ctrl-C stops (no partial file)."""
+    from fastnst.animation import stylize_animation
+    from fastnst.imageio import ImageError
     from fastnst.video import stylize_video
     from fastnst.video_io import VideoError
 
@@ -86,16 +120,23 @@ def run_video_jobs(stylizer, jobs: list, args: argparse.Namespace, overwrite: bo
             bar.update(done - bar.n)
 
         try:
-            result = stylize_video(
-                stylizer, job.src, job.dst, max_size=args.max_size, stabilization=_stabilization(args),
-                preserve_color=args.preserve_color, strength=args.strength, codec=args.codec, crf=args.crf,
-                preset=args.preset, audio=not args.no_audio, overwrite=overwrite, progress=progress,
-            )
+            if getattr(job, "animated", False):
+                result = stylize_animation(
+                    stylizer, job.src, job.dst, max_size=args.max_size, max_pixels=args.max_pixels,
+                    stabilization=_stabilization(args), preserve_color=args.preserve_color, strength=args.strength,
+                    quality=args.quality, overwrite=overwrite, progress=progress,
+                )
+            else:
+                result = stylize_video(
+                    stylizer, job.src, job.dst, max_size=args.max_size, stabilization=_stabilization(args),
+                    preserve_color=args.preserve_color, strength=args.strength, codec=args.codec, crf=args.crf,
+                    preset=args.preset, audio=not args.no_audio, overwrite=overwrite, progress=progress,
+                )
         except KeyboardInterrupt:
             outcome.interrupted = True
             outcome.failed.append((str(job.src), "interrupted (no partial output left)"))
             break
-        except (VideoError, FileExistsError, ValueError) as exc:
+        except (VideoError, ImageError, FileExistsError, ValueError) as exc:
             outcome.failed.append((str(job.src), str(exc)))
         except OSError as exc:
             outcome.failed.append((str(job.src), f"{exc.filename or job.dst}: {exc.strerror or exc}"))
@@ -111,7 +152,7 @@ def run_video_jobs(stylizer, jobs: list, args: argparse.Namespace, overwrite: bo
 
 
 def describe(result) -> str:
-    audio = f"; audio {result.audio}" if result.audio else ""
+    audio = f"; audio {result.audio_note or result.audio}" if result.audio else ""
     cuts = f"; {result.scene_cuts} scene cuts" if result.scene_cuts else ""
     return (f"{result.path}: {result.frames} frames {result.width}x{result.height} in {result.seconds:.1f} s, "
             f"{result.fps:.1f} fps end to end ({result.stylize_seconds:.1f} s stylizing){audio}{cuts}")
