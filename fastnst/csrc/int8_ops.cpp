@@ -16,9 +16,15 @@
 #include <cstring>
 #include <vector>
 
+// The intrinsics of each level are compiled only where the compiler targets it (the build flags of
+// the CPU's level, fastnst.int8_kernels.build_flags); every loop has a plain C++ version too (ARM,
+// older x86), which the compiler vectorises where it can.
 #if defined(__AVX512F__) && defined(__AVX512BW__)
 #include <immintrin.h>
 #define FASTNST_AVX512 1
+#elif defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define FASTNST_AVX2 1
 #endif
 
 namespace {
@@ -39,6 +45,14 @@ inline std::uint16_t to_bf16(float f) {  // round to nearest even (values are fi
   u += 0x7FFFu + ((u >> 16) & 1u);
   return std::uint16_t(u >> 16);
 }
+
+#ifdef FASTNST_AVX2
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load8(const std::uint16_t* p) {
+  const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+}
+#endif
 
 #ifdef FASTNST_AVX512
 inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
@@ -62,6 +76,22 @@ inline void pixel(const In* __restrict s, const float* __restrict m, const float
       v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
       const __m512i q = _mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
       _mm_storeu_si128(reinterpret_cast<__m128i*>(o + c), _mm512_cvtepi32_epi8(q));
+    }
+    return;
+  }
+#elif defined(FASTNST_AVX2)
+  if constexpr (CC > 0 && CC % 16 == 0) {
+    // As the AVX-512 path, 16 channels a step: cvtps rounds half to even (the default MXCSR mode, as
+    // nearbyint below); the two packs interleave 128-bit lanes, which the permute undoes.
+    const __m256 lo = _mm256_setzero_ps(), hi = _mm256_set1_ps(255.0f);
+    for (int c = 0; c < CC; c += 16) {
+      __m256 v0 = _mm256_fmadd_ps(_mm256_loadu_ps(m + c), load8(s + c), _mm256_loadu_ps(z + c));
+      __m256 v1 = _mm256_fmadd_ps(_mm256_loadu_ps(m + c + 8), load8(s + c + 8), _mm256_loadu_ps(z + c + 8));
+      v0 = _mm256_min_ps(_mm256_max_ps(v0, lo), hi);
+      v1 = _mm256_min_ps(_mm256_max_ps(v1, lo), hi);
+      const __m256i w16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(_mm256_cvtps_epi32(v0), _mm256_cvtps_epi32(v1)), 0xD8);
+      const __m128i b8 = _mm_packus_epi16(_mm256_castsi256_si128(w16), _mm256_extracti128_si256(w16, 1));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(o + c), b8);
     }
     return;
   }
