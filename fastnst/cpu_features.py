@@ -492,7 +492,7 @@ def plan_auto(cpu: CpuInfo | None = None, caps: Caps | None = None, *, has_qconv
         return Plan(fallback, fallback, f"{klass}{capped}: this PyTorch has no oneDNN int8 convolution; {why_fallback}",
                     klass, variant)
     if "avx2" not in feats:
-        return Plan(fallback, fallback, f"{klass}{capped}: no AVX2, oneDNN has no fast int8 kernel; {why_fallback}",
+        return Plan(fallback, fallback, f"{klass}{capped}: no AVX2, int8 not tried; {why_fallback}",
                     klass, variant)
     result = (probe or int8_probe)(variant)
     if result.fast:
