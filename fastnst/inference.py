@@ -193,10 +193,12 @@ def _resize_to_pixels(x: torch.Tensor, max_pixels: int) -> torch.Tensor:
 class Stylizer:
     """A style model prepared for fast inference on one device at one precision.
 
-    ``precision="auto"`` on a CPU with int8 dot-product units (VNNI / AMX) uses int8
-    (fastnst.int8_net) when the model passes the quality guard there (int8 output at least
-    AUTO_MIN_PSNR dB from float32 on a guard image; ``int8_psnr`` holds the measurement), else bf16 /
-    fp32 as fastnst.runtime.resolve_precision says. ``dtype`` is torch.int8 for the int8 network.
+    ``precision="auto"`` on a CPU takes the path fastnst.cpu_features.plan_auto finds fastest there:
+    int8 (fastnst.int8_net) where oneDNN runs a fast, exact int8 convolution (measured once per CPU,
+    caps and torch version) and the model passes the quality guard (int8 output at least AUTO_MIN_PSNR
+    dB from float32 on a guard image; ``int8_psnr`` holds the measurement), else bf16 where the CPU has
+    bf16 units, else fp32 (fastnst.runtime.resolve_precision). ``dtype`` is torch.int8 for the int8
+    network; ``reason`` says in one line why this path was taken.
     """
 
     def __init__(self, model: StyleModel | TransformNet, device: str | torch.device = "auto", precision: str = "auto") -> None:
@@ -208,12 +210,19 @@ class Stylizer:
         self.dtype = resolve_precision(precision, self.device)
         self.int8_psnr: float | None = None
         self.net: FusedNet | Int8Net
-        if self.dtype == torch.int8 or (precision == "auto" and self.device.type == "cpu" and cpu_supports_int8()):
+        self.reason = f"precision={precision} on {self.device.type}"
+        auto_cpu = precision == "auto" and self.device.type == "cpu"
+        if auto_cpu:
+            self.reason = _auto_reason()
+        if self.dtype == torch.int8 or (auto_cpu and cpu_supports_int8()):
             int8 = Int8Net(model.net)
             if self.dtype != torch.int8:  # auto: int8 only where the guard holds for this model
                 self.int8_psnr = guard_psnr(model.net, int8)
-                if self.int8_psnr >= AUTO_MIN_PSNR:
+                passed = self.int8_psnr >= AUTO_MIN_PSNR
+                if passed:
                     self.dtype = torch.int8
+                self.reason += (f"; model guard {self.int8_psnr:.1f} dB {'>=' if passed else '<'} {AUTO_MIN_PSNR:g} dB"
+                                f" -> {'int8' if passed else str(self.dtype).removeprefix('torch.')}")
             if self.dtype == torch.int8:
                 self.net = int8
         if self.dtype != torch.int8:
@@ -241,9 +250,9 @@ class Stylizer:
 
     @property
     def _budget_dtype(self) -> torch.dtype:
-        # The int8 network's working memory is that of bf16 (bf16 conv outputs, u8 copies, a float32
-        # residual stream at a quarter of the resolution).
-        return torch.bfloat16 if self.dtype == torch.int8 else self.dtype
+        # The int8 network's working memory is that of its float layers' dtype (their conv outputs, u8
+        # copies, a float32 residual stream at a quarter of the resolution).
+        return self.net.mid_dtype if isinstance(self.net, Int8Net) else self.dtype
 
     def pixel_budget(self) -> int:
         return pixel_budget(self.device, self._budget_dtype, self.model.config.base_channels)
@@ -365,6 +374,16 @@ class Stylizer:
 
     def __call__(self, image: ImageLike, **kwargs) -> ImageLike:
         return stylize_image(self, image, **kwargs)
+
+
+def _auto_reason() -> str:
+    """One line: why precision="auto" takes the path it takes on this CPU (before the model's guard)."""
+    from fastnst.runtime import auto_plan
+
+    try:
+        return auto_plan().reason
+    except Exception as exc:  # pragma: no cover - the plan never fails on a supported CPU
+        return f"no CPU plan ({type(exc).__name__}: {exc})"
 
 
 # ----------------------------------------------------------------------------------------------

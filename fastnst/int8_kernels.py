@@ -13,10 +13,11 @@ Why native code rather than torch.compile (which this replaced): inductor's kern
 Dynamo guards per call (45 calls an image), left the borders and the depth-to-space as extra passes,
 and kept the compiler (~0.2 GB) in the process.
 
-The library is compiled once per machine and source (``g++ -O3 -march=native -fopenmp``, ~3 s) into
-``$FASTNST_CACHE`` or ``~/.cache/fastnst`` and loaded with ctypes (no Python headers, no pybind). It runs
-on the OpenMP runtime PyTorch already loaded, so ``torch.set_num_threads`` applies. ``FASTNST_NATIVE=0``
-selects the torch code (tests compare the two).
+The library is compiled once per ISA level and source (``g++ -O3 -fopenmp`` with ``-mavx2 -mfma`` on AVX2
+CPUs, plus the AVX-512 F/BW/VL/DQ flags where the CPU as capped has them, no ISA flags on ARM or other
+CPUs: see ``build_flags``; ~3 s) into ``$FASTNST_CACHE`` or ``~/.cache/fastnst`` and loaded with
+ctypes (no Python headers, no pybind). It runs on the OpenMP runtime PyTorch already loaded, so
+``torch.set_num_threads`` applies. ``FASTNST_NATIVE=0`` selects the torch code (tests compare the two).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
-import platform
 import shutil
 import subprocess
 import tempfile
@@ -35,12 +35,20 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
-__all__ = ["NativeOps", "TorchOps", "index_map", "load_ops"]
+__all__ = ["NativeOps", "TorchOps", "build_flags", "index_map", "load_ops", "native_level", "native_status"]
 
 SOURCE = Path(__file__).with_name("csrc") / "int8_ops.cpp"
-ABI_VERSION = 1
-FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-shared", "-fPIC", "-std=c++17"]
+ABI_VERSION = 2
+FLAGS = ["-O3", "-fopenmp", "-fno-math-errno", "-shared", "-fPIC", "-std=c++17"]
+# The ISA flags of each level (fastnst.cpu_features.native_level): the source's AVX-512 intrinsics are
+# compiled only with __AVX512F__ and __AVX512BW__; every other loop is plain C++ that gcc vectorises.
+LEVEL_FLAGS = {
+    "avx512": ["-mavx2", "-mfma", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq"],
+    "avx2": ["-mavx2", "-mfma"],
+    "generic": [],
+}
 
 _DTYPE_CODE = {torch.float32: 0, torch.bfloat16: 1}  # the conv outputs and the residual stream
 _i64, _i32, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
@@ -51,20 +59,22 @@ def _data(t: torch.Tensor | None) -> int | None:
 
 
 def _cache_dir() -> Path:
-    root = os.environ.get("FASTNST_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "fastnst")
-    return Path(root)
+    from fastnst.cpu_features import cache_dir
+
+    return cache_dir()
 
 
-def _cpu_flags() -> str:
-    """The CPU's feature flags: part of the cache key, as the library is built for this CPU (-march=native)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return line
-    except OSError:
-        pass
-    return platform.processor()
+def native_level() -> str:
+    """The ISA level this CPU (as capped by ONEDNN_MAX_CPU_ISA / ATEN_CPU_CAPABILITY) gets: avx512, avx2 or generic."""
+    from fastnst import cpu_features
+
+    cpu = cpu_features.read_cpu()
+    return cpu_features.native_level(cpu, cpu_features.effective_features(cpu, cpu_features.read_caps()))
+
+
+def build_flags(level: str | None = None) -> list[str]:
+    """The compiler flags for an ISA level (default: this CPU's)."""
+    return [*FLAGS, *LEVEL_FLAGS[level or native_level()]]
 
 
 STALE_AFTER_S = 30 * 86400  # a build unused this long (an older source or compiler) is deleted at the next build
@@ -83,12 +93,12 @@ def _prune_stale(cache: Path, keep: Path) -> None:
             pass  # another process pruned it first
 
 
-def _build(compiler: str, target: Path) -> None:
+def _build(compiler: str, target: Path, flags: list[str] | None = None) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        subprocess.run([compiler, *FLAGS, "-o", tmp, str(SOURCE)], check=True, capture_output=True, timeout=300)
+        subprocess.run([compiler, *(flags or build_flags()), "-o", tmp, str(SOURCE)], check=True, capture_output=True, timeout=300)
         os.replace(tmp, target)  # atomic: a concurrent process sees the old file or the whole new one
     finally:
         if os.path.exists(tmp):
@@ -103,11 +113,17 @@ class NativeOps:
         self.lib = lib
         lib.fastnst_remap_u8.argtypes = [_ptr, _i32, _i64, _i64, _i32, _i32, _ptr, _i64, _ptr, _i64, _i32, _ptr, _ptr, _ptr, _i64, _i64]
         lib.fastnst_remap_bf16_relu.argtypes = lib.fastnst_remap_u8.argtypes
+        lib.fastnst_remap_f32_relu.argtypes = lib.fastnst_remap_u8.argtypes
+        lib.fastnst_remap_f32_relu.restype = None
+        lib.fastnst_isa_level.restype = ctypes.c_int
+        self.isa_level = {2: "avx512", 1: "avx2"}.get(lib.fastnst_isa_level(), "generic")  # what the build took
         lib.fastnst_stats.argtypes = [_ptr, _i32, _i64, _i64, _i32, _i64, _i64, _i32, _i32, _ptr, _ptr, _ptr]
         lib.fastnst_stream.argtypes = [_i32, _ptr, _i64, _i64, _ptr, _i32, _i64, _i64, _i32, _i64, _i64, _ptr, _ptr, _ptr, _i64, _i64,
                                        _ptr, _ptr]
         lib.fastnst_rgb_u8.argtypes = [_ptr, _i64, _i64, _i64, _i64, _ptr]
         lib.fastnst_quantize_weight.argtypes = [_ptr, _i64, _i64, _i64, _ptr, _ptr, _ptr, _ptr, _ptr]
+        lib.fastnst_quantize_weight_pairs.argtypes = lib.fastnst_quantize_weight.argtypes
+        lib.fastnst_quantize_weight_pairs.restype = None
         lib.fastnst_image_u8.argtypes = [_ptr, _i64, _i64, _i64, _i64, ctypes.c_float, _ptr, _i64]
         lib.fastnst_rgb_f32.argtypes = [_ptr, _i64, _i64, _i64, _i64, _ptr]
         for fn in (lib.fastnst_remap_u8, lib.fastnst_remap_bf16_relu, lib.fastnst_stats, lib.fastnst_stream, lib.fastnst_rgb_u8,
@@ -128,7 +144,7 @@ class NativeOps:
     def remap(self, src: torch.Tensor, m: torch.Tensor, z: torch.Tensor, out: torch.Tensor, rows: torch.Tensor,
               cols: torch.Tensor, block: int = 1, phased: bool = False) -> torch.Tensor:
         """out[I, J] (a whole buffer, border included) = m*src + z per channel, rounded to u8 in [0, 255]
-        (out u8) or ReLU'd to bf16 (out bf16), read from the source pixel the index maps name.
+        (out u8) or ReLU'd to bf16 or float32 (out of that dtype), read from the source pixel the index maps name.
 
         ``rows`` (int32, ``out rows * block``): source row * 2 + phase bit for each output row and, with
         ``block`` 2, each of its two sub-rows (space-to-depth output: channel (a'*2 + b')*C + c);
@@ -139,24 +155,29 @@ class NativeOps:
         c = out.shape[1] // (block * block)
         assert block in (1, 2) and m.dtype == z.dtype == torch.float32 and m.numel() == z.numel() == c
         assert rows.numel() == out.shape[2] * block and cols.numel() == out.shape[3] * block
-        fn = self.lib.fastnst_remap_u8 if out.dtype == torch.uint8 else self.lib.fastnst_remap_bf16_relu
+        fn = {torch.uint8: self.lib.fastnst_remap_u8, torch.bfloat16: self.lib.fastnst_remap_bf16_relu,
+              torch.float32: self.lib.fastnst_remap_f32_relu}[out.dtype]
         fn(src.data_ptr(), _DTYPE_CODE[src.dtype], src.stride(2), src.stride(3), c, int(phased), rows.data_ptr(), out.shape[2],
            cols.data_ptr(), out.shape[3], block, m.data_ptr(), z.data_ptr(), out.data_ptr(), out.stride(2), out.stride(3))
         return out
 
-    def quantize_weight(self, weight: torch.Tensor, in_scale: torch.Tensor | None = None, in_zero: torch.Tensor | None = None
-                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def quantize_weight(self, weight: torch.Tensor, in_scale: torch.Tensor | None = None, in_zero: torch.Tensor | None = None,
+                        pair_bound: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """A float32 (O, I, kh, kw) conv weight times ``in_scale`` (per input channel) as symmetric int8
         with one scale per output channel, and, with ``in_zero`` (per input channel u8 zero points),
-        the bias shift scale[o] * sum over c and taps of q[o, c] * in_zero[c]."""
+        the bias shift scale[o] * sum over c and taps of q[o, c] * in_zero[c].
+
+        The scale maps the largest |w| to 127, or with ``pair_bound`` the largest |w[o, 2k, t]| +
+        |w[o, 2k+1, t]| to 127, so that the rounded pair sums stay <= 128: a u8 x s8 pair summed in 16
+        bits (oneDNN's kernels without VNNI: vpmaddubsw) then never saturates (255 * 128 < 2^15)."""
         assert weight.dtype == torch.float32 and weight.is_contiguous()
         o, i = weight.shape[:2]
         q = torch.empty(weight.shape, dtype=torch.int8)
         scale = torch.empty(o)
         shift = None if in_zero is None else torch.empty(o)
         in_scale, in_zero = (None if t is None else t.float().contiguous() for t in (in_scale, in_zero))  # alive during the call
-        self.lib.fastnst_quantize_weight(weight.data_ptr(), o, i, weight[0, 0].numel(), _data(in_scale), _data(in_zero), q.data_ptr(),
-                                         scale.data_ptr(), _data(shift))
+        fn = self.lib.fastnst_quantize_weight_pairs if pair_bound else self.lib.fastnst_quantize_weight
+        fn(weight.data_ptr(), o, i, weight[0, 0].numel(), _data(in_scale), _data(in_zero), q.data_ptr(), scale.data_ptr(), _data(shift))
         return q, scale, shift
 
     def image_u8(self, x: torch.Tensor, scale: float, out: torch.Tensor) -> torch.Tensor:
@@ -251,11 +272,15 @@ class TorchOps:
         return out
 
     @staticmethod
-    def quantize_weight(weight: torch.Tensor, in_scale: torch.Tensor | None = None, in_zero: torch.Tensor | None = None
-                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def quantize_weight(weight: torch.Tensor, in_scale: torch.Tensor | None = None, in_zero: torch.Tensor | None = None,
+                        pair_bound: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         if in_scale is not None:
             weight = weight * in_scale.view(1, -1, 1, 1)
-        scale = (weight.abs().amax(dim=(1, 2, 3)) / 127).clamp_min(1e-12)
+        a = weight.abs()
+        if pair_bound:  # |w| of input channels 2k, 2k+1 summed per tap (an odd last channel pairs with 0)
+            a = F.pad(a, (0, 0, 0, 0, 0, a.shape[1] % 2))
+            a = a.view(a.shape[0], -1, 2, *a.shape[2:]).sum(2)
+        scale = (a.amax(dim=(1, 2, 3)) / 127).clamp_min(1e-12)
         q = torch.round(weight / scale.view(-1, 1, 1, 1)).clamp(-127, 127).to(torch.int8)
         shift = None if in_zero is None else (q.sum(dim=(2, 3), dtype=torch.int32).float() @ in_zero) * scale
         return q, scale, shift
@@ -316,27 +341,56 @@ def load_ops() -> NativeOps | TorchOps:
 
 
 def _load_native() -> NativeOps | None:
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return None
+    level = native_level()
+    flags = build_flags(level)
+    _status.clear()
+    _status.update(level=level, flags=" ".join(flags), path="")
     compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
     if compiler is None:
+        _status.update(state="failed", reason="no C++ compiler (set CXX or install g++)")
         warnings.warn("fastnst: no C++ compiler found for the int8 kernels; using slower torch code", RuntimeWarning, stacklevel=3)
         return None
-    key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), " ".join(FLAGS).encode(), compiler.encode(),
-                                     _cpu_flags().encode()])).hexdigest()[:16]
-    target = _cache_dir() / f"int8_ops-{key}.so"
+    # The key names what the build depends on: the source, the flags (the ISA level among them), the compiler.
+    key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), " ".join(flags).encode(), compiler.encode()])).hexdigest()[:16]
+    target = _cache_dir() / f"int8_ops-{level}-{key}.so"
+    _status.update(path=str(target), compiler=compiler)
     try:
         if not target.exists():
-            _build(compiler, target)
+            _build(compiler, target, flags)
             _prune_stale(target.parent, keep=target)
-        elif time.time() - target.stat().st_mtime > 86400:
-            os.utime(target)  # the mtime marks the last use, for _prune_stale
+            _status["state"] = "built"
+        else:
+            _status["state"] = "cached"
+            if time.time() - target.stat().st_mtime > 86400:
+                os.utime(target)  # the mtime marks the last use, for _prune_stale
         lib = ctypes.CDLL(str(target))  # ctypes releases the GIL during calls
         if lib.fastnst_abi_version() != ABI_VERSION:
             raise OSError(f"{target}: ABI version {lib.fastnst_abi_version()}, expected {ABI_VERSION}")
-        return NativeOps(lib)
-    except (OSError, subprocess.SubprocessError) as exc:
+        ops = NativeOps(lib)
+        _status["isa_level"] = ops.isa_level
+        return ops
+    except (OSError, subprocess.SubprocessError, AttributeError) as exc:
         detail = getattr(exc, "stderr", b"") or b""
-        warnings.warn(f"fastnst: could not build the native int8 kernels ({exc} {detail.decode(errors='replace')[:300]}); "
-                      "using slower torch code", RuntimeWarning, stacklevel=3)
+        reason = f"{exc} {detail.decode(errors='replace')[:300]}".strip()
+        _status.update(state="failed", reason=reason)
+        warnings.warn(f"fastnst: could not build the native int8 kernels ({reason}); using slower torch code", RuntimeWarning, stacklevel=3)
         return None
+
+
+_status: dict[str, str] = {}
+
+
+def native_status(load: bool = False) -> dict[str, str]:
+    """How the native passes stand in this process: ``state`` (built, cached, failed, disabled or not
+    loaded), ``reason`` when failed or disabled, ``level`` and ``flags`` of the build, ``isa_level``
+    (what the loaded library took), ``path``; the torch fallback runs unless the state is built or
+    cached. ``load``: build or load them first (as the int8 network's first call does)."""
+    if os.environ.get("FASTNST_NATIVE", "1") == "0":
+        return {"state": "disabled", "reason": "FASTNST_NATIVE=0", "level": native_level(), "path": ""}
+    if load:
+        load_ops()
+    with _lock:
+        if not _loaded:
+            level = native_level()
+            return {"state": "not loaded", "level": level, "flags": " ".join(build_flags(level)), "path": ""}
+        return dict(_status)

@@ -40,12 +40,13 @@ their dilation to oneDNN and read u8 buffers reflect-padded by it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fastnst.cpu_features import Int8Variant, int8_variant
 from fastnst.fused_net import (
     NormStats,
     _empty_padded,
@@ -102,19 +103,22 @@ class _QConv:
     into the float32 weights before they are quantized and packed (~0.1-0.3 ms per layer), so the conv
     itself sees one scale. Otherwise the weights are packed once here. A per-channel zero point
     (``in_zero``, the residual stream's) becomes a bias: oneDNN takes one zero point per tensor.
+    ``pair_bound``: quantize so that |q| of input channels 2k and 2k+1 at a tap sum to at most 128 (CPUs
+    without VNNI, where a u8 x s8 pair is summed in 16 bits: 255 * 128 fits).
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: int = 1,
-                 per_image: bool = False, dilation: int = 1) -> None:
+                 per_image: bool = False, dilation: int = 1, pair_bound: bool = False) -> None:
         self.weight = weight.detach().float().cpu().contiguous()
         self.bias = None if bias is None else bias.detach().float().cpu().contiguous()
         self.stride = stride
         self.dilation = dilation
+        self.pair_bound = pair_bound
         self.w_zero = torch.zeros(self.weight.shape[0], dtype=torch.int64)
         if per_image:
             self.packed = None
         else:
-            q, w_scale, _ = TorchOps.quantize_weight(self.weight)
+            q, w_scale, _ = TorchOps.quantize_weight(self.weight, pair_bound=pair_bound)
             self.packed = _pack(q, w_scale, stride, dilation), w_scale
 
     def __call__(self, ops: Ops, x: torch.Tensor, x_scale: float, x_zero: int, out_dtype: torch.dtype,
@@ -126,7 +130,7 @@ class _QConv:
         if in_scale is None:
             packed, w_scale = self.packed
         else:
-            q, w_scale, shift = ops.quantize_weight(self.weight, in_scale, in_zero)
+            q, w_scale, shift = ops.quantize_weight(self.weight, in_scale, in_zero, pair_bound=self.pair_bound)
             packed = _pack(q, w_scale, s, d)
             if shift is not None:  # sum over c, taps of w[o, c] * (u - z_c): subtract the z_c part
                 bias = -shift if bias is None else bias - shift
@@ -162,7 +166,10 @@ class Int8Net:
     """Inference-only TransformNet in int8 on the CPU: called like fastnst.fused_net.FusedNet
     (``Int8Net(net)(x, stats=None)``, ``record_stats``), plus ``stylize_u8`` for 8-bit images."""
 
-    def __init__(self, net: TransformNet, out_dtype: torch.dtype = torch.bfloat16) -> None:
+    def __init__(self, net: TransformNet, out_dtype: torch.dtype | None = None, variant: Int8Variant | None = None) -> None:
+        """``variant`` (fastnst.cpu_features.Int8Variant; default: this CPU's, as capped): the float
+        layers' dtype and whether weights are bounded per input-channel pair. ``out_dtype`` overrides the
+        variant's float dtype."""
         net = unwrap(net)
         if not isinstance(net, TransformNet):
             raise TypeError(f"expected a TransformNet, got {type(net).__name__}")
@@ -171,7 +178,16 @@ class Int8Net:
         self.config = net.config
         self.dtype = torch.int8
         self.device = torch.device("cpu")
-        self.mid_dtype = out_dtype  # conv outputs that are normalised next: only their statistics matter
+        variant = variant or int8_variant()
+        if out_dtype is not None:
+            variant = replace(variant, float_dtype=str(out_dtype).removeprefix("torch."))
+        self.variant = variant
+        # bf16 only with bf16 units: emulated, bf16 is ~2x slower than float32, and oneDNN has no fast int8
+        # kernel with a bf16 output there (its reference kernel: 50-150x slower).
+        self.mid_dtype = getattr(torch, variant.float_dtype)  # conv outputs normalised next: only their statistics matter
+        # Without VNNI, oneDNN's u8 x s8 kernels add pairs of products (input channels 2k, 2k+1) in 16
+        # bits: every conv's weights are then scaled so that no pair can saturate (Int8Variant.pair_bound).
+        pairs = variant.pair_bound
         with torch.no_grad():
             if net.encoder[0].conv.kernel_size != (9, 9) or net.output_layer.conv.kernel_size != (9, 9):
                 raise ValueError("Int8Net expects 9x9 first and last convolutions (johnson2016)")
@@ -181,14 +197,15 @@ class Int8Net:
             if len(net.encoder) != 3:
                 raise ValueError("Int8Net expects the three encoder convolutions of johnson2016")
             (w0, self.norm0), (w1, self.norm1), (w2, self.norm2) = (_conv_norm(b.conv, b.norm) for b in net.encoder)
-            self.conv0 = _QConv(w0)
-            # The second conv stays bf16: its input, the first layer's full-resolution activations,
-            # is where 8 bits lose most. Quantizing only that tensor (per channel, nothing clipped)
-            # costs ~5 dB on real photos (kandinsky on scikit-image's rocket: 36 dB alone, 32 dB for
-            # the whole int8 network; bf16 here: +4-5 dB), for 3% of the multiply-adds.
-            self.conv1_bf16 = w1.to(torch.bfloat16).contiguous(memory_format=CHANNELS_LAST)
+            self.conv0 = _QConv(w0, pair_bound=pairs)
+            # The second conv stays float (bf16, or float32 without bf16 units): its input, the first
+            # layer's full-resolution activations, is where 8 bits lose most. Quantizing only that
+            # tensor (per channel, nothing clipped) costs ~5 dB on real photos (kandinsky on
+            # scikit-image's rocket: 36 dB alone, 32 dB for the whole int8 network; bf16 here: +4-5 dB),
+            # for 3% of the multiply-adds.
+            self.conv1_float = w1.to(self.mid_dtype).contiguous(memory_format=CHANNELS_LAST)
             self.conv1_stride = net.encoder[1].conv.stride[0]
-            self.conv2 = _QConv(w2, stride=net.encoder[2].conv.stride[0], per_image=True)
+            self.conv2 = _QConv(w2, stride=net.encoder[2].conv.stride[0], per_image=True, pair_bound=pairs)
             self.residuals = []
             for r in net.residuals:
                 wa, na = _conv_norm(r.first.conv, r.first.norm)
@@ -196,15 +213,16 @@ class Int8Net:
                 d = r.dilation  # both convs read a buffer reflect-padded by d
                 # Both convs take per-channel input scales folded in per image: the first reads the
                 # residual stream (see _stream_quant), the second a ReLU(IN(y)).
-                self.residuals.append((_QConv(wa, per_image=True, dilation=d), na, _QConv(wb, per_image=True, dilation=d), nb))
+                self.residuals.append((_QConv(wa, per_image=True, dilation=d, pair_bound=pairs), na,
+                                       _QConv(wb, per_image=True, dilation=d, pair_bound=pairs), nb))
             self.upsamplers = []
             for i, up in enumerate(net.upsamplers):
                 w, n = _conv_norm(up.layer.conv, up.layer.norm)
                 w, _ = upsample_conv_as_phase_conv(w, torch.zeros(w.shape[0]))
-                self.upsamplers.append((_QConv(w, per_image=True), n, up.layer.conv.out_channels))
+                self.upsamplers.append((_QConv(w, per_image=True, pair_bound=pairs), n, up.layer.conv.out_channels))
             last = net.output_layer.conv
             w, b = conv_as_space_to_depth_conv(last.weight.detach().float().cpu(), last.bias.detach().float().cpu())
-            self.output = _QConv(w, b, per_image=True)
+            self.output = _QConv(w, b, per_image=True, pair_bound=pairs)
             self.output_channels = last.out_channels
         self.num_norm_layers = 3 + 2 * len(self.residuals) + len(self.upsamplers)
 
@@ -300,9 +318,9 @@ class Int8Net:
         y = self.conv0(ops, q, 1 / 255, 0, mid)
         a, b, _ = self._affine(ops, y, self.norm0, ctx)
         _, c, hy, wy = y.shape
-        act = _empty_padded(1, c, hy, wy, 1, like=self.conv1_bf16)  # ReLU(IN(y)) in bf16, reflect-padded
+        act = _empty_padded(1, c, hy, wy, 1, like=self.conv1_float)  # ReLU(IN(y)), float, reflect-padded
         ops.remap(y, a, b, act, index_map(hy + 2, 1, hy), index_map(wy + 2, 1, wy))
-        y = F.conv2d(act, self.conv1_bf16, stride=self.conv1_stride)
+        y = F.conv2d(act, self.conv1_float, stride=self.conv1_stride)
         a, b, s = self._affine(ops, y, self.norm1, ctx)
         y = self.conv2(ops, _quant_padded(ops, y, a / s, b / s, 1, "reflect"), 1.0, 0, mid, in_scale=s)
         a, b, s = self._affine(ops, y, self.norm2, ctx)

@@ -36,30 +36,44 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def cpu_supports_bf16() -> bool:
-    """True when the CPU has native bf16 matrix units (AVX-512 BF16 or AMX), where bf16 is a real speed-up."""
-    checks = [getattr(torch.cpu, n, None) for n in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    """True when the CPU has native bf16 units (AVX-512 BF16 or AMX), where bf16 is a real speed-up, and
+    the caps in effect (ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY) let them be used: see fastnst.cpu_features."""
+    from fastnst import cpu_features
+
     try:
-        return any(bool(c()) for c in checks if c is not None)
-    except Exception:  # pragma: no cover - old torch without the probes
+        cpu = cpu_features.read_cpu()
+        return cpu_features.has_bf16_units(cpu_features.effective_features(cpu, cpu_features.read_caps()))
+    except Exception:  # pragma: no cover - an unreadable CPU description
         return False
 
 
 def cpu_supports_int8() -> bool:
-    """True when the CPU has integer dot-product units (AVX-512 VNNI, AVX-VNNI or AMX-int8) and this
-    PyTorch build has oneDNN's quantized convolution: where int8 inference is a real speed-up."""
-    if not hasattr(torch.ops.onednn, "qconv2d_pointwise"):
-        return False
-    probes = [getattr(torch.cpu, n, None) for n in ("_is_amx_tile_supported", "_is_vnni_supported")]
-    try:
-        return any(bool(p()) for p in probes if p is not None)
-    except Exception:  # pragma: no cover - torch without the probes
-        return False
+    """True where ``precision="auto"`` may use int8 on this CPU (subject to the model's quality guard):
+    this PyTorch has oneDNN's quantized convolution and a small int8 convolution measured faster than
+    float32 and exact (fastnst.cpu_features.plan_auto; measured once per CPU, caps and torch version)."""
+    return auto_plan().precision == "int8"
+
+
+_PLANS: dict[tuple, object] = {}
+
+
+def auto_plan():
+    """fastnst.cpu_features.plan_auto for this CPU and the caps now in the environment, once per process
+    (the probe behind it is also cached on disk). Returns a fastnst.cpu_features.Plan."""
+    from fastnst import cpu_features
+
+    key = (cpu_features.read_cpu(), cpu_features.read_caps(), str(cpu_features.cache_dir()))
+    plan = _PLANS.get(key)
+    if plan is None:
+        plan = _PLANS[key] = cpu_features.plan_auto(key[0], key[1])
+    return plan
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     """Map a precision name to the autocast dtype (float32 means: no autocast).
 
-    ``auto`` uses bf16 on CUDA GPUs that support it and on CPUs with bf16 matrix units, fp32 otherwise.
+    ``auto`` uses bf16 on CUDA GPUs that support it and on CPUs with bf16 matrix units (as capped by
+    ONEDNN_MAX_CPU_ISA / ATEN_CPU_CAPABILITY), fp32 otherwise.
     ``int8`` (CPU only) maps to torch.int8: fastnst.int8_net's network, for inference. (Whether ``auto``
     may use int8 depends on the model too: fastnst.inference.Stylizer decides that.)
     """

@@ -120,8 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strength", type=float, default=1.0, metavar="F", help="0 = photo, 1 = full style (default 1)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if available")
     p.add_argument("--precision", default="auto", choices=INFERENCE_PRECISION_NAMES,
-                   help="default: int8 on CPUs with VNNI/AMX when the model passes the int8 quality guard, "
-                        "else bf16 on CPUs with AMX/AVX-512-BF16 and on GPUs, else fp32 (int8: CPU only)")
+                   help="default: int8 on x86 CPUs where oneDNN's int8 convolution measures fast (a cached probe; VNNI/AMX, "
+                        "and AVX2 without VNNI) when the model passes the int8 quality guard, else bf16 on CPUs with "
+                        "AMX/AVX-512-BF16 (as capped by ONEDNN_MAX_CPU_ISA / ATEN_CPU_CAPABILITY) and on GPUs, else fp32 "
+                        "(int8: CPU only; python -m fastnst.info shows the choice)")
     p.add_argument("--batch-size", type=int, default=1, metavar="N", help="images of equal size per forward pass (GPU)")
     p.add_argument("--workers", type=int, default=2, metavar="N", help="threads decoding and saving beside the compute (0: none)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary, only errors")

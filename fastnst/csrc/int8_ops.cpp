@@ -1,6 +1,7 @@
 // Elementwise passes of fastnst's int8 network (fastnst/int8_net.py), one memory pass each.
 //
-// Built once per machine by fastnst/int8_kernels.py (g++ -O3 -march=native -fopenmp) and called through
+// Built once per machine and ISA level by fastnst/int8_kernels.py (g++ -O3 with -mavx2 -mfma, the AVX-512
+// flags too where the CPU has them, or no ISA flags on ARM / other CPUs; -fopenmp) and called through
 // ctypes with raw pointers and strides, in elements. Every image tensor is channels-last: the C
 // channels of a pixel are contiguous, rows and columns have strides sH, sW. Threads come from the
 // OpenMP runtime PyTorch already loaded (libgomp), so torch.set_num_threads applies here too.
@@ -15,9 +16,15 @@
 #include <cstring>
 #include <vector>
 
+// The intrinsics of each level are compiled only where the compiler targets it (the build flags of
+// the CPU's level, fastnst.int8_kernels.build_flags); every loop has a plain C++ version too (ARM,
+// older x86), which the compiler vectorises where it can.
 #if defined(__AVX512F__) && defined(__AVX512BW__)
 #include <immintrin.h>
 #define FASTNST_AVX512 1
+#elif defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define FASTNST_AVX2 1
 #endif
 
 namespace {
@@ -38,6 +45,14 @@ inline std::uint16_t to_bf16(float f) {  // round to nearest even (values are fi
   u += 0x7FFFu + ((u >> 16) & 1u);
   return std::uint16_t(u >> 16);
 }
+
+#ifdef FASTNST_AVX2
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load8(const std::uint16_t* p) {
+  const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+}
+#endif
 
 #ifdef FASTNST_AVX512
 inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
@@ -61,6 +76,22 @@ inline void pixel(const In* __restrict s, const float* __restrict m, const float
       v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
       const __m512i q = _mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
       _mm_storeu_si128(reinterpret_cast<__m128i*>(o + c), _mm512_cvtepi32_epi8(q));
+    }
+    return;
+  }
+#elif defined(FASTNST_AVX2)
+  if constexpr (CC > 0 && CC % 16 == 0) {
+    // As the AVX-512 path, 16 channels a step: cvtps rounds half to even (the default MXCSR mode, as
+    // nearbyint below); the two packs interleave 128-bit lanes, which the permute undoes.
+    const __m256 lo = _mm256_setzero_ps(), hi = _mm256_set1_ps(255.0f);
+    for (int c = 0; c < CC; c += 16) {
+      __m256 v0 = _mm256_fmadd_ps(_mm256_loadu_ps(m + c), load8(s + c), _mm256_loadu_ps(z + c));
+      __m256 v1 = _mm256_fmadd_ps(_mm256_loadu_ps(m + c + 8), load8(s + c + 8), _mm256_loadu_ps(z + c + 8));
+      v0 = _mm256_min_ps(_mm256_max_ps(v0, lo), hi);
+      v1 = _mm256_min_ps(_mm256_max_ps(v1, lo), hi);
+      const __m256i w16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(_mm256_cvtps_epi32(v0), _mm256_cvtps_epi32(v1)), 0xD8);
+      const __m128i b8 = _mm_packus_epi16(_mm256_castsi256_si128(w16), _mm256_extracti128_si256(w16, 1));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(o + c), b8);
     }
     return;
   }
@@ -89,6 +120,19 @@ inline void pixel(const In* __restrict s, const float* __restrict m, const float
 #endif
   const int n = CC ? CC : C;
   for (int c = 0; c < n; ++c) o[c] = to_bf16(std::max(m[c] * load(s + c) + z[c], 0.0f));
+}
+
+// float32 = max(m*x + z, 0): the int8 network's float layer input on CPUs without bf16 units (plain
+// C++, vectorised by the compiler at every ISA level).
+template <int CC, typename In>
+inline void pixel(const In* __restrict s, const float* __restrict m, const float* __restrict z,
+                  float* __restrict o, int C) {
+  const int n = CC ? CC : C;
+#pragma omp simd
+  for (int c = 0; c < n; ++c) {
+    const float v = m[c] * load(s + c) + z[c];
+    o[c] = v > 0.0f ? v : 0.0f;
+  }
 }
 
 template <int CC, typename In, typename Out>
@@ -391,8 +435,10 @@ void rgb_f32_impl(const float* o, i64 sH, i64 sW, i64 H, i64 W, float* out) {
 // A conv weight (O, I, T taps) times a per-input-channel scale, quantized to symmetric int8 with one
 // scale per output channel (max |w| / 127, rounded half to even as torch.round), and the bias shift
 // of a per-input-channel zero point z: scale[o] * sum over c, taps of q[o, c, t] * z[c].
+// pairs: the scale is max(|w[2k, t]| + |w[2k+1, t]|) / 127 instead, so that no rounded pair of input
+// channels exceeds 128 in |q|: a u8 x s8 pair summed in 16 bits (no VNNI) cannot saturate.
 void quantize_weight_impl(const float* w, i64 O, i64 I, i64 T, const float* in_scale, const float* in_zero,
-                          std::int8_t* q, float* scale, float* shift) {
+                          std::int8_t* q, float* scale, float* shift, bool pairs = false) {
   const i64 n = I * T;  // one output channel's weights, flat: vectorises better than loops of T taps
   std::vector<float> sx(n), v(n);
   for (i64 k = 0; k < n; ++k) sx[k] = in_scale ? in_scale[k / T] : 1.0f;
@@ -402,6 +448,14 @@ void quantize_weight_impl(const float* w, i64 O, i64 I, i64 T, const float* in_s
     for (i64 k = 0; k < n; ++k) {
       v[k] = wo[k] * sx[k];
       top = std::max(top, std::fabs(v[k]));
+    }
+    if (pairs) {
+      for (i64 c = 0; c < I; c += 2) {
+        for (i64 t = 0; t < T; ++t) {
+          const float second = c + 1 < I ? std::fabs(v[(c + 1) * T + t]) : 0.0f;
+          top = std::max(top, std::fabs(v[c * T + t]) + second);
+        }
+      }
     }
     const float sc = std::max(top / 127.0f, 1e-12f);
     std::int8_t* __restrict qo = q + o * n;
@@ -428,7 +482,19 @@ void quantize_weight_impl(const float* w, i64 O, i64 I, i64 T, const float* in_s
 extern "C" {
 
 // dtype codes: 0 = float32, 1 = bfloat16
-int fastnst_abi_version() { return 1; }
+int fastnst_abi_version() { return 2; }
+
+// The code this build took: 2 = the AVX-512 intrinsics, 1 = AVX2 (+FMA) code from the compiler's own
+// vectorisation, 0 = the baseline of the target (SSE2 on x86-64, NEON on aarch64).
+int fastnst_isa_level() {
+#if defined(FASTNST_AVX512)
+  return 2;
+#elif defined(__AVX2__) && defined(__FMA__)
+  return 1;
+#else
+  return 0;
+#endif
+}
 
 void fastnst_remap_u8(const void* src, int dtype, i64 sH, i64 sW, int C, int phased, const std::int32_t* rows,
                       i64 Ho, const std::int32_t* cols, i64 Wo, int block, const float* m, const float* z,
@@ -442,6 +508,15 @@ void fastnst_remap_u8(const void* src, int dtype, i64 sH, i64 sW, int C, int pha
 void fastnst_remap_bf16_relu(const void* src, int dtype, i64 sH, i64 sW, int C, int phased,
                              const std::int32_t* rows, i64 Ho, const std::int32_t* cols, i64 Wo, int block,
                              const float* m, const float* z, std::uint16_t* out, i64 oH, i64 oW) {
+  if (dtype == 0)
+    remap(static_cast<const float*>(src), sH, sW, C, phased, rows, Ho, cols, Wo, block, m, z, out, oH, oW);
+  else
+    remap(static_cast<const std::uint16_t*>(src), sH, sW, C, phased, rows, Ho, cols, Wo, block, m, z, out, oH, oW);
+}
+
+void fastnst_remap_f32_relu(const void* src, int dtype, i64 sH, i64 sW, int C, int phased,
+                            const std::int32_t* rows, i64 Ho, const std::int32_t* cols, i64 Wo, int block,
+                            const float* m, const float* z, float* out, i64 oH, i64 oW) {
   if (dtype == 0)
     remap(static_cast<const float*>(src), sH, sW, C, phased, rows, Ho, cols, Wo, block, m, z, out, oH, oW);
   else
@@ -477,6 +552,11 @@ void fastnst_rgb_u8(const float* o, i64 sH, i64 sW, i64 H, i64 W, std::uint8_t* 
 void fastnst_quantize_weight(const float* w, i64 O, i64 I, i64 T, const float* in_scale, const float* in_zero,
                              std::int8_t* q, float* scale, float* shift) {
   quantize_weight_impl(w, O, I, T, in_scale, in_zero, q, scale, shift);
+}
+
+void fastnst_quantize_weight_pairs(const float* w, i64 O, i64 I, i64 T, const float* in_scale, const float* in_zero,
+                                   std::int8_t* q, float* scale, float* shift) {
+  quantize_weight_impl(w, O, I, T, in_scale, in_zero, q, scale, shift, true);
 }
 
 void fastnst_image_u8(const float* x, i64 sC, i64 sH, i64 H, i64 W, float scale, std::uint8_t* out, i64 oH) {
