@@ -143,7 +143,7 @@ def test_strength_zero_writes_the_photo(model, tmp_path):
 
 def test_tiling_flag(model, tmp_path):
     src = write_photo(tmp_path / "big.png", 300, 200)
-    assert run(model, str(src), "-o", str(tmp_path / "tiled.png"), "--tile", "128", "--overlap", "32") == 0
+    assert run(model, str(src), "-o", str(tmp_path / "tiled.png"), "--tile", "128", "--overlap", "48") == 0
     assert run(model, str(src), "-o", str(tmp_path / "whole.png"), "--tile", "0") == 0
     a = np.asarray(Image.open(tmp_path / "tiled.png")).astype(float)
     b = np.asarray(Image.open(tmp_path / "whole.png")).astype(float)
@@ -244,3 +244,27 @@ def test_overwrite_input_hint_fits_the_command(model, tmp_path, capsys):
     assert "would overwrite an input" in err and "use -o" not in err and "another -o" in err
     assert main(["--model", str(model), str(src), "--suffix", ""]) == 1
     assert "use -o or a --suffix" in capsys.readouterr().err
+
+
+def test_an_overlap_under_the_receptive_field_is_refused_before_any_image(model, tmp_path, capsys):
+    # The test model's receptive field is 47 px; --overlap 0 left a dark seam grid (16-27 dB).
+    src = write_photo(tmp_path / "big.png", 300, 200)
+    with pytest.raises(SystemExit) as exited:
+        run(model, str(src), "--tile", "64", "--overlap", "0")
+    assert exited.value.code == 2
+    assert "--overlap 0 is under the model's receptive field (47 px)" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.png"]
+
+
+def test_a_tile_is_checked_against_the_models_own_overlap(tmp_path, capsys):
+    # A dilated network's default overlap is 224 px: a 130 px tile passed the model-free check
+    # (against 128) and then failed every image.
+    net = random_style_net(base_channels=4, blocks=5, dilations=(1, 2, 4, 2, 1))
+    dilated = save_style_model(tmp_path / "dilated.safetensors", net, {"style": "wide"})
+    src = write_photo(tmp_path / "in" / "big.png", 300, 200)
+    with pytest.raises(SystemExit) as exited:
+        run(dilated, str(src), "--tile", "130")
+    assert exited.value.code == 2
+    assert "--tile size 130 too small: it must be at least 64 and larger than the overlap (224)" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "in").iterdir()) == ["big.png"]
+    assert run(dilated, str(src), "--tile", "256") == 0 and (tmp_path / "in" / "big_wide.png").is_file()

@@ -148,6 +148,14 @@ def print_summary(outcome: Outcome, out=None, videos: list | None = None) -> Non
         print(f"  failed {reason}" if reason.startswith(src) else f"  failed {src}: {reason}", file=out)
 
 
+def _option_message(message: str) -> str:
+    """A settings error with the setting named as its option: "max_size must ..." -> "--max-size must ..."."""
+    for name in ("tile size", "overlap", "strength", "max_size", "max_pixels", "batch_size", "workers", "quality"):
+        if message.startswith(name):
+            return "--" + name.split()[0].replace("_", "-") + message[len(name.split()[0]):]
+    return message
+
+
 def _settings(args: argparse.Namespace) -> StylizeSettings:
     """The per-image settings from the parsed options (ValueError names the rule broken)."""
     return StylizeSettings(tile=args.tile, overlap=args.overlap, preserve_color=args.preserve_color,
@@ -181,13 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--overwrite and --skip-existing contradict each other")
     try:
         settings = _settings(args)
-    except ValueError as exc:  # messages name the setting as its option: max_size -> --max-size
-        message = str(exc)
-        for name in ("tile size", "overlap", "strength", "max_size", "max_pixels", "batch_size", "workers", "quality"):
-            if message.startswith(name):
-                message = "--" + name.split()[0].replace("_", "-") + message[len(name.split()[0]):]
-                break
-        parser.error(message)
+    except ValueError as exc:
+        parser.error(_option_message(str(exc)))
 
     from fastnst.inference import load_model
     from fastnst.modelfile import ModelFileError
@@ -200,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelFileError, RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    try:  # the tile and overlap against this model's receptive field, before any image is read
+        stylizer.check_tiling(args.tile, args.overlap)
+    except ValueError as exc:
+        parser.error(_option_message(str(exc)))
     if args.camera is not None:
         return video_cli.run_camera(stylizer, args)
     suffix = args.suffix if args.suffix is not None else f"_{stylizer.style}"
