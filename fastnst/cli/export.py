@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -25,6 +26,13 @@ def main(argv: list[str] | None = None) -> int:
     output = args.output or args.onnx_output
     if not output:
         p.error("the following arguments are required: -o/--output")
+    if Path(output).is_dir() or output.endswith(("/", os.sep)):
+        # A directory gets <model>.onnx inside it (a shipped name or the model file's stem), as -o DIR
+        # does in the stylize command; it is not the file to replace.
+        output = str(Path(output) / f"{Path(args.model).stem}.onnx")
+    if Path(output).is_dir():
+        print(f"error: {output} is a directory", file=sys.stderr)
+        return 1
     if Path(output).exists() and not args.overwrite:
         print(f"error: {output} exists (use --overwrite to replace it)", file=sys.stderr)
         return 1
