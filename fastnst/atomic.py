@@ -59,6 +59,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def unwritable_reason(directory: str | os.PathLike) -> str | None:
+    """Why files cannot be written into ``directory`` (created with its parents if missing), or None:
+    checked before a long run, so that the run's result is not lost to a save that must fail."""
+    path = Path(directory)
+    if path.exists() and not path.is_dir():
+        return f"{path} is not a directory"
+    while not path.exists() and path != path.parent:  # the nearest existing ancestor
+        path = path.parent
+    if not path.is_dir():
+        return f"{path} is not a directory"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"cannot write in {path} (permission denied)"
+    return None
+
+
 def save_json(data: Any, path: str | os.PathLike) -> Path:
     """Write JSON atomically (temporary file + os.replace), creating the parent directory."""
     path = Path(path)

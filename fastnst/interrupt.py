@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 log = logging.getLogger("fastnst.train")
@@ -40,3 +42,24 @@ class InterruptFlag:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+
+
+@contextlib.contextmanager
+def sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM (a service stopping, ``kill``, a CI timeout) raised as KeyboardInterrupt, as Ctrl-C is:
+    the command stops with its message and exit status, and its cleanup runs (outputs being saved are
+    finished, temporary files and a new run's stub directory removed) instead of the process vanishing
+    mid-write. For the command lines; the previous handler is put back afterwards. A no-op outside the
+    main thread, where handlers cannot be installed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

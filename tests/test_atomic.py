@@ -74,3 +74,15 @@ def test_a_checkpoint_holding_objects_is_refused_without_torchs_unsafe_advice(tm
 
 class _Anything:  # a class torch's weights_only loader refuses
     pass
+
+
+def test_unwritable_reason_names_the_part_of_the_path_that_is_in_the_way(tmp_path, monkeypatch):
+    from fastnst.atomic import unwritable_reason
+
+    (tmp_path / "afile").write_text("x")
+    assert unwritable_reason(tmp_path) is None
+    assert unwritable_reason(tmp_path / "new" / "deeper") is None  # made when written
+    assert unwritable_reason(tmp_path / "afile") == f"{tmp_path / 'afile'} is not a directory"
+    assert unwritable_reason(tmp_path / "afile" / "sub") == f"{tmp_path / 'afile'} is not a directory"
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # as a non-root user in a read-only folder
+    assert unwritable_reason(tmp_path / "new") == f"cannot write in {tmp_path} (permission denied)"

@@ -79,3 +79,9 @@ def test_export_to_a_directory_writes_model_onnx_inside_it(model_path, tmp_path,
     assert [p.name for p in folder.iterdir()] == ["ink.onnx"]
     assert main(["--model", str(model_path), "-o", f"{tmp_path / 'new'}/", "--no-verify"]) == 0  # made for it
     assert (tmp_path / "new" / "ink.onnx").is_file()
+
+
+def test_export_under_a_file_is_a_clear_error(model_path, tmp_path, capsys):
+    (tmp_path / "afile").write_text("not a directory")
+    assert main(["--model", str(model_path), "-o", str(tmp_path / "afile" / "x.onnx"), "--no-verify"]) == 1
+    assert capsys.readouterr().err.strip() == f"error: -o {tmp_path / 'afile' / 'x.onnx'}: {tmp_path / 'afile'} is not a directory"

@@ -149,3 +149,11 @@ def test_a_thin_image_runs_when_the_layers_used_are_shallow_enough(tmp_path, cap
     assert main(["--content", str(thin), "--reconstruct", "content", "--layer", "relu2_1", "-o", str(out),
                  "--steps", "1", "--size", "64", "--vgg", "random", "--quiet"]) == 0
     assert Image.open(out).size == (64, 3)
+
+
+def test_an_output_under_a_file_is_refused_before_the_optimisation(tmp_path, photo, capsys):
+    (tmp_path / "afile").write_text("not a directory")
+    code = main(["--content", str(photo), "--style", "starry", "-o", str(tmp_path / "afile" / "x.png"), "--steps", "1", *FAST])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.endswith(f"-o {tmp_path / 'afile' / 'x.png'}: {tmp_path / 'afile'} is not a directory")
+    assert "%" not in err and len(err.splitlines()) == 1  # no progress bar: nothing ran

@@ -214,3 +214,10 @@ def test_cli_two_photos_of_one_name_are_an_error_not_a_silent_replacement(tmp_pa
     model = save_style_model(tmp_path / "net.safetensors", random_style_net(base_channels=4, blocks=1), {"style": "starry"})
     assert _evaluate(tmp_path, "--photos", tmp_path / "a", tmp_path / "b", "--model", model) == 1
     assert f"{tmp_path / 'b' / 'cat.jpg'}: a photo named 'cat' is already {tmp_path / 'a' / 'cat.png'}" in capsys.readouterr().err
+
+
+def test_cli_an_output_folder_that_is_a_file_is_refused_before_scoring(tmp_path, capsys):
+    make_photo(tmp_path / "cat.png", 64, 48, seed=1)
+    (tmp_path / "report").write_text("a file")
+    assert _evaluate(tmp_path, "--photos", tmp_path / "cat.png", "--images", f"x={tmp_path}") == 2
+    assert capsys.readouterr().err.strip() == f"error: -o {tmp_path / 'report'}: {tmp_path / 'report'} is not a directory"

@@ -268,3 +268,26 @@ def test_a_tile_is_checked_against_the_models_own_overlap(tmp_path, capsys):
     assert "--tile size 130 too small: it must be at least 64 and larger than the overlap (224)" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "in").iterdir()) == ["big.png"]
     assert run(dilated, str(src), "--tile", "256") == 0 and (tmp_path / "in" / "big_wide.png").is_file()
+
+
+# Ctrl-C or SIGTERM while a batch runs: the signal is sent from inside run_jobs, in a child process (a
+# SIGTERM that is not handled ends the process it reaches).
+_INTERRUPTED_BATCH = """
+import os, signal, sys, time
+import fastnst.cli.stylize as cli
+def run_jobs(*args, **kwargs):
+    os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+    time.sleep(30)
+cli.run_jobs = run_jobs
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_an_interrupted_batch_exits_130_with_one_line(model, tmp_path, sig):
+    src = write_photo(tmp_path / "a.png", 20, 20)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), FASTNST_KEEP_FREED_MEMORY="0")
+    proc = subprocess.run([sys.executable, "-c", _INTERRUPTED_BATCH, sig, "--model", str(model), str(src), "-q"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    assert proc.stderr.strip() == "interrupted: the outputs written are complete; the remaining inputs were not stylized"

@@ -170,3 +170,46 @@ def test_data_with_no_readable_image_leaves_no_run_folder(tmp_path):
     assert proc.returncode == 1 and "no readable image among the 4 files" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (out / "starry").exists() or list((out / "starry").iterdir()) == []
+
+
+_TERMINATED_BEFORE_THE_LOOP = """
+import os, signal, sys
+import fastnst.trainer
+build_losses = fastnst.trainer.build_losses
+def terminated(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return build_losses(*args, **kwargs)
+fastnst.trainer.build_losses = terminated
+from fastnst.cli.train import main
+sys.argv[0] = "fastnst.train"
+main()
+"""
+
+
+def test_sigterm_before_the_loop_leaves_no_run_directory(tmp_path):
+    photos = make_photo_folder(tmp_path / "photos", count=2)
+    out = tmp_path / "outputs"
+    proc = _run([PYTHON, "-c", _TERMINATED_BEFORE_THE_LOOP, *tiny_overrides(photos, out, max_steps=1)], tmp_path)
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    assert "interrupted before training started; nothing was saved" in proc.stderr
+    assert not (out / "starry").exists() or list((out / "starry").iterdir()) == []
+
+
+def test_an_override_hydra_cannot_parse_is_one_line_with_the_fix(tmp_path):
+    photos = make_photo_folder(tmp_path / "photos é", count=2)
+    overrides = tiny_overrides(photos, tmp_path / "o", max_steps=1, warmup_epochs=0)
+    proc = _run([PYTHON, "-m", "fastnst.train", *overrides], tmp_path, timeout=120)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"error: data.root={photos}: Hydra cannot parse this value") and f"data.root='{photos}'" in lines[0]
+    quoted = [f"data.root='{photos}'" if o.startswith("data.root=") else o for o in overrides]
+    assert _run([PYTHON, "-m", "fastnst.train", *quoted], tmp_path).returncode == 0
+
+
+def test_an_output_dir_that_is_a_file_is_refused_before_anything_runs(tmp_path):
+    (tmp_path / "outputs").write_text("not a directory")
+    photos = make_photo_folder(tmp_path / "photos", count=2)
+    proc = _run([PYTHON, "-m", "fastnst.train", *tiny_overrides(photos, tmp_path / "outputs", max_steps=1)], tmp_path,
+                timeout=120)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 1 and lines == [f"error: output_dir={tmp_path / 'outputs'}: {tmp_path / 'outputs'} is not a directory"]

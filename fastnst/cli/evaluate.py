@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from fastnst.assets import STYLE_IMAGES, STYLES_DIR, resolve_style_image
-from fastnst.atomic import atomic_path
+from fastnst.atomic import atomic_path, unwritable_reason
 from fastnst.imageio import ImageError, is_image_file, load_image, resize_tensor_long_side, save_image
 from fastnst.metrics import (
     WORK_SIZE,
@@ -175,6 +175,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.model and not folders:
         raise UsageError("nothing to score: give --model and/or --images")
     out_dir = Path(args.out_dir)
+    reason = unwritable_reason(out_dir)  # before the scoring, not after it
+    if reason is not None:
+        raise UsageError(f"-o {args.out_dir}: {reason}")
     existing = [out_dir / name for name in REPORT_FILES if (out_dir / name).exists()]
     if existing and not args.overwrite:
         raise UsageError(f"{existing[0]} exists (use --overwrite or another -o)")

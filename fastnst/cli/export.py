@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from fastnst.atomic import unwritable_reason
 from fastnst.modelfile import ModelFileError, load_style_model
 from fastnst.onnx_export import DEFAULT_OPSET, VERIFY_SIZES, export_onnx, verify_onnx
 
@@ -35,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if Path(output).exists() and not args.overwrite:
         print(f"error: {output} exists (use --overwrite to replace it)", file=sys.stderr)
+        return 1
+    reason = unwritable_reason(Path(output).parent)
+    if reason is not None:
+        print(f"error: -o {output}: {reason}", file=sys.stderr)
         return 1
     try:
         model = load_style_model(args.model, "cpu")

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from fastnst.assets import resolve_style_image
-from fastnst.atomic import save_json
+from fastnst.atomic import save_json, unwritable_reason
 from fastnst.grid import image_grid
 from fastnst.imageio import SAVE_EXTENSIONS, ImageError, load_image, save_image
 from fastnst.losses import PerceptualLoss
@@ -376,6 +376,9 @@ def run(s: GatysSettings) -> int:
     if len(variants) > 1:
         written += [grid_path, base.with_name(f"{base.stem}_sweep.json")]
     _check_not_overwriting_inputs(written, inputs)
+    reason = unwritable_reason(base.parent)  # before the optimisation, not after it
+    if reason is not None:
+        raise UsageError(f"-o {s.output}: {reason}")
     if not s.overwrite:  # the rule of python -m fastnst.stylize: an existing output is never replaced silently
         for path in written:
             if path.exists():

@@ -32,6 +32,7 @@ import sys
 from fastnst.batch import FORMATS, Outcome, StylizeSettings, plan_jobs, run_jobs
 from fastnst.cli import video as video_cli
 from fastnst.inference import DEFAULT_OVERLAP
+from fastnst.interrupt import sigterm_as_ctrl_c
 from fastnst.runtime import INFERENCE_PRECISION_NAMES
 
 # ----------------------------------------------------------------------------------------------
@@ -164,6 +165,15 @@ def _settings(args: argparse.Namespace) -> StylizeSettings:
 
 
 def main(argv: list[str] | None = None) -> int:
+    with sigterm_as_ctrl_c():
+        try:
+            return _main(argv)
+        except KeyboardInterrupt:  # before any image was stylized (model loading, planning)
+            print("interrupted", file=sys.stderr)
+            return 130
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.list_models:
@@ -229,6 +239,11 @@ def main(argv: list[str] | None = None) -> int:
         bar = tqdm(total=len(image_jobs), unit="img", desc=f"stylizing ({stylizer.style})", file=sys.stderr, disable=None)
     try:
         outcome = run_jobs(stylizer, image_jobs, settings, progress=bar.update if bar is not None else None) if image_jobs else Outcome()
+    except KeyboardInterrupt:  # the outputs being saved were finished (run_jobs waits for them); nothing partial
+        if bar is not None:
+            bar.close()
+        print("interrupted: the outputs written are complete; the remaining inputs were not stylized", file=sys.stderr)
+        return 130
     finally:
         if bar is not None:
             bar.close()

@@ -20,7 +20,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from fastnst.atomic import unwritable_reason
 from fastnst.checkpoint import load_checkpoint
+from fastnst.interrupt import sigterm_as_ctrl_c
 from fastnst.train_build import load_painting
 from fastnst.train_config import CONFIG_DIR, TrainConfig, model_config, run_dir_of_checkpoint, validate_config
 from fastnst.trainer import USER_ERRORS, Progress, TrainingInterrupted, check_checkpoint_model, check_export_destination, train
@@ -93,6 +95,23 @@ def unknown_key_message(overrides: Sequence[str]) -> str | None:
             cls = hints[part]
             if not dataclasses.is_dataclass(cls):
                 break  # a value (or a dict of them): anything below is the value's business
+    return None
+
+
+def unparsable_override_message(overrides: Sequence[str]) -> str | None:
+    """A one-line error for the first override Hydra's grammar rejects (a path with non-ASCII letters
+    or brackets, unquoted), with the fix, or None. Hydra's own message spans several lines."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    for override in overrides:
+        try:
+            parser.parse_overrides([override])
+        except OverrideParseException as exc:
+            key, _, value = override.partition("=")
+            return (f"{override}: Hydra cannot parse this value ({str(exc).splitlines()[0].split(':')[0]}); quote it: "
+                    f"{key}='{value}' (in a shell: \"{key}='{value}'\")")
     return None
 
 
@@ -170,7 +189,7 @@ def preflight(argv: Sequence[str]) -> tuple[str, int] | None:
     recomposed config, model) so that a refused resume changes nothing in the run it names.
     """
     overrides = [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith("~"))]
-    message = unknown_key_message(overrides)
+    message = unknown_key_message(overrides) or unparsable_override_message(overrides)
     if message is not None:
         return message, 2
     resume = next((o.split("=", 1)[1] for o in overrides if _override_key(o) == "resume"), None)
@@ -188,6 +207,9 @@ def preflight(argv: Sequence[str]) -> tuple[str, int] | None:
                 cfg = validate_config(compose(config_name="train", overrides=own))
             check_export_destination(cfg)
             load_painting(cfg)  # a missing, unreadable or too thin painting
+            reason = unwritable_reason(cfg.output_dir)  # Hydra would fail making the run directory in it
+            if reason is not None:
+                return f"output_dir={cfg.output_dir}: {reason}", 1
         except USER_ERRORS as exc:
             return str(exc), 1
         except (HydraException, OmegaConfBaseException):
@@ -302,7 +324,8 @@ def main() -> None:
         run_cli(cfg, run_files)
 
     hydra_main = hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")(task)
-    hydra_main()
+    with sigterm_as_ctrl_c():  # before the loop too: a SIGTERM then undoes the new run's directory
+        hydra_main()
 
 
 if __name__ == "__main__":
