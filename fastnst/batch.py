@@ -252,7 +252,12 @@ def _load(job: Job, max_size: int | None, max_pixels: int | None) -> torch.Tenso
 
 
 def _save(tensor: torch.Tensor, job: Job, quality: int) -> None:
-    save_image(tensor, job.dst, quality=quality)
+    try:
+        save_image(tensor, job.dst, quality=quality)
+    except OSError as exc:
+        if exc.filename is None:  # a write error (a full disk) names no file: name the output, not the input
+            raise OSError(exc.errno, exc.strerror or str(exc), str(job.dst)) from exc
+        raise
 
 
 def run_jobs(stylizer: Stylizer, jobs: list[Job], settings: StylizeSettings,

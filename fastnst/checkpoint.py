@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +50,17 @@ def find_checkpoint(run_dir_or_file: str | os.PathLike) -> Path:
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     """Write ``payload`` to ``path`` atomically: a temp file in the same directory, fsync, then rename."""
     path = Path(path)
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **payload}, f)
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **payload}, f)
+    except (OSError, RuntimeError) as exc:
+        # A full disk reaches here as torch's zip writer's "unexpected pos ...": say how much room is left.
+        try:
+            free = f"; {shutil.disk_usage(path.parent).free / 2**20:.1f} MB free there"
+        except OSError:
+            free = ""
+        raise CheckpointError(f"{path}: could not write the checkpoint ({_first_line(exc)}{free}); "
+                              "the previous one, if any, is unchanged") from exc
     return path
 
 

@@ -614,7 +614,11 @@ def _train(cfg: TrainConfig, run_dir: Path, info: DistInfo, device: torch.device
         render_samples(ctx, state)
         wall = state.wall_time + (time.perf_counter() - ctx.session_start)
         meta = model_info(ctx, state, style_path, len(dataset), wall)
-        result.model_path = save_style_model(run_dir / f"{cfg.style.name}.safetensors", model, meta)
+        try:
+            result.model_path = save_style_model(run_dir / f"{cfg.style.name}.safetensors", model, meta)
+        except OSError as exc:  # a full disk: the weights are safe in the checkpoint just written
+            raise TrainingError(f"{run_dir / f'{cfg.style.name}.safetensors'}: could not write the model file "
+                                f"({exc.strerror or exc}); the weights are in {result.checkpoint}") from exc
         export_error = None
         if cfg.export_to:
             try:
@@ -622,6 +626,9 @@ def _train(cfg: TrainConfig, run_dir: Path, info: DistInfo, device: torch.device
                                                    cfg.overwrite)
             except ConfigError as exc:  # the run's own model file is written: say where it is
                 export_error = ConfigError(f"{exc}; the model is in {result.model_path}")
+            except OSError as exc:  # a full disk or a folder made read-only meanwhile
+                export_error = TrainingError(f"export_to: could not write {exc.filename or cfg.export_to} "
+                                             f"({exc.strerror or exc}); the model is in {result.model_path}")
         if state.skipped:
             log.warning("skipped %d unreadable image(s) in total, e.g. %s", len(state.skipped), next(iter(state.skipped)))
         if ctx.tb is not None:

@@ -86,3 +86,21 @@ def test_unwritable_reason_names_the_part_of_the_path_that_is_in_the_way(tmp_pat
     assert unwritable_reason(tmp_path / "afile" / "sub") == f"{tmp_path / 'afile'} is not a directory"
     monkeypatch.setattr(os, "access", lambda path, mode: False)  # as a non-root user in a read-only folder
     assert unwritable_reason(tmp_path / "new") == f"cannot write in {tmp_path} (permission denied)"
+
+
+def test_a_checkpoint_write_that_fails_is_one_clear_error_and_keeps_the_previous_one(tmp_path, monkeypatch):
+    from fastnst import checkpoint
+
+    path = tmp_path / "checkpoints" / "last.pt"
+    checkpoint.save_checkpoint(path, {"step": 1})
+    before = path.read_bytes()
+
+    def disk_full(obj, f):  # what torch's zip writer raises when the disk fills up
+        f.write(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 40960 vs 40848")
+
+    monkeypatch.setattr(checkpoint.torch, "save", disk_full)
+    with pytest.raises(checkpoint.CheckpointError, match=r"last.pt: could not write the checkpoint \(.*unexpected pos.* MB free "
+                                                         r"there\); the previous one, if any, is unchanged"):
+        checkpoint.save_checkpoint(path, {"step": 2})
+    assert path.read_bytes() == before and sorted(p.name for p in path.parent.iterdir()) == ["last.pt"]

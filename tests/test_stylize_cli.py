@@ -291,3 +291,16 @@ def test_an_interrupted_batch_exits_130_with_one_line(model, tmp_path, sig):
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 130, proc.stderr[-2000:]
     assert proc.stderr.strip() == "interrupted: the outputs written are complete; the remaining inputs were not stylized"
+
+
+def test_a_full_disk_names_the_output_that_could_not_be_written(model, tmp_path, monkeypatch, capsys):
+    import fastnst.batch
+
+    def disk_full(image, path, quality=95):
+        raise OSError(28, "No space left on device")  # as a write() reports it: no file name
+
+    monkeypatch.setattr(fastnst.batch, "save_image", disk_full)
+    src = write_photo(tmp_path / "a.png", 20, 20)
+    assert main(["--model", str(model), str(src)]) == 1
+    err = capsys.readouterr().err
+    assert f"failed {src}: {tmp_path / 'a_mosaic.png'}: No space left on device" in err

@@ -16,7 +16,7 @@ from fastnst.data import DataError
 from fastnst.modelfile import load_style_model
 from fastnst.phases import lr_factor
 from fastnst.train_config import ConfigError
-from fastnst.trainer import NonFiniteLossError, TrainingInterrupted, train
+from fastnst.trainer import NonFiniteLossError, TrainingError, TrainingInterrupted, train
 from fastnst.transformer import TransformNet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -317,3 +317,20 @@ def test_data_with_no_readable_image_is_refused_before_the_run_directory_is_made
     with pytest.raises(DataError, match=r"no readable image among the 4 files .*p0.jpg: not an image file"):
         run(bad, tmp_path, max_steps=1, warmup_epochs=0)
     assert not (tmp_path / "run").exists()
+
+
+def test_an_export_that_cannot_be_written_is_one_error_naming_the_run_model(photos, tmp_path, monkeypatch):
+    import fastnst.trainer
+
+    real = fastnst.trainer.save_style_model
+
+    def disk_full_outside_the_run(path, net, info=None):
+        if "shipped" in str(path):
+            raise OSError(28, "No space left on device")
+        return real(path, net, info)
+
+    monkeypatch.setattr(fastnst.trainer, "save_style_model", disk_full_outside_the_run)
+    with pytest.raises(TrainingError, match=r"export_to: could not write .*shipped.* \(No space left on device\); "
+                                            r"the model is in .*run/starry.safetensors"):
+        run(photos, tmp_path, max_steps=1, warmup_epochs=0, export_to=tmp_path / "shipped")
+    assert load_style_model(tmp_path / "run" / "starry.safetensors").style == "starry"
