@@ -134,6 +134,8 @@ def expand_inputs(
                 except ValueError:
                     rel = Path(m.name)
                 add(m, rel)
+        elif path.is_symlink():  # exists() follows the link: a dangling or looping one is "not found"
+            failed.append((text, "a symbolic link to nothing (dangling or looping)"))
         else:
             failed.append((text, "file not found"))
     return found, failed

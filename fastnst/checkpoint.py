@@ -67,6 +67,9 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a checkpoint with ``weights_only=True`` and check that it is a fastnst training checkpoint."""
     path = find_checkpoint(path)
+    if path.suffix == ".safetensors":  # a style model, the other file training writes
+        raise CheckpointError(f"{path}: a style model file, not a training checkpoint (resume= takes a run directory or its "
+                              f"checkpoints/last.pt; to start from this model's weights use init_from={path})")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

@@ -104,3 +104,11 @@ def test_a_checkpoint_write_that_fails_is_one_clear_error_and_keeps_the_previous
                                                          r"there\); the previous one, if any, is unchanged"):
         checkpoint.save_checkpoint(path, {"step": 2})
     assert path.read_bytes() == before and sorted(p.name for p in path.parent.iterdir()) == ["last.pt"]
+
+
+def test_a_style_model_given_as_a_checkpoint_points_to_init_from(tmp_path):
+    from fastnst.checkpoint import CheckpointError, load_checkpoint
+
+    model = save_style_model(tmp_path / "starry.safetensors", random_style_net(base_channels=4, blocks=1), {"style": "starry"})
+    with pytest.raises(CheckpointError, match=f"a style model file, not a training checkpoint .*init_from={model}"):
+        load_checkpoint(model)

@@ -304,3 +304,10 @@ def test_a_full_disk_names_the_output_that_could_not_be_written(model, tmp_path,
     assert main(["--model", str(model), str(src)]) == 1
     err = capsys.readouterr().err
     assert f"failed {src}: {tmp_path / 'a_mosaic.png'}: No space left on device" in err
+
+
+def test_a_looping_symlink_is_reported_as_such(model, tmp_path, capsys):
+    loop = tmp_path / "loop.png"
+    loop.symlink_to(loop.name)
+    assert run(model, str(loop)) == 1
+    assert f"{loop}: a symbolic link to nothing (dangling or looping)" in capsys.readouterr().err
