@@ -60,6 +60,7 @@ class Job:
     src: Path
     dst: Path
     video: bool = False  # a video file (fastnst.video), not an image
+    replace: bool = True  # False: dst was free when planned and is not replaced if another process writes it first
 
 
 @dataclass
@@ -234,7 +235,7 @@ def plan_jobs(
             claimed[key] = src
         else:
             claimed[key] = src
-            plan.jobs.append(Job(src, dst, video))
+            plan.jobs.append(Job(src, dst, video, replace=overwrite))
     return plan
 
 
@@ -255,7 +256,7 @@ def _load(job: Job, max_size: int | None, max_pixels: int | None) -> torch.Tenso
 
 def _save(tensor: torch.Tensor, job: Job, quality: int) -> None:
     try:
-        save_image(tensor, job.dst, quality=quality)
+        save_image(tensor, job.dst, quality=quality, replace=job.replace)
     except OSError as exc:
         if exc.filename is None:  # a write error (a full disk) names no file: name the output, not the input
             raise OSError(exc.errno, exc.strerror or str(exc), str(job.dst)) from exc

@@ -439,12 +439,14 @@ _SAVE_MODES: dict[str, frozenset[str]] = {
 }
 
 
-def save_image(image: torch.Tensor | Image.Image, path: StrPath, quality: int = 95) -> Path:
+def save_image(image: torch.Tensor | Image.Image, path: StrPath, quality: int = 95, replace: bool = True) -> Path:
     """Write a tensor (see `tensor_to_pil`) or PIL image; format from the extension.
 
     Parent directories are created. The file is written to a temporary file in
     the same directory and moved into place with os.replace, so readers never
-    see a half-written file. `quality` applies to JPEG and WebP. Returns the path.
+    see a half-written file. `quality` applies to JPEG and WebP. With
+    `replace=False` an existing file is never replaced (FileExistsError), even
+    one another process writes meanwhile. Returns the path.
     """
     out = Path(os.fsdecode(os.fspath(path)))
     ext = out.suffix.lower()
@@ -475,6 +477,6 @@ def save_image(image: torch.Tensor | Image.Image, path: StrPath, quality: int = 
     elif fmt == "WEBP":
         options = {"quality": quality}
 
-    with atomic_path(out) as tmp, open(tmp, "wb") as f:
+    with atomic_path(out, replace=replace) as tmp, open(tmp, "wb") as f:
         pil.save(f, format=fmt, **options)
     return out

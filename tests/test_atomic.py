@@ -112,3 +112,15 @@ def test_a_style_model_given_as_a_checkpoint_points_to_init_from(tmp_path):
     model = save_style_model(tmp_path / "starry.safetensors", random_style_net(base_channels=4, blocks=1), {"style": "starry"})
     with pytest.raises(CheckpointError, match=f"a style model file, not a training checkpoint .*init_from={model}"):
         load_checkpoint(model)
+
+
+def test_without_replace_a_file_written_meanwhile_is_kept(tmp_path):
+    target = tmp_path / "out.png"
+    with pytest.raises(FileExistsError, match="written meanwhile by another process"):
+        with atomic_path(target, replace=False) as tmp:
+            tmp.write_bytes(b"mine")
+            target.write_bytes(b"theirs")
+    assert target.read_bytes() == b"theirs" and sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
+    with atomic_path(tmp_path / "new.png", replace=False) as tmp:
+        tmp.write_bytes(b"mine")
+    assert (tmp_path / "new.png").read_bytes() == b"mine" and len(list(tmp_path.iterdir())) == 2

@@ -296,7 +296,7 @@ def test_an_interrupted_batch_exits_130_with_one_line(model, tmp_path, sig):
 def test_a_full_disk_names_the_output_that_could_not_be_written(model, tmp_path, monkeypatch, capsys):
     import fastnst.batch
 
-    def disk_full(image, path, quality=95):
+    def disk_full(image, path, **options):
         raise OSError(28, "No space left on device")  # as a write() reports it: no file name
 
     monkeypatch.setattr(fastnst.batch, "save_image", disk_full)
@@ -311,3 +311,22 @@ def test_a_looping_symlink_is_reported_as_such(model, tmp_path, capsys):
     loop.symlink_to(loop.name)
     assert run(model, str(loop)) == 1
     assert f"{loop}: a symbolic link to nothing (dangling or looping)" in capsys.readouterr().err
+
+
+def test_an_output_another_process_writes_meanwhile_is_not_replaced(model, tmp_path, monkeypatch, capsys):
+    import fastnst.batch
+
+    real = fastnst.batch.save_image
+
+    def other_process_first(image, path, **options):
+        Path(path).write_bytes(b"another run's output")
+        return real(image, path, **options)
+
+    monkeypatch.setattr(fastnst.batch, "save_image", other_process_first)
+    src = write_photo(tmp_path / "a.png", 20, 20)
+    assert main(["--model", str(model), str(src)]) == 1
+    assert (tmp_path / "a_mosaic.png").read_bytes() == b"another run's output"
+    assert f"{tmp_path / 'a_mosaic.png'}: exists (written meanwhile by another process)" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "a_mosaic.png"]  # no temporary file left
+    assert main(["--model", str(model), str(src), "--overwrite"]) == 0  # asked for: replaced
+    assert (tmp_path / "a_mosaic.png").read_bytes() != b"another run's output"
