@@ -7,6 +7,7 @@ write leaves the previous file (if any) untouched and no temporary file behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 from collections.abc import Iterator
@@ -40,11 +41,13 @@ def _fsync(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, replace: bool = True) -> Iterator[Path]:
     """Yield a temporary path to write ``path``'s content to; it replaces ``path`` when the block ends.
 
     Creates the parent directory. On any exception (Ctrl-C included) the temporary file is removed and
-    ``path`` is left as it was.
+    ``path`` is left as it was. With ``replace=False`` a file that exists at the end (another process
+    wrote it meanwhile) is kept and FileExistsError raised: the temporary file is hard-linked under
+    the name, which fails if the name is taken, with no window between a check and the write.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,11 +55,43 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         _fsync(tmp)
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            _link_new(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _link_new(tmp: Path, path: Path) -> None:
+    """Move ``tmp`` to the name ``path`` only if no file has it (FileExistsError otherwise)."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise FileExistsError(errno.EEXIST, "exists (written meanwhile by another process)", str(path)) from None
+    except OSError:  # a file system without hard links: check, then rename (a narrow window)
+        if path.exists():
+            raise FileExistsError(errno.EEXIST, "exists (written meanwhile by another process)", str(path)) from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
+
+
+def unwritable_reason(directory: str | os.PathLike) -> str | None:
+    """Why files cannot be written into ``directory`` (created with its parents if missing), or None:
+    checked before a long run, so that the run's result is not lost to a save that must fail."""
+    path = Path(directory)
+    if path.exists() and not path.is_dir():
+        return f"{path} is not a directory"
+    while not path.exists() and path != path.parent:  # the nearest existing ancestor
+        path = path.parent
+    if not path.is_dir():
+        return f"{path} is not a directory"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"cannot write in {path} (permission denied)"
+    return None
 
 
 def save_json(data: Any, path: str | os.PathLike) -> Path:

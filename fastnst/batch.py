@@ -65,6 +65,7 @@ class Job:
     dst: Path
     video: bool = False  # a video file (fastnst.video), not an image
     animated: bool = False  # an animated image (fastnst.animation): every frame, into an animation
+    replace: bool = True  # False: dst was free when planned and is not replaced if another process writes it first
 
 
 @dataclass
@@ -140,6 +141,8 @@ def expand_inputs(
                 except ValueError:
                     rel = Path(m.name)
                 add(m, rel)
+        elif path.is_symlink():  # exists() follows the link: a dangling or looping one is "not found"
+            failed.append((text, "a symbolic link to nothing (dangling or looping)"))
         else:
             failed.append((text, "file not found"))
     return found, failed
@@ -262,7 +265,7 @@ def plan_jobs(
             claimed[key] = src
         else:
             claimed[key] = src
-            plan.jobs.append(Job(src, dst, video, animated))
+            plan.jobs.append(Job(src, dst, video, animated, replace=overwrite))
             if note is not None:
                 plan.notes.append((str(src), note))
     return plan
@@ -284,7 +287,12 @@ def _load(job: Job, max_size: int | None, max_pixels: int | None) -> torch.Tenso
 
 
 def _save(tensor: torch.Tensor, job: Job, quality: int) -> None:
-    save_image(tensor, job.dst, quality=quality)
+    try:
+        save_image(tensor, job.dst, quality=quality, replace=job.replace)
+    except OSError as exc:
+        if exc.filename is None:  # a write error (a full disk) names no file: name the output, not the input
+            raise OSError(exc.errno, exc.strerror or str(exc), str(job.dst)) from exc
+        raise
 
 
 def run_jobs(stylizer: Stylizer, jobs: list[Job], settings: StylizeSettings,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -49,14 +50,26 @@ def find_checkpoint(run_dir_or_file: str | os.PathLike) -> Path:
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     """Write ``payload`` to ``path`` atomically: a temp file in the same directory, fsync, then rename."""
     path = Path(path)
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **payload}, f)
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **payload}, f)
+    except (OSError, RuntimeError) as exc:
+        # A full disk reaches here as torch's zip writer's "unexpected pos ...": say how much room is left.
+        try:
+            free = f"; {shutil.disk_usage(path.parent).free / 2**20:.1f} MB free there"
+        except OSError:
+            free = ""
+        raise CheckpointError(f"{path}: could not write the checkpoint ({_first_line(exc)}{free}); "
+                              "the previous one, if any, is unchanged") from exc
     return path
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a checkpoint with ``weights_only=True`` and check that it is a fastnst training checkpoint."""
     path = find_checkpoint(path)
+    if path.suffix == ".safetensors":  # a style model, the other file training writes
+        raise CheckpointError(f"{path}: a style model file, not a training checkpoint (resume= takes a run directory or its "
+                              f"checkpoints/last.pt; to start from this model's weights use init_from={path})")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

@@ -9,6 +9,7 @@ rotation, truncated or hostile inputs) lives in one place.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import struct
@@ -181,7 +182,7 @@ def _read(path: StrPath, max_pixels: int | None) -> Image.Image:
                         # rather than lazily somewhere downstream. For
                         # animations (GIF, WebP, APNG) this is the first frame.
                         img.load()
-                        oriented = _exif_transpose(img, name)
+                        oriented = _to_srgb(_exif_transpose(img, name), name)
         except ImageError:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
@@ -206,6 +207,29 @@ def _exif_transpose(img: Image.Image, name: str) -> Image.Image:
         out = None
     # exif_transpose returns a copy already; copy() covers the fallback.
     return out if out is not None and out is not img else img.copy()
+
+
+def _to_srgb(img: Image.Image, name: str) -> Image.Image:
+    """Pixels tagged with an ICC profile other than sRGB (a phone's Display P3, Adobe RGB, a CMYK
+    press profile) converted to sRGB, what the network was trained on and what an untagged output
+    means: kept as they are, they would be read and written as sRGB, a visible colour shift. sRGB
+    profiles are left alone (bit-exact), and so are modes LittleCMS does not take (16-bit)."""
+    icc = img.info.get("icc_profile")
+    if not icc or img.mode not in ("RGB", "RGBA", "CMYK", "L"):
+        return img
+    from PIL import ImageCms
+
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if ImageCms.getProfileDescription(profile).strip().lower().startswith("srgb"):
+            return img
+        out = ImageCms.profileToProfile(img, profile, ImageCms.createProfile("sRGB"),
+                                        outputMode="RGBA" if img.mode == "RGBA" else "RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError) as e:
+        # A broken profile should not make otherwise good pixels unreadable; say so.
+        warnings.warn(f"{name}: ignoring unusable ICC colour profile ({e})", stacklevel=4)
+        return img
+    return out if out is not None else img
 
 
 def _gray_float(img: Image.Image) -> np.ndarray:
@@ -415,12 +439,14 @@ _SAVE_MODES: dict[str, frozenset[str]] = {
 }
 
 
-def save_image(image: torch.Tensor | Image.Image, path: StrPath, quality: int = 95) -> Path:
+def save_image(image: torch.Tensor | Image.Image, path: StrPath, quality: int = 95, replace: bool = True) -> Path:
     """Write a tensor (see `tensor_to_pil`) or PIL image; format from the extension.
 
     Parent directories are created. The file is written to a temporary file in
     the same directory and moved into place with os.replace, so readers never
-    see a half-written file. `quality` applies to JPEG and WebP. Returns the path.
+    see a half-written file. `quality` applies to JPEG and WebP. With
+    `replace=False` an existing file is never replaced (FileExistsError), even
+    one another process writes meanwhile. Returns the path.
     """
     out = Path(os.fsdecode(os.fspath(path)))
     ext = out.suffix.lower()
@@ -451,6 +477,6 @@ def save_image(image: torch.Tensor | Image.Image, path: StrPath, quality: int = 
     elif fmt == "WEBP":
         options = {"quality": quality}
 
-    with atomic_path(out) as tmp, open(tmp, "wb") as f:
+    with atomic_path(out, replace=replace) as tmp, open(tmp, "wb") as f:
         pil.save(f, format=fmt, **options)
     return out

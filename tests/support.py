@@ -124,3 +124,42 @@ def noise_photo(path: Path, width: int = 40, height: int = 30, seed: int = 0) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(path)
     return path
+
+
+def icc_rgb_profile(primaries_d50: tuple, gamma: float = 2.2, description: str = "test RGB") -> bytes:
+    """A minimal ICC v2 matrix/TRC display profile: the three primaries' XYZ (D50-adapted) and one
+    gamma. For images tagged with a colour space other than sRGB (no profile files ship here)."""
+    import struct
+
+    def s15(x: float) -> bytes:
+        return struct.pack(">i", round(x * 65536))
+
+    def pad(body: bytes) -> bytes:
+        return body + b"\0" * (-len(body) % 4)
+
+    def xyz(v) -> bytes:
+        return b"XYZ " + b"\0" * 4 + b"".join(s15(c) for c in v)
+
+    def curve(g: float) -> bytes:
+        return b"curv" + b"\0" * 4 + struct.pack(">IH", 1, round(g * 256)) + b"\0\0"
+
+    ascii_desc = description.encode("ascii") + b"\0"
+    desc = pad(b"desc" + b"\0" * 4 + struct.pack(">I", len(ascii_desc)) + ascii_desc + b"\0" * 78)
+    r, g, b = primaries_d50
+    tags = [(b"desc", desc), (b"cprt", pad(b"text" + b"\0" * 4 + b"none\0")), (b"wtpt", xyz((0.9642, 1.0, 0.8249))),
+            (b"rXYZ", xyz(r)), (b"gXYZ", xyz(g)), (b"bXYZ", xyz(b)),
+            (b"rTRC", curve(gamma)), (b"gTRC", curve(gamma)), (b"bTRC", curve(gamma))]
+    offset = 128 + 4 + 12 * len(tags)
+    table, data = b"", b""
+    for sig, body in tags:
+        table += sig + struct.pack(">II", offset + len(data), len(body))
+        data += body
+    header = (struct.pack(">I", offset + len(data)) + b"lcms" + struct.pack(">I", 0x02100000) + b"mntr" + b"RGB " + b"XYZ "
+              + b"\0" * 12 + b"acsp" + b"\0" * 24 + b"\0" * 4 + s15(0.9642) + s15(1.0) + s15(0.8249)
+              + b"\0" * 48)  # date; platform to attributes; intent; the D50 illuminant; creator, id, reserved
+    assert len(header) == 128
+    return header + struct.pack(">I", len(tags)) + table + data
+
+
+# Display P3's primaries, adapted to the D50 white of ICC profiles.
+DISPLAY_P3_D50 = ((0.5151, 0.2412, -0.0011), (0.2919, 0.6922, 0.0419), (0.1572, 0.0666, 0.7841))

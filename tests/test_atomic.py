@@ -74,3 +74,53 @@ def test_a_checkpoint_holding_objects_is_refused_without_torchs_unsafe_advice(tm
 
 class _Anything:  # a class torch's weights_only loader refuses
     pass
+
+
+def test_unwritable_reason_names_the_part_of_the_path_that_is_in_the_way(tmp_path, monkeypatch):
+    from fastnst.atomic import unwritable_reason
+
+    (tmp_path / "afile").write_text("x")
+    assert unwritable_reason(tmp_path) is None
+    assert unwritable_reason(tmp_path / "new" / "deeper") is None  # made when written
+    assert unwritable_reason(tmp_path / "afile") == f"{tmp_path / 'afile'} is not a directory"
+    assert unwritable_reason(tmp_path / "afile" / "sub") == f"{tmp_path / 'afile'} is not a directory"
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # as a non-root user in a read-only folder
+    assert unwritable_reason(tmp_path / "new") == f"cannot write in {tmp_path} (permission denied)"
+
+
+def test_a_checkpoint_write_that_fails_is_one_clear_error_and_keeps_the_previous_one(tmp_path, monkeypatch):
+    from fastnst import checkpoint
+
+    path = tmp_path / "checkpoints" / "last.pt"
+    checkpoint.save_checkpoint(path, {"step": 1})
+    before = path.read_bytes()
+
+    def disk_full(obj, f):  # what torch's zip writer raises when the disk fills up
+        f.write(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 40960 vs 40848")
+
+    monkeypatch.setattr(checkpoint.torch, "save", disk_full)
+    with pytest.raises(checkpoint.CheckpointError, match=r"last.pt: could not write the checkpoint \(.*unexpected pos.* MB free "
+                                                         r"there\); the previous one, if any, is unchanged"):
+        checkpoint.save_checkpoint(path, {"step": 2})
+    assert path.read_bytes() == before and sorted(p.name for p in path.parent.iterdir()) == ["last.pt"]
+
+
+def test_a_style_model_given_as_a_checkpoint_points_to_init_from(tmp_path):
+    from fastnst.checkpoint import CheckpointError, load_checkpoint
+
+    model = save_style_model(tmp_path / "starry.safetensors", random_style_net(base_channels=4, blocks=1), {"style": "starry"})
+    with pytest.raises(CheckpointError, match=f"a style model file, not a training checkpoint .*init_from={model}"):
+        load_checkpoint(model)
+
+
+def test_without_replace_a_file_written_meanwhile_is_kept(tmp_path):
+    target = tmp_path / "out.png"
+    with pytest.raises(FileExistsError, match="written meanwhile by another process"):
+        with atomic_path(target, replace=False) as tmp:
+            tmp.write_bytes(b"mine")
+            target.write_bytes(b"theirs")
+    assert target.read_bytes() == b"theirs" and sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
+    with atomic_path(tmp_path / "new.png", replace=False) as tmp:
+        tmp.write_bytes(b"mine")
+    assert (tmp_path / "new.png").read_bytes() == b"mine" and len(list(tmp_path.iterdir())) == 2

@@ -164,9 +164,18 @@ def test_new_run_dir_never_reuses_a_directory(tmp_path):
 
     now = datetime.datetime(2025, 1, 2, 3, 4, 5)
     first = Path(new_run_dir(str(tmp_path), "starry", now))
-    first.mkdir(parents=True)
     second = Path(new_run_dir(str(tmp_path), "starry", now))
     assert second != first and second.parent == first.parent
+
+
+def test_runs_started_in_the_same_second_get_directories_of_their_own(tmp_path):
+    # Several runs started by a script: each claims its directory when it picks the name, before
+    # Hydra makes it, so no two share one.
+    import datetime
+
+    now = datetime.datetime(2025, 1, 2, 3, 4, 5)
+    dirs = [new_run_dir(str(tmp_path), "starry", now) for _ in range(3)]
+    assert len(set(dirs)) == 3 and all(Path(d).is_dir() for d in dirs)
 
 
 def test_merge_overrides_later_values_win():

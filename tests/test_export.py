@@ -67,3 +67,21 @@ def test_export_takes_o_like_the_other_commands_and_refuses_to_overwrite(model_p
     assert main(["--model", str(model_path), "--output", str(out), "--no-verify"]) == 1
     assert "--overwrite" in capsys.readouterr().err
     assert main(["--model", str(model_path), "--onnx", str(out), "--no-verify", "--overwrite"]) == 0  # the old spelling
+
+
+def test_export_to_a_directory_writes_model_onnx_inside_it(model_path, tmp_path, capsys):
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    assert main(["--model", str(model_path), "-o", f"{folder}/", "--no-verify"]) == 0
+    assert main(["--model", str(model_path), "-o", str(folder), "--no-verify"]) == 1  # now that file exists
+    assert f"{folder / 'ink.onnx'} exists (use --overwrite" in capsys.readouterr().err
+    assert main(["--model", str(model_path), "-o", str(folder), "--no-verify", "--overwrite"]) == 0
+    assert [p.name for p in folder.iterdir()] == ["ink.onnx"]
+    assert main(["--model", str(model_path), "-o", f"{tmp_path / 'new'}/", "--no-verify"]) == 0  # made for it
+    assert (tmp_path / "new" / "ink.onnx").is_file()
+
+
+def test_export_under_a_file_is_a_clear_error(model_path, tmp_path, capsys):
+    (tmp_path / "afile").write_text("not a directory")
+    assert main(["--model", str(model_path), "-o", str(tmp_path / "afile" / "x.onnx"), "--no-verify"]) == 1
+    assert capsys.readouterr().err.strip() == f"error: -o {tmp_path / 'afile' / 'x.onnx'}: {tmp_path / 'afile'} is not a directory"

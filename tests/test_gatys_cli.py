@@ -127,3 +127,33 @@ def test_an_unknown_style_name_lists_the_bundled_paintings(tmp_path, photo, caps
     assert code == 1
     err = capsys.readouterr().err.strip()
     assert "monet" in err and "starry" in err and "scream" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("which", ["content", "style", "texture"])
+def test_an_image_too_thin_for_the_vgg_layers_is_a_one_line_error_naming_it(tmp_path, photo, capsys, which):
+    thin = noise_photo(tmp_path / "in" / "pano.png", 1200, 20)  # 64x1 px at --size 64
+    content = {"content": thin, "style": photo, "texture": "none"}[which]
+    style = thin if which != "content" else "starry"
+    out_dir = tmp_path / "out"
+    code = main(["--content", str(content), "--style", str(style), "-o", str(out_dir / "x.png"), "--steps", "1",
+                 "--size", "64", "--vgg", "random", "--quiet"])  # the default layers reach relu5_1: 16 px
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "Traceback" not in err[0], err
+    assert err[0].startswith(f"error: {thin}: ") and "too thin" in err[0] and "at least 16 px" in err[0]
+    assert not out_dir.exists()
+
+
+def test_a_thin_image_runs_when_the_layers_used_are_shallow_enough(tmp_path, capsys):
+    thin = noise_photo(tmp_path / "in" / "strip.png", 400, 16)  # 64x2 px at --size 64: enough for relu2_1
+    out = tmp_path / "x.png"
+    assert main(["--content", str(thin), "--reconstruct", "content", "--layer", "relu2_1", "-o", str(out),
+                 "--steps", "1", "--size", "64", "--vgg", "random", "--quiet"]) == 0
+    assert Image.open(out).size == (64, 3)
+
+
+def test_an_output_under_a_file_is_refused_before_the_optimisation(tmp_path, photo, capsys):
+    (tmp_path / "afile").write_text("not a directory")
+    code = main(["--content", str(photo), "--style", "starry", "-o", str(tmp_path / "afile" / "x.png"), "--steps", "1", *FAST])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.endswith(f"-o {tmp_path / 'afile' / 'x.png'}: {tmp_path / 'afile'} is not a directory")
+    assert "%" not in err and len(err.splitlines()) == 1  # no progress bar: nothing ran

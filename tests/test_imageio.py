@@ -446,3 +446,23 @@ def test_raising_max_pixels_above_pillow_limit_is_temporary(tmp_path: Path, monk
     assert Image.MAX_IMAGE_PIXELS == 1000  # restored
     with pytest.raises(ValueError):
         load_image(path, max_pixels=0)
+
+
+def test_an_icc_profile_other_than_srgb_is_converted_to_srgb(tmp_path: Path) -> None:
+    from PIL import ImageCms
+    from support import DISPLAY_P3_D50, icc_rgb_profile
+
+    p3 = icc_rgb_profile(DISPLAY_P3_D50, description="Display P3 (test)")
+    Image.new("RGB", (8, 6), (50, 150, 100)).save(tmp_path / "p3.png", icc_profile=p3)
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.new("RGB", (8, 6), (50, 150, 100)).save(tmp_path / "srgb.png", icc_profile=srgb)
+    # P3's (50, 150, 100) is sRGB's (0, 154, 95): read as sRGB it was a dull, shifted green
+    assert open_image(tmp_path / "p3.png").getpixel((0, 0)) == pytest.approx((0, 154, 95), abs=2)
+    assert load_image(tmp_path / "p3.png")[0, :, 0, 0].mul(255).round().tolist() == pytest.approx([0, 154, 95], abs=2)
+    assert open_image(tmp_path / "srgb.png").getpixel((0, 0)) == (50, 150, 100)  # sRGB-tagged: bit-exact
+
+
+def test_an_unusable_icc_profile_is_ignored_with_a_warning(tmp_path: Path) -> None:
+    Image.new("RGB", (8, 6), (50, 150, 100)).save(tmp_path / "bad.png", icc_profile=b"not a profile" * 10)
+    with pytest.warns(UserWarning, match="bad.png: ignoring unusable ICC colour profile"):
+        assert open_image(tmp_path / "bad.png").getpixel((0, 0)) == (50, 150, 100)

@@ -210,3 +210,91 @@ def test_float_image_in_and_out(native):
     assert got.shape == (1, 3, 13, 21) and torch.equal(got, TorchOps.rgb_f32(o, 13, 21))
     channel_major = o.view(1, 4, 3, 7, 11).transpose(1, 2).reshape(1, 12, 7, 11)
     assert torch.equal(got, F.pixel_shuffle(channel_major, 2)[..., :13, :21])
+
+
+# A cached library is verified before it is loaded. These run the loading in a child process: a library
+# cut short kills its process with SIGBUS when loaded, and that must not be the test session.
+_LOAD_AND_RUN = """
+import torch
+from fastnst.int8_kernels import load_ops
+ops = load_ops()
+ops.stats(torch.randn(1, 16, 8, 8).contiguous(memory_format=torch.channels_last))
+print(type(ops).__name__)
+"""
+
+
+def _load_in_child(cache, tmp_path, env_extra=None):
+    import subprocess
+
+    from support import PYTHON, subprocess_env
+
+    env = subprocess_env(tmp_path)
+    env["FASTNST_CACHE"] = str(cache)
+    env.pop("FASTNST_NATIVE", None)
+    env.update(env_extra or {})
+    return subprocess.run([PYTHON, "-c", _LOAD_AND_RUN], env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def built_cache(tmp_path_factory, native):
+    """A cache directory holding a good build, made once; tests work on copies of it."""
+    cache = tmp_path_factory.mktemp("kernel_cache")
+    proc = _load_in_child(cache, cache)
+    assert proc.stdout.strip() == "NativeOps", proc.stderr
+    return cache
+
+
+def _copy_cache(built_cache, tmp_path):
+    import shutil
+
+    cache = tmp_path / "cache"
+    shutil.copytree(built_cache, cache, ignore=shutil.ignore_patterns("torch*", "tmp*"))
+    libraries = sorted(cache.glob("int8_ops-*.so"))
+    assert len(libraries) == 1
+    return cache, libraries[0]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+def test_a_damaged_cached_library_is_rebuilt_not_loaded(built_cache, tmp_path, damage):
+    cache, library = _copy_cache(built_cache, tmp_path)
+    size = library.stat().st_size
+    with open(library, "r+b") as f:
+        f.truncate(size // 3 if damage == "truncated" else 0)
+    proc = _load_in_child(cache, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]  # not -7 (SIGBUS)
+    assert proc.stdout.strip() == "NativeOps" and "damaged" in proc.stderr
+    assert library.stat().st_size == size  # rebuilt in place
+    assert proc.returncode == 0 and _load_in_child(cache, tmp_path).stderr == ""  # and then used as it is
+
+
+def test_a_cached_library_is_used_without_a_compiler(built_cache, tmp_path, monkeypatch):
+    cache, library = _copy_cache(built_cache, tmp_path)
+    monkeypatch.setattr(int8_kernels, "_loaded", [])
+    monkeypatch.setenv("FASTNST_CACHE", str(cache))
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(int8_kernels.shutil, "which", lambda name: None)  # no compiler on PATH
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert isinstance(load_ops(), NativeOps)
+
+
+def test_without_a_compiler_a_damaged_library_is_deleted_and_the_torch_passes_used(built_cache, tmp_path):
+    cache, library = _copy_cache(built_cache, tmp_path)
+    with open(library, "r+b") as f:
+        f.truncate(library.stat().st_size // 3)
+    # no compiler: CXX names none and PATH holds only the interpreter's directory
+    import sys
+
+    proc = _load_in_child(cache, tmp_path, {"CXX": "", "PATH": os.path.dirname(sys.executable)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "TorchOps" and "damaged" in proc.stderr and "no C++ compiler" in proc.stderr
+    assert list(cache.glob("int8_ops-*")) == []
+
+
+def test_a_build_killed_midway_leaves_a_temporary_file_that_is_pruned_later(tmp_path):
+    old, young = tmp_path / ".int8_ops-abc.123.tmp", tmp_path / ".int8_ops-abc.456.tmp"
+    for f in (old, young):
+        f.write_bytes(b"")
+    os.utime(old, (time.time() - 2 * 3600, time.time() - 2 * 3600))
+    int8_kernels._prune_stale_temps(tmp_path)
+    assert [f.name for f in tmp_path.iterdir()] == [young.name]  # a younger one may be a build in progress

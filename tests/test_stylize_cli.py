@@ -143,7 +143,7 @@ def test_strength_zero_writes_the_photo(model, tmp_path):
 
 def test_tiling_flag(model, tmp_path):
     src = write_photo(tmp_path / "big.png", 300, 200)
-    assert run(model, str(src), "-o", str(tmp_path / "tiled.png"), "--tile", "128", "--overlap", "32") == 0
+    assert run(model, str(src), "-o", str(tmp_path / "tiled.png"), "--tile", "128", "--overlap", "48") == 0
     assert run(model, str(src), "-o", str(tmp_path / "whole.png"), "--tile", "0") == 0
     a = np.asarray(Image.open(tmp_path / "tiled.png")).astype(float)
     b = np.asarray(Image.open(tmp_path / "whole.png")).astype(float)
@@ -272,7 +272,7 @@ def test_sigterm_during_a_batch_exits_130_and_leaves_no_temporary_file(model, tm
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert status == 130
-    assert "interrupted (no partial output left)" in capsys.readouterr().err
+    assert "interrupted: the outputs written are complete" in capsys.readouterr().err
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written and all(not name.startswith(".") for name in written)
     assert len(written) < 6
@@ -283,3 +283,89 @@ def test_output_named_with_a_media_extension_fastnst_cannot_write_is_refused(mod
     assert run(model, str(src), "-o", str(tmp_path / "out.ts")) == 2
     assert "-o " + str(tmp_path / "out.ts") + ": cannot write .ts files" in capsys.readouterr().err
     assert not (tmp_path / "out.ts").exists()
+
+
+def test_an_overlap_under_the_receptive_field_is_refused_before_any_image(model, tmp_path, capsys):
+    # The test model's receptive field is 47 px; --overlap 0 left a dark seam grid (16-27 dB).
+    src = write_photo(tmp_path / "big.png", 300, 200)
+    with pytest.raises(SystemExit) as exited:
+        run(model, str(src), "--tile", "64", "--overlap", "0")
+    assert exited.value.code == 2
+    assert "--overlap 0 is under the model's receptive field (47 px)" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.png"]
+
+
+def test_a_tile_is_checked_against_the_models_own_overlap(tmp_path, capsys):
+    # A dilated network's default overlap is 224 px: a 130 px tile passed the model-free check
+    # (against 128) and then failed every image.
+    net = random_style_net(base_channels=4, blocks=5, dilations=(1, 2, 4, 2, 1))
+    dilated = save_style_model(tmp_path / "dilated.safetensors", net, {"style": "wide"})
+    src = write_photo(tmp_path / "in" / "big.png", 300, 200)
+    with pytest.raises(SystemExit) as exited:
+        run(dilated, str(src), "--tile", "130")
+    assert exited.value.code == 2
+    assert "--tile size 130 too small: it must be at least 64 and larger than the overlap (224)" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "in").iterdir()) == ["big.png"]
+    assert run(dilated, str(src), "--tile", "256") == 0 and (tmp_path / "in" / "big_wide.png").is_file()
+
+
+# Ctrl-C or SIGTERM while a batch runs: the signal is sent from inside run_jobs, in a child process (a
+# SIGTERM that is not handled ends the process it reaches).
+_INTERRUPTED_BATCH = """
+import os, signal, sys, time
+import fastnst.cli.stylize as cli
+def run_jobs(*args, **kwargs):
+    os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+    time.sleep(30)
+cli.run_jobs = run_jobs
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_an_interrupted_batch_exits_130_with_one_line(model, tmp_path, sig):
+    src = write_photo(tmp_path / "a.png", 20, 20)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), FASTNST_KEEP_FREED_MEMORY="0")
+    proc = subprocess.run([sys.executable, "-c", _INTERRUPTED_BATCH, sig, "--model", str(model), str(src), "-q"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    assert proc.stderr.strip() == "interrupted: the outputs written are complete; the remaining inputs were not stylized"
+
+
+def test_a_full_disk_names_the_output_that_could_not_be_written(model, tmp_path, monkeypatch, capsys):
+    import fastnst.batch
+
+    def disk_full(image, path, **options):
+        raise OSError(28, "No space left on device")  # as a write() reports it: no file name
+
+    monkeypatch.setattr(fastnst.batch, "save_image", disk_full)
+    src = write_photo(tmp_path / "a.png", 20, 20)
+    assert main(["--model", str(model), str(src)]) == 1
+    err = capsys.readouterr().err
+    assert f"failed {src}: {tmp_path / 'a_mosaic.png'}: No space left on device" in err
+
+
+def test_a_looping_symlink_is_reported_as_such(model, tmp_path, capsys):
+    loop = tmp_path / "loop.png"
+    loop.symlink_to(loop.name)
+    assert run(model, str(loop)) == 1
+    assert f"{loop}: a symbolic link to nothing (dangling or looping)" in capsys.readouterr().err
+
+
+def test_an_output_another_process_writes_meanwhile_is_not_replaced(model, tmp_path, monkeypatch, capsys):
+    import fastnst.batch
+
+    real = fastnst.batch.save_image
+
+    def other_process_first(image, path, **options):
+        Path(path).write_bytes(b"another run's output")
+        return real(image, path, **options)
+
+    monkeypatch.setattr(fastnst.batch, "save_image", other_process_first)
+    src = write_photo(tmp_path / "a.png", 20, 20)
+    assert main(["--model", str(model), str(src)]) == 1
+    assert (tmp_path / "a_mosaic.png").read_bytes() == b"another run's output"
+    assert f"{tmp_path / 'a_mosaic.png'}: exists (written meanwhile by another process)" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "a_mosaic.png"]  # no temporary file left
+    assert main(["--model", str(model), str(src), "--overwrite"]) == 0  # asked for: replaced
+    assert (tmp_path / "a_mosaic.png").read_bytes() != b"another run's output"

@@ -12,9 +12,11 @@ from support import compose, make_photo_folder, tiny_overrides
 
 from fastnst.checkpoint import load_checkpoint
 from fastnst.cli.train import _resumed_config
+from fastnst.data import DataError
 from fastnst.modelfile import load_style_model
 from fastnst.phases import lr_factor
-from fastnst.trainer import NonFiniteLossError, TrainingInterrupted, train
+from fastnst.train_config import ConfigError
+from fastnst.trainer import NonFiniteLossError, TrainingError, TrainingInterrupted, train
 from fastnst.transformer import TransformNet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -263,3 +265,72 @@ def test_resume_removes_a_checkpoint_write_cut_short(photos, tmp_path):
     assert resumed.steps == 3
     assert not stale.exists()
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["last.pt"]
+
+
+def test_an_existing_export_is_refused_before_training(photos, tmp_path):
+    shipped = tmp_path / "shipped" / "starry.safetensors"
+    shipped.parent.mkdir()
+    shipped.write_bytes(b"a shipped model")
+    with pytest.raises(ConfigError, match="starry.safetensors exists .*overwrite=true"):
+        run(photos, tmp_path, max_steps=1, warmup_epochs=0, export_to=shipped.parent)
+    assert shipped.read_bytes() == b"a shipped model" and not (tmp_path / "run").exists()
+    result, _ = run(photos, tmp_path, max_steps=1, warmup_epochs=0, export_to=shipped.parent, overwrite=True)
+    assert result.exported_to == shipped and load_style_model(shipped).style == "starry"
+
+
+def test_an_export_that_appears_during_the_run_is_not_replaced(photos, tmp_path, monkeypatch):
+    # Two runs exporting to one folder: the one that ends second must not replace the first one's file.
+    import fastnst.trainer
+
+    dest = tmp_path / "shipped" / "starry.safetensors"
+    real = fastnst.trainer.save_style_model
+
+    def other_run_exports_first(path, net, info=None):
+        if not dest.exists():
+            dest.parent.mkdir(exist_ok=True)
+            dest.write_bytes(b"the other run's model")
+        return real(path, net, info)
+
+    monkeypatch.setattr(fastnst.trainer, "save_style_model", other_run_exports_first)
+    with pytest.raises(ConfigError, match="appeared during the run.*the model is in .*run/starry.safetensors"):
+        run(photos, tmp_path, max_steps=1, warmup_epochs=0, export_to=dest.parent)
+    assert dest.read_bytes() == b"the other run's model"
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["starry.safetensors"]  # no temporary file left
+    assert load_style_model(tmp_path / "run" / "starry.safetensors").style == "starry"
+
+
+def test_a_painting_too_thin_for_vgg_is_a_config_error_naming_it(photos, tmp_path):
+    from PIL import Image
+
+    strip = tmp_path / "strip.png"
+    Image.new("RGB", (600, 12), (200, 100, 50)).save(strip)
+    with pytest.raises(ConfigError, match=r"strip.png: 600x12 px is too thin: at style.image_size=32 it is 32x1.* 16 px"):
+        run(photos, tmp_path, max_steps=1, warmup_epochs=0, **{"style.image": strip, "style.trim_frame": False})
+    assert not (tmp_path / "run").exists()
+
+
+def test_data_with_no_readable_image_is_refused_before_the_run_directory_is_made(tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for i in range(4):
+        (bad / f"p{i}.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(DataError, match=r"no readable image among the 4 files .*p0.jpg: not an image file"):
+        run(bad, tmp_path, max_steps=1, warmup_epochs=0)
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_export_that_cannot_be_written_is_one_error_naming_the_run_model(photos, tmp_path, monkeypatch):
+    import fastnst.trainer
+
+    real = fastnst.trainer.save_style_model
+
+    def disk_full_outside_the_run(path, net, info=None):
+        if "shipped" in str(path):
+            raise OSError(28, "No space left on device")
+        return real(path, net, info)
+
+    monkeypatch.setattr(fastnst.trainer, "save_style_model", disk_full_outside_the_run)
+    with pytest.raises(TrainingError, match=r"export_to: could not write .*shipped.* \(No space left on device\); "
+                                            r"the model is in .*run/starry.safetensors"):
+        run(photos, tmp_path, max_steps=1, warmup_epochs=0, export_to=tmp_path / "shipped")
+    assert load_style_model(tmp_path / "run" / "starry.safetensors").style == "starry"

@@ -127,3 +127,89 @@ def test_schemas_are_not_styles_and_unknown_keys_name_the_known_ones(tmp_path):
         assert "style.bogus: no such setting" in proc.stderr and "style_weight" in proc.stderr
         assert "+style.bogus" not in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def _refused_before_any_directory(tmp_path: Path, extra: list[str]) -> str:
+    photos = make_photo_folder(tmp_path / "photos", count=2)
+    out = tmp_path / "outputs"
+    overrides = tiny_overrides(photos, out, max_steps=1, warmup_epochs=0)
+    overrides = [o for o in overrides if o.split("=", 1)[0] not in {e.split("=", 1)[0] for e in extra}] + extra
+    proc = _run([PYTHON, "-m", "fastnst.train", *overrides], tmp_path, timeout=120)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 1 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert not out.exists()
+    return lines[0]
+
+
+def test_an_export_over_an_existing_model_is_refused_before_anything_runs(tmp_path):
+    shipped = tmp_path / "checkpoints"
+    shipped.mkdir()
+    (shipped / "starry.safetensors").write_bytes(b"a shipped model")
+    line = _refused_before_any_directory(tmp_path, [f"export_to={shipped}/"])
+    assert line == (f"error: export_to={shipped}/: {shipped / 'starry.safetensors'} exists "
+                    "(add overwrite=true to replace it, or export elsewhere)")
+    assert (shipped / "starry.safetensors").read_bytes() == b"a shipped model"
+
+
+def test_a_painting_too_thin_for_vgg_is_refused_before_anything_runs(tmp_path):
+    from PIL import Image
+
+    strip = tmp_path / "strip.png"
+    Image.new("RGB", (600, 12), (200, 100, 50)).save(strip)
+    line = _refused_before_any_directory(tmp_path, [f"style.image={strip}", "style.trim_frame=false"])
+    assert line.startswith(f"error: {strip}: 600x12 px is too thin")
+
+
+def test_data_with_no_readable_image_leaves_no_run_folder(tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for i in range(4):
+        (bad / f"p{i}.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "outputs"
+    proc = _run([PYTHON, "-m", "fastnst.train", *tiny_overrides(bad, out, max_steps=1, warmup_epochs=0)], tmp_path)
+    assert proc.returncode == 1 and "no readable image among the 4 files" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (out / "starry").exists() or list((out / "starry").iterdir()) == []
+
+
+_TERMINATED_BEFORE_THE_LOOP = """
+import os, signal, sys
+import fastnst.trainer
+build_losses = fastnst.trainer.build_losses
+def terminated(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return build_losses(*args, **kwargs)
+fastnst.trainer.build_losses = terminated
+from fastnst.cli.train import main
+sys.argv[0] = "fastnst.train"
+main()
+"""
+
+
+def test_sigterm_before_the_loop_leaves_no_run_directory(tmp_path):
+    photos = make_photo_folder(tmp_path / "photos", count=2)
+    out = tmp_path / "outputs"
+    proc = _run([PYTHON, "-c", _TERMINATED_BEFORE_THE_LOOP, *tiny_overrides(photos, out, max_steps=1)], tmp_path)
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    assert "interrupted before training started; nothing was saved" in proc.stderr
+    assert not (out / "starry").exists() or list((out / "starry").iterdir()) == []
+
+
+def test_an_override_hydra_cannot_parse_is_one_line_with_the_fix(tmp_path):
+    photos = make_photo_folder(tmp_path / "photos é", count=2)
+    overrides = tiny_overrides(photos, tmp_path / "o", max_steps=1, warmup_epochs=0)
+    proc = _run([PYTHON, "-m", "fastnst.train", *overrides], tmp_path, timeout=120)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"error: data.root={photos}: Hydra cannot parse this value") and f"data.root='{photos}'" in lines[0]
+    quoted = [f"data.root='{photos}'" if o.startswith("data.root=") else o for o in overrides]
+    assert _run([PYTHON, "-m", "fastnst.train", *quoted], tmp_path).returncode == 0
+
+
+def test_an_output_dir_that_is_a_file_is_refused_before_anything_runs(tmp_path):
+    (tmp_path / "outputs").write_text("not a directory")
+    photos = make_photo_folder(tmp_path / "photos", count=2)
+    proc = _run([PYTHON, "-m", "fastnst.train", *tiny_overrides(photos, tmp_path / "outputs", max_steps=1)], tmp_path,
+                timeout=120)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 1 and lines == [f"error: output_dir={tmp_path / 'outputs'}: {tmp_path / 'outputs'} is not a directory"]

@@ -5,7 +5,12 @@
 
 A ``--model`` (a shipped name or a model file, optionally ``LABEL=``) stylizes every photo itself, at
 the working size; an ``--images LABEL=DIR`` folder holds images made by anything else, matched to the
-photos by name (``dog.png`` or ``dog_<anything>.<ext>`` for the photo ``dog.jpg``). Writes
+photos by exact name: ``dog.<ext>`` or ``dog<suffix>.<ext>`` for the photo ``dog.jpg``, where a suffix is
+``_<name>`` of a shipped model, of the painting, of a ``--model`` or ``--images`` label or style, or one
+given with ``--suffix``. No match, or more than one, is an error naming the photo; an image whose aspect
+ratio differs from its photo's is refused, not stretched. A photo folder that also holds such outputs
+of its own photos (``dog_starry.png`` beside ``dog.png``) leaves them out, with a note. A photo too thin
+for VGG-19 at the working size is reported and the others are scored. Writes
 ``evaluate.md``, ``evaluate.json`` and ``evaluate.png`` (the scatter plot, if matplotlib is installed)
 to ``-o``. Exit status: 0 all scored, 1 some photo or image could not be read or was missing,
 2 bad arguments, model or painting.
@@ -22,7 +27,7 @@ from pathlib import Path
 import torch
 
 from fastnst.assets import STYLE_IMAGES, STYLES_DIR, resolve_style_image
-from fastnst.atomic import atomic_path
+from fastnst.atomic import atomic_path, unwritable_reason
 from fastnst.imageio import ImageError, is_image_file, load_image, resize_tensor_long_side, save_image
 from fastnst.metrics import (
     WORK_SIZE,
@@ -59,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a shipped model's name or a model file; stylizes the photos itself (repeatable)")
     p.add_argument("--images", action="append", default=[], metavar="LABEL=DIR",
                    help="a folder of images stylized by anything else, named after the photos (repeatable)")
+    p.add_argument("--suffix", action="append", default=[], metavar="SUFFIX",
+                   help="a name ending that marks an image made from a photo: dog<SUFFIX>.png for dog.jpg "
+                        "(repeatable; _<name> of the shipped models, the painting and the labels are known already)")
     p.add_argument("-o", "--out-dir", default="outputs/evaluate", help="where the reports go (default %(default)s)")
     p.add_argument("--size", type=int, default=WORK_SIZE, help="working size, long side in px (default %(default)s)")
     p.add_argument("--save-images", action="store_true", help="also save each model's outputs under OUT_DIR/images/")
@@ -91,14 +99,31 @@ def photo_files(paths: Sequence[str]) -> list[Path]:
     return files
 
 
-def matching_image(folder: Path, photo_stem: str) -> Path | None:
-    """The image in ``folder`` made from the photo ``photo_stem``: ``<stem>.*`` or ``<stem>_*.*``."""
-    exact = [p for p in folder.iterdir() if p.is_file() and p.stem == photo_stem and is_image_file(p)]
-    if exact:
-        return sorted(exact)[0]
-    prefixed = sorted(p for p in folder.iterdir()
-                      if p.is_file() and p.stem.startswith(photo_stem + "_") and is_image_file(p))
-    return prefixed[0] if prefixed else None
+def matching_images(files: Sequence[Path], photo_stem: str, suffixes: Sequence[str]) -> list[Path]:
+    """The images among ``files`` named after the photo ``photo_stem``: ``<stem>.*`` or ``<stem><suffix>.*``
+    for a known suffix. Exact names only: a prefix match would pair the photo ``cat`` with
+    ``cat_2_starry.png``, the output of another photo."""
+    names = {photo_stem} | {photo_stem + suffix for suffix in suffixes if suffix}
+    return sorted(p for p in files if p.stem in names)
+
+
+def known_suffixes(painting: Path, style: str | None, labels: Sequence[str], extra: Sequence[str]) -> list[str]:
+    """Name endings that mark an image made from a photo: ``_<name>`` of every shipped model, of the
+    painting (its file stem and the bundled name given), of each label and model style, and ``--suffix``."""
+    from fastnst.modelfile import list_shipped_models
+
+    names = [path.stem for path in list_shipped_models()] + [painting.stem] + ([style] if style else []) + list(labels)
+    suffixes = [f"_{name}" for name in names if name] + [s for s in extra if s]
+    return list(dict.fromkeys(suffixes))
+
+
+def same_aspect(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    """Whether two (height, width) sizes have the same aspect ratio, up to the rounding of a resize
+    (one pixel at either size) or 1 %."""
+    (ah, aw), (bh, bw) = a, b
+    if abs(ah * bw / (aw * bh) - 1) <= 0.01:
+        return True
+    return abs(ah - bh * aw / bw) <= 1 or abs(aw - bw * ah / bh) <= 1 or abs(bh - ah * bw / aw) <= 1 or abs(bw - aw * bh / ah) <= 1
 
 
 def painting_path(style: str | None, first_model_info: dict | None) -> Path:
@@ -134,6 +159,7 @@ def _report(message: str, quiet: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fastnst.batch import earlier_outputs
     from fastnst.inference import stylize_image
     from fastnst.runtime import resolve_device
 
@@ -149,6 +175,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.model and not folders:
         raise UsageError("nothing to score: give --model and/or --images")
     out_dir = Path(args.out_dir)
+    reason = unwritable_reason(out_dir)  # before the scoring, not after it
+    if reason is not None:
+        raise UsageError(f"-o {args.out_dir}: {reason}")
     existing = [out_dir / name for name in REPORT_FILES if (out_dir / name).exists()]
     if existing and not args.overwrite:
         raise UsageError(f"{existing[0]} exists (use --overwrite or another -o)")
@@ -157,21 +186,48 @@ def run(args: argparse.Namespace) -> int:
     models = _load_models(args.model, str(device))
     painting = painting_path(args.style, models[0][1].model.info if models else None)
     try:
-        scorer = StyleScorer(load_image(painting), size=args.size, device=device)
+        painting_image = load_image(painting)
+        scorer = StyleScorer(painting_image, size=args.size, device=device)
     except (ImageError, WeightsError) as exc:
         raise UsageError(str(exc)) from exc
+    except ValueError as exc:  # too thin for VGG-19 at the working size
+        raise UsageError(f"{painting}: {painting_image.shape[-1]}x{painting_image.shape[-2]} px: {exc}") from exc
+    labels = [label for label, _ in models] + [str(s.style) for _, s in models] + [label for label, _ in folders]
+    suffixes = known_suffixes(painting, args.style, labels, args.suffix)
 
     problems: list[str] = []
+    photo_paths: dict[str, Path] = {}
+    photo_sizes: dict[str, tuple[int, int]] = {}  # (height, width) as read, before the working size
     photos: dict[str, torch.Tensor] = {}
     refs: dict[str, PhotoReference] = {}
-    for path in photo_files(args.photos):
+    files = photo_files(args.photos)
+    # A folder of photos that also holds stylized outputs of them (dog_starry.png beside dog.png) must
+    # not score each output as a photo against itself; a file named on the command line is always a photo.
+    named = {Path(text).expanduser().resolve() for text in args.photos if Path(text).expanduser().is_file()}
+    outputs = {p: src for p, src in earlier_outputs(files, suffixes).items() if p.resolve() not in named}
+    for path, source in outputs.items():
+        _report(f"note: left out {path}: named like an output of the photo {source.name} "
+                "(name it on the command line to score it as a photo)", args.quiet)
+    for path in files:
+        if path in outputs:
+            continue
+        if path.stem in photo_paths:
+            problems.append(f"{path}: a photo named {path.stem!r} is already {photo_paths[path.stem]} "
+                            "(images are matched to photos by name: rename one)")
+            continue
         try:
-            photo = resize_tensor_long_side(load_image(path), args.size, upscale=True)
+            original = load_image(path)
+            photo = resize_tensor_long_side(original, args.size, upscale=True)
+            refs[path.stem] = scorer.reference(photo)
         except ImageError as exc:
             problems.append(str(exc))
             continue
+        except ValueError as exc:  # too thin for VGG-19 at the working size
+            problems.append(f"{path}: {original.shape[-1]}x{original.shape[-2]} px: {exc}")
+            continue
+        photo_paths[path.stem] = path
+        photo_sizes[path.stem] = (original.shape[-2], original.shape[-1])
         photos[path.stem] = photo
-        refs[path.stem] = scorer.reference(photo)
     if not photos:
         raise UsageError("no readable photo: " + "; ".join(problems))
 
@@ -187,16 +243,33 @@ def run(args: argparse.Namespace) -> int:
         results.append(MethodResult(label, scores))
     for label, folder in folders:
         scores = {}
+        images = [p for p in folder.iterdir() if p.is_file() and is_image_file(p)]
         for name in photos:
-            match = matching_image(folder, name)
-            if match is None:
-                problems.append(f"{folder}: no image for the photo {name!r} ({name}.* or {name}_*.*)")
+            matches = matching_images(images, name, suffixes)
+            if not matches:
+                looked = ", ".join(f"{name}{s}.*" for s in ["", *suffixes])
+                problems.append(f"{folder}: no image for the photo {name!r} (looked for {looked}; "
+                                "--suffix names other endings)")
                 continue
+            if len(matches) > 1:
+                problems.append(f"{folder}: {len(matches)} images for the photo {name!r} "
+                                f"({', '.join(p.name for p in matches)}): ambiguous, keep one")
+                continue
+            match = matches[0]
             try:
-                scores[name] = scorer.score(load_image(match), refs[name])
+                image = load_image(match)
             except ImageError as exc:
                 problems.append(str(exc))
                 continue
+            photo_hw, image_hw = photo_sizes[name], (image.shape[-2], image.shape[-1])
+            if not same_aspect(image_hw, photo_hw):
+                # Scoring would stretch the image onto the photo: its content distance would measure
+                # the distortion, not the stylization. Cropping would guess which part it shows.
+                problems.append(f"{match}: {image_hw[1]}x{image_hw[0]} px has another aspect ratio than its photo "
+                                f"{photo_paths[name]} ({photo_hw[1]}x{photo_hw[0]} px); "
+                                "not scored (give it the photo's shape)")
+                continue
+            scores[name] = scorer.score(image, refs[name])
             _report(f"{label} {name}: style {scores[name].style:.3f} content {scores[name].content:.3f}", args.quiet)
         results.append(MethodResult(label, scores))
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
+from fastnst.atomic import unwritable_reason
 from fastnst.modelfile import ModelFileError, load_style_model
 from fastnst.onnx_export import DEFAULT_OPSET, VERIFY_SIZES, export_onnx, verify_onnx
 
@@ -25,8 +27,19 @@ def main(argv: list[str] | None = None) -> int:
     output = args.output or args.onnx_output
     if not output:
         p.error("the following arguments are required: -o/--output")
+    if Path(output).is_dir() or output.endswith(("/", os.sep)):
+        # A directory gets <model>.onnx inside it (a shipped name or the model file's stem), as -o DIR
+        # does in the stylize command; it is not the file to replace.
+        output = str(Path(output) / f"{Path(args.model).stem}.onnx")
+    if Path(output).is_dir():
+        print(f"error: {output} is a directory", file=sys.stderr)
+        return 1
     if Path(output).exists() and not args.overwrite:
         print(f"error: {output} exists (use --overwrite to replace it)", file=sys.stderr)
+        return 1
+    reason = unwritable_reason(Path(output).parent)
+    if reason is not None:
+        print(f"error: -o {output}: {reason}", file=sys.stderr)
         return 1
     try:
         model = load_style_model(args.model, "cpu")

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from fastnst.assets import resolve_style_image
-from fastnst.atomic import save_json
+from fastnst.atomic import save_json, unwritable_reason
 from fastnst.grid import image_grid
 from fastnst.imageio import SAVE_EXTENSIONS, ImageError, load_image, save_image
 from fastnst.losses import PerceptualLoss
@@ -324,6 +324,16 @@ def _load_inputs(s: GatysSettings, mode: str) -> tuple[torch.Tensor | None, list
     return content, styles, style_paths
 
 
+def _smallest_side(layers: Sequence[str]) -> int:
+    """The smallest image side that reaches every layer: poolN lies behind N 2x poolings, a conv or relu
+    of block B behind B - 1 (relu5_1 needs 16 px, relu4_2 8)."""
+    depth = 0
+    for name in layers:  # pool3, conv4_2, relu5_1
+        block = int(name[4])
+        depth = max(depth, block if name.startswith("pool") else block - 1)
+    return 2 ** depth
+
+
 def _check_not_overwriting_inputs(outputs: Sequence[Path], inputs: Sequence[Path]) -> None:
     resolved = {p.resolve() for p in inputs}
     for out in outputs:
@@ -344,6 +354,19 @@ def run(s: GatysSettings) -> int:
     if mode == "reconstruct-content" and s.style:
         print("note: --style is not used by --reconstruct content", file=sys.stderr)
     content, styles, style_paths = _load_inputs(s, mode)
+    # An image too thin for the deepest VGG-19 layer used (a 12000x200 panorama at 512 px is 512x9)
+    # would fail inside the network; name it and the size it needs before anything is written.
+    loss_settings = [_variant_loss_settings(s, mode, v) for v in variants]
+    need = _smallest_side([name for ls in loss_settings for name in (*ls["content_layers"], *ls["style_layers"])])
+    sized = [(path, style, s.style_size or s.size, "--style-size") for path, style in zip(style_paths, styles)]
+    if content is not None:
+        sized.insert(0, (Path(s.content), content, s.size, "--size"))
+    for path, image, size, option in sized:
+        h, w = image.shape[-2:]
+        if min(h, w) < need:
+            shrunk = max(h, w) == size  # read at the size option (never enlarged): a larger one helps
+            raise ImageError(f"{path}: {w}x{h} px{f' at {option} {size}' if shrunk else ''} is too thin: the VGG-19 layers "
+                             f"used need a short side of at least {need} px (crop it{f', or raise {option}' if shrunk else ''})")
 
     base = Path(s.output)
     outputs = [_output_path(base, v) for v in variants]
@@ -353,6 +376,9 @@ def run(s: GatysSettings) -> int:
     if len(variants) > 1:
         written += [grid_path, base.with_name(f"{base.stem}_sweep.json")]
     _check_not_overwriting_inputs(written, inputs)
+    reason = unwritable_reason(base.parent)  # before the optimisation, not after it
+    if reason is not None:
+        raise UsageError(f"-o {s.output}: {reason}")
     if not s.overwrite:  # the rule of python -m fastnst.stylize: an existing output is never replaced silently
         for path in written:
             if path.exists():
@@ -365,6 +391,9 @@ def run(s: GatysSettings) -> int:
         h, w = styles[0].shape[-2:]
         scale = s.size / max(h, w)
         size_hw = (max(1, round(h * scale)), max(1, round(w * scale)))
+        if min(size_hw) < need:
+            raise ImageError(f"{style_paths[0]}: a texture of its shape at --size {s.size} is {size_hw[1]}x{size_hw[0]} px, "
+                             f"too thin: the VGG-19 layers used need a short side of at least {need} px (raise --size)")
     init_kind = "noise" if mode.startswith("reconstruct") or content is None else (s.init or "content")
     precision_name = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[precision]
 

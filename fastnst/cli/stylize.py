@@ -155,6 +155,14 @@ def print_summary(outcome: Outcome, out=None, videos: list | None = None, notes:
         print(f"  failed {reason}" if reason.startswith(src) else f"  failed {src}: {reason}", file=out)
 
 
+def _option_message(message: str) -> str:
+    """A settings error with the setting named as its option: "max_size must ..." -> "--max-size must ..."."""
+    for name in ("tile size", "overlap", "strength", "max_size", "max_pixels", "batch_size", "workers", "quality"):
+        if message.startswith(name):
+            return "--" + name.split()[0].replace("_", "-") + message[len(name.split()[0]):]
+    return message
+
+
 def _settings(args: argparse.Namespace) -> StylizeSettings:
     """The per-image settings from the parsed options (ValueError names the rule broken)."""
     return StylizeSettings(tile=args.tile, overlap=args.overlap, preserve_color=args.preserve_color,
@@ -200,13 +208,8 @@ def _main(argv: list[str] | None = None) -> int:
         parser.error("--overwrite and --skip-existing contradict each other")
     try:
         settings = _settings(args)
-    except ValueError as exc:  # messages name the setting as its option: max_size -> --max-size
-        message = str(exc)
-        for name in ("tile size", "overlap", "strength", "max_size", "max_pixels", "batch_size", "workers", "quality"):
-            if message.startswith(name):
-                message = "--" + name.split()[0].replace("_", "-") + message[len(name.split()[0]):]
-                break
-        parser.error(message)
+    except ValueError as exc:
+        parser.error(_option_message(str(exc)))
 
     from fastnst.inference import load_model
     from fastnst.modelfile import ModelFileError
@@ -219,6 +222,10 @@ def _main(argv: list[str] | None = None) -> int:
     except (ModelFileError, RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    try:  # the tile and overlap against this model's receptive field, before any image is read
+        stylizer.check_tiling(args.tile, args.overlap)
+    except ValueError as exc:
+        parser.error(_option_message(str(exc)))
     if args.camera is not None:
         return video_cli.run_camera(stylizer, args)
     suffix = args.suffix if args.suffix is not None else f"_{stylizer.style}"
@@ -245,6 +252,11 @@ def _main(argv: list[str] | None = None) -> int:
         bar = tqdm(total=len(image_jobs), unit="img", desc=f"stylizing ({stylizer.style})", file=sys.stderr, disable=None)
     try:
         outcome = run_jobs(stylizer, image_jobs, settings, progress=bar.update if bar is not None else None) if image_jobs else Outcome()
+    except KeyboardInterrupt:  # the outputs being saved were finished (run_jobs waits for them); nothing partial
+        if bar is not None:
+            bar.close()
+        print("interrupted: the outputs written are complete; the remaining inputs were not stylized", file=sys.stderr)
+        return 130
     finally:
         if bar is not None:
             bar.close()

@@ -20,9 +20,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from fastnst.atomic import unwritable_reason
 from fastnst.checkpoint import load_checkpoint
+from fastnst.interrupt import terminate_as_interrupt
+from fastnst.train_build import load_painting
 from fastnst.train_config import CONFIG_DIR, TrainConfig, model_config, run_dir_of_checkpoint, validate_config
-from fastnst.trainer import USER_ERRORS, Progress, TrainingInterrupted, check_checkpoint_model, train
+from fastnst.trainer import USER_ERRORS, Progress, TrainingInterrupted, check_checkpoint_model, check_export_destination, train
 
 
 def _override_key(override: str) -> str:
@@ -92,6 +95,23 @@ def unknown_key_message(overrides: Sequence[str]) -> str | None:
             cls = hints[part]
             if not dataclasses.is_dataclass(cls):
                 break  # a value (or a dict of them): anything below is the value's business
+    return None
+
+
+def unparsable_override_message(overrides: Sequence[str]) -> str | None:
+    """A one-line error for the first override Hydra's grammar rejects (a path with non-ASCII letters
+    or brackets, unquoted), with the fix, or None. Hydra's own message spans several lines."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    for override in overrides:
+        try:
+            parser.parse_overrides([override])
+        except OverrideParseException as exc:
+            key, _, value = override.partition("=")
+            return (f"{override}: Hydra cannot parse this value ({str(exc).splitlines()[0].split(':')[0]}); quote it: "
+                    f"{key}='{value}' (in a shell: \"{key}='{value}'\")")
     return None
 
 
@@ -169,21 +189,39 @@ def preflight(argv: Sequence[str]) -> tuple[str, int] | None:
     recomposed config, model) so that a refused resume changes nothing in the run it names.
     """
     overrides = [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith("~"))]
-    message = unknown_key_message(overrides)
+    message = unknown_key_message(overrides) or unparsable_override_message(overrides)
     if message is not None:
         return message, 2
     resume = next((o.split("=", 1)[1] for o in overrides if _override_key(o) == "resume"), None)
-    if resume in (None, "", "null", "None"):
-        return None
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
+    own = [o for o in overrides if not _override_key(o).startswith("hydra.")]
+    if resume in (None, "", "null", "None"):
+        # A new run: the config's own errors and a refused export_to are reported now, before Hydra
+        # makes a run directory, not after an hour of training. What does not compose here (a sweep
+        # of --multirun) is left to Hydra, whose messages stay as they were.
+        try:
+            with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+                cfg = validate_config(compose(config_name="train", overrides=own))
+            check_export_destination(cfg)
+            load_painting(cfg)  # a missing, unreadable or too thin painting
+            reason = unwritable_reason(cfg.output_dir)  # Hydra would fail making the run directory in it
+            if reason is not None:
+                return f"output_dir={cfg.output_dir}: {reason}", 1
+        except USER_ERRORS as exc:
+            return str(exc), 1
+        except (HydraException, OmegaConfBaseException):
+            return None
+        return None
     try:
         ckpt = load_checkpoint(resume)
-        merged = merge_overrides(ckpt.get("overrides", []), [o for o in overrides if not _override_key(o).startswith("hydra.")])
+        merged = merge_overrides(ckpt.get("overrides", []), own)
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = validate_config(compose(config_name="train", overrides=merged))
         check_checkpoint_model(ckpt, model_config(cfg), resume)
+        check_export_destination(cfg)
     except USER_ERRORS as exc:
         return str(exc), 1
     except HydraException as exc:
@@ -286,7 +324,8 @@ def main() -> None:
         run_cli(cfg, run_files)
 
     hydra_main = hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")(task)
-    hydra_main()
+    with terminate_as_interrupt():  # before the loop too: a SIGTERM then undoes the new run's directory
+        hydra_main()
 
 
 if __name__ == "__main__":
