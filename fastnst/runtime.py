@@ -21,7 +21,7 @@ class Precision(str, Enum):
 
 
 PRECISION_NAMES: tuple[str, ...] = tuple(p.value for p in Precision)
-# Inference (stylizing) also offers int8: fastnst.int8_net, CPU only. Training and Gatys do not.
+# Inference (stylizing) also offers int8: fastnst.infer.backends.int8, CPU only. Training and Gatys do not.
 INFERENCE_PRECISION_NAMES: tuple[str, ...] = PRECISION_NAMES + ("int8",)
 
 
@@ -60,8 +60,8 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     """Map a precision name to the autocast dtype (float32 means: no autocast).
 
     ``auto`` uses bf16 on CUDA GPUs that support it and on CPUs with bf16 matrix units, fp32 otherwise.
-    ``int8`` (CPU only) maps to torch.int8: fastnst.int8_net's network, for inference. (Whether ``auto``
-    may use int8 depends on the model too: fastnst.inference.Stylizer decides that.)
+    ``int8`` (CPU only) maps to torch.int8: fastnst.infer.backends.int8's network, for inference. (Whether ``auto``
+    may use int8 depends on the model too: fastnst.infer.stylizer.Stylizer decides that.)
     """
     precision = precision.value if isinstance(precision, Precision) else precision
     if precision == "fp32":

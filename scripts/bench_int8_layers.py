@@ -4,7 +4,7 @@
     python scripts/bench_int8_layers.py                    # 1024x1024, 1920x1080, 640x360
     python scripts/bench_int8_layers.py --sizes 1024 --threads 1
 
-For each size, the shipped model runs through ``Int8Net`` (fastnst.int8_net) with each convolution call
+For each size, the shipped model runs through ``Int8Net`` (fastnst.infer.backends.int8) with each convolution call
 timed (its median over the repeats; it includes the per-image weight packing of the convs that
 need one); the table lists every convolution (input shape, kernel, multiply-adds, time per image, GMAC/s) and the
 convolutions' sum beside the whole pass. The sum is the floor this network's int8 route can reach with
@@ -42,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     prefer_short_spin()  # as the stylize command does, before torch loads
     import torch
 
-    from fastnst import int8_net
-    from fastnst.modelfile import load_style_model
+    from fastnst.infer.backends import int8 as int8_net
+    from fastnst.nets.modelfile import load_style_model
     from fastnst.runtime import reuse_freed_memory
 
     reuse_freed_memory()  # the opt-in the stylize command line and bench_stylize.py make

@@ -1,4 +1,4 @@
-"""``python -m fastnst.evaluate``: style and content distance of stylized images (fastnst/metrics.py).
+"""``python -m fastnst.evaluate``: style and content distance of stylized images (fastnst/eval/metrics.py).
 
     python -m fastnst.evaluate --photos held_out/ --style starry --model starry --model new=runs/x/starry.safetensors
     python -m fastnst.evaluate --photos held_out/ --style painting.jpg --images gatys=gatys_out/ --images lite=lite_out/
@@ -23,8 +23,7 @@ import torch
 
 from fastnst.assets import STYLE_IMAGES, STYLES_DIR, resolve_style_image
 from fastnst.atomic import atomic_path
-from fastnst.imageio import ImageError, is_image_file, load_image, resize_tensor_long_side, save_image
-from fastnst.metrics import (
+from fastnst.eval.metrics import (
     WORK_SIZE,
     MethodResult,
     PhotoReference,
@@ -33,8 +32,9 @@ from fastnst.metrics import (
     results_markdown,
     scatter_plot,
 )
-from fastnst.modelfile import ModelFileError
-from fastnst.vgg import WeightsError
+from fastnst.imageio import ImageError, is_image_file, load_image, resize_tensor_long_side, save_image
+from fastnst.nets.modelfile import ModelFileError
+from fastnst.nets.vgg import WeightsError
 
 REPORT_FILES = ("evaluate.md", "evaluate.json", "evaluate.png")
 
@@ -115,7 +115,7 @@ def painting_path(style: str | None, first_model_info: dict | None) -> Path:
 
 
 def _load_models(specs: Sequence[str], device: str):
-    from fastnst.inference import load_model
+    from fastnst.infer.stylizer import load_model
 
     models = []
     for spec in specs:
@@ -134,7 +134,7 @@ def _report(message: str, quiet: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fastnst.inference import stylize_image
+    from fastnst.infer.stylizer import stylize_image
     from fastnst.runtime import resolve_device
 
     if args.size < 64:

@@ -29,9 +29,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fastnst.batch import FORMATS, Outcome, StylizeSettings, plan_jobs, run_jobs
 from fastnst.cli import video as video_cli
-from fastnst.inference import DEFAULT_OVERLAP
+from fastnst.cli.batch import FORMATS, Outcome, StylizeSettings, plan_jobs, run_jobs
+from fastnst.infer.stylizer import DEFAULT_OVERLAP
 from fastnst.runtime import INFERENCE_PRECISION_NAMES
 
 # ----------------------------------------------------------------------------------------------
@@ -53,7 +53,7 @@ _INFO_KEYS = [  # (key in info, label); anything missing is just left out
 def list_models(out=None) -> int:
     """Print the shipped models with their style and training facts (from the file headers)."""
     out = out or sys.stdout
-    from fastnst.modelfile import CHECKPOINTS_DIR, ModelFileError, list_shipped_models, read_model_header
+    from fastnst.nets.modelfile import CHECKPOINTS_DIR, ModelFileError, list_shipped_models, read_model_header
 
     paths = list_shipped_models()
     if not paths:
@@ -189,8 +189,8 @@ def main(argv: list[str] | None = None) -> int:
                 break
         parser.error(message)
 
-    from fastnst.inference import load_model
-    from fastnst.modelfile import ModelFileError
+    from fastnst.infer.stylizer import load_model
+    from fastnst.nets.modelfile import ModelFileError
     from fastnst.runtime import reuse_freed_memory
 
     try:
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         return video_cli.run_camera(stylizer, args)
     suffix = args.suffix if args.suffix is not None else f"_{stylizer.style}"
     try:
-        from fastnst.modelfile import list_shipped_models
+        from fastnst.nets.modelfile import list_shipped_models
 
         known = [suffix] + [f"_{path.stem}" for path in list_shipped_models()]  # earlier outputs to leave out
         plan = plan_jobs(inputs, output, suffix, args.format, args.recursive, overwrite, skip_existing, known)
