@@ -43,10 +43,12 @@ import torch.nn.functional as F
 from PIL import Image
 
 from fastnst.imageio import pil_to_tensor, resize_long_side, resize_tensor_long_side, tensor_to_pil
-from fastnst.infer.backends.fused import FusedNet, NormStats
+from fastnst.infer.backends.base import Backend, NormStats
+from fastnst.infer.backends.fused import FusedNet
 from fastnst.infer.backends.int8 import AUTO_MIN_PSNR, Int8Net, guard_psnr
 from fastnst.infer.color import blend, check_strength
 from fastnst.infer.color import preserve_color as preserve_color_fn
+from fastnst.infer.plan import build_plan
 from fastnst.nets.modelfile import StyleModel, load_style_model, resolve_model_path
 from fastnst.nets.transform_net import TransformerConfig, TransformNet, receptive_field
 from fastnst.runtime import available_memory, cpu_supports_int8, resolve_device, resolve_precision
@@ -207,9 +209,10 @@ class Stylizer:
         self.precision = precision
         self.dtype = resolve_precision(precision, self.device)
         self.int8_psnr: float | None = None
-        self.net: FusedNet | Int8Net
+        self.plan = build_plan(model.net)  # one plan for every backend built below
+        self.net: Backend
         if self.dtype == torch.int8 or (precision == "auto" and self.device.type == "cpu" and cpu_supports_int8()):
-            int8 = Int8Net(model.net)
+            int8 = Int8Net(self.plan)
             if self.dtype != torch.int8:  # auto: int8 only where the guard holds for this model
                 self.int8_psnr = guard_psnr(model.net, int8)
                 if self.int8_psnr >= AUTO_MIN_PSNR:
@@ -217,8 +220,8 @@ class Stylizer:
             if self.dtype == torch.int8:
                 self.net = int8
         if self.dtype != torch.int8:
-            self.net = FusedNet(model.net, self.dtype, self.device)
-        self._net_fp32: FusedNet | None = self.net if self.dtype == torch.float32 else None
+            self.net = FusedNet(self.plan, self.dtype, self.device)
+        self._net_fp32: Backend | None = self.net if self.dtype == torch.float32 else None
 
     @property
     def style(self) -> str:
@@ -232,11 +235,12 @@ class Stylizer:
     def __repr__(self) -> str:
         return f"Stylizer(style={self.style!r}, device={self.device}, dtype={self.dtype}, config={self.model.config})"
 
-    def _net_for(self, h: int, w: int) -> FusedNet | Int8Net:
+    def backend_for(self, h: int, w: int) -> Backend:
+        """The backend that stylizes an h x w image: this stylizer's, or float32 for tiny images."""
         if min(h, w) >= FP32_BELOW_SIDE:
             return self.net
         if self._net_fp32 is None:
-            self._net_fp32 = FusedNet(self.model.net, torch.float32, self.device)
+            self._net_fp32 = FusedNet(self.plan, torch.float32, self.device)
         return self._net_fp32
 
     @property
@@ -276,7 +280,7 @@ class Stylizer:
         if strength == 0.0:
             return _as_float(x, self.device)
         if tile_size is None:
-            net = self._net_for(h, w)
+            net = self.backend_for(h, w)
             if not (isinstance(net, Int8Net) and x.dtype == torch.uint8):  # int8 reads 8-bit images as they are
                 x = _as_float(x, self.device)
             y = net(x).clamp_(0, 1)
@@ -314,7 +318,7 @@ class Stylizer:
             max_pixels = pixel_budget(self.device, self._budget_dtype, self.model.config.base_channels,
                                       STATS_PASS_FACTOR * MAX_PASS_BYTES)
         src = _as_float(_resize_to_pixels(x, max_pixels), self.device)
-        _, stats = self._net_for(*src.shape[-2:]).record_stats(src)
+        _, stats = self.backend_for(*src.shape[-2:]).record_stats(src)
         return stats
 
     def _stylize_tiled(self, x: torch.Tensor, tile: int, overlap: int, progress: Progress | None) -> torch.Tensor:
@@ -331,7 +335,7 @@ class Stylizer:
         for (y0, y1), wy in zip(rows, row_weights):
             for (x0, x1), wx in zip(cols, col_weights):
                 piece = _as_float(x[..., y0:y1, x0:x1], self.device)
-                t = self._net_for(y1 - y0, x1 - x0)(piece, stats=stats)
+                t = self.backend_for(y1 - y0, x1 - x0)(piece, stats=stats)
                 out[..., y0:y1, x0:x1].addcmul_(t, wy[:, None] * wx[None, :])
                 del t
                 done += 1
@@ -402,7 +406,7 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "au
     return stylizer
 
 
-def _as_stylizer(model, device: str | torch.device | None, precision: str | None) -> Stylizer:
+def as_stylizer(model, device: str | torch.device | None, precision: str | None) -> Stylizer:
     if isinstance(model, Stylizer):
         same_device = device is None or (resolve_device(device) if isinstance(device, str) else torch.device(device)) == model.device
         if same_device and (precision is None or precision == model.precision):
@@ -443,7 +447,7 @@ def stylize_image(
             image = resize_long_side(image, max_size)
         if strength == 0.0:
             return image.copy()
-        stylizer = _as_stylizer(model, device, precision)
+        stylizer = as_stylizer(model, device, precision)
         return stylizer.stylize_pil(image, tile=tile, overlap=overlap, preserve_color=preserve_color, strength=strength,
                                     progress=progress)
     if isinstance(image, torch.Tensor):
@@ -457,7 +461,7 @@ def stylize_image(
         if strength == 0.0:
             out = x.clone()
         else:
-            stylizer = _as_stylizer(model, device, precision)
+            stylizer = as_stylizer(model, device, precision)
             out = stylizer.stylize_tensor(
                 x, tile=tile, overlap=overlap, preserve_color=preserve_color, strength=strength, progress=progress
             ).to(device=image.device, dtype=image.dtype)

@@ -46,10 +46,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fastnst.infer.backends.fused import NormStats
+from fastnst.infer.backends.base import NormStats
 from fastnst.infer.color import blend as blend_strength
 from fastnst.infer.color import preserve_color as preserve_color_fn
-from fastnst.infer.stylizer import Stylizer, _as_stylizer
+from fastnst.infer.stylizer import Stylizer, as_stylizer
 from fastnst.nets.modelfile import StyleModel
 from fastnst.nets.transform_net import TransformNet
 from fastnst.video.frames import frame_to_tensor, tensor_to_frame
@@ -212,7 +212,7 @@ class FrameStylizer:
     ) -> None:
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must be in [0, 1], got {strength!r}")
-        self.stylizer = _as_stylizer(model, device, precision)
+        self.stylizer = as_stylizer(model, device, precision)
         self.stabilization = stabilization or Stabilization.off()
         self.preserve_color = preserve_color
         self.strength = strength
@@ -246,7 +246,7 @@ class FrameStylizer:
             if self._prev_look.size == look.size:
                 self.scene_cuts += 1
             self.reset()
-        net = self.stylizer._net_for(*x.shape[-2:])
+        net = self.stylizer.backend_for(*x.shape[-2:])
         if s.stats_momentum > 0:
             y, self._stats = net.smoothed(x, self._stats, s.stats_momentum)
         else:

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 import fastnst.infer.stylizer as inference
-from fastnst.infer.backends.int8 import AUTO_MIN_PSNR, GUARD_MIN_PSNR, Int8Net, _guard_image, guard_psnr
+from fastnst.infer.backends.int8 import AUTO_MIN_PSNR, GUARD_MIN_PSNR, Int8Net, guard_image, guard_psnr
 from fastnst.infer.color import blend
 from fastnst.infer.stylizer import Stylizer, stylize_image
 from fastnst.nets.modelfile import CHECKPOINTS_DIR, load_style_model
@@ -51,7 +51,7 @@ def starry_dilated(starry):
 @pytest.fixture(scope="module")
 def photo() -> torch.Tensor:
     """A real photo (scikit-image's astronaut; a synthetic one without scikit-image), 8-bit values."""
-    return _guard_image(160)[..., :, :144]
+    return guard_image(160)[..., :, :144]
 
 
 def fp32(net, x: torch.Tensor) -> torch.Tensor:
