@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import statistics
 import time
 from dataclasses import dataclass
@@ -73,16 +74,6 @@ VARIANTS = {
 DEFAULT = ["fp32", "bf16", "bf16-small", "bf16-small-compile"]
 
 
-def _gram_in_input_dtype(features: torch.Tensor) -> torch.Tensor:
-    """Gram matrix computed in the features' own dtype (bf16 under autocast), returned as fp32."""
-    from fastnst.nets.losses import _Gram  # the symmetric-backward Gram product of fastnst.nets.losses
-
-    b, c, h, w = features.shape
-    if features.is_contiguous(memory_format=torch.channels_last):
-        return _Gram.apply(features.permute(0, 2, 3, 1).reshape(b, h * w, c), c * h * w, True).float()
-    return _Gram.apply(features.reshape(b, c, h * w), c * h * w, False).float()
-
-
 def build_step(variant: Variant, size: int, batch: int, style: str) -> tuple[callable, callable, str]:
     """Closures running one real training step of ``variant`` and its loss network alone; and a description
     of the setup."""
@@ -119,8 +110,8 @@ def build_step(variant: Variant, size: int, batch: int, style: str) -> tuple[cal
         import fastnst.nets.losses
 
         exact_gram = fastnst.nets.losses.gram_matrix
-        if variant.bf16_gram:
-            fastnst.nets.losses.gram_matrix = _gram_in_input_dtype
+        if variant.bf16_gram:  # Gram matrices in the features' own dtype (bf16 under autocast), returned as fp32
+            fastnst.nets.losses.gram_matrix = functools.partial(exact_gram, in_float32=False)
         try:
             yield
         finally:

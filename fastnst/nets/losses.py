@@ -44,19 +44,22 @@ class _Gram(torch.autograd.Function):
         return (torch.bmm(x, sym) if ctx.nhwc else torch.bmm(sym, x)), None, None
 
 
-def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+def gram_matrix(features: torch.Tensor, in_float32: bool = True) -> torch.Tensor:
     """Gram matrix G = F F^T / (C*H*W) of a (B, C, H, W) batch, computed in float32.
 
-    Float32 because bf16 sums over H*W terms lose too many bits for a loss target.
+    Float32 because bf16 sums over H*W terms lose too many bits for a loss target. ``in_float32=False``
+    multiplies in the features' own dtype (bf16 under autocast) and returns float32: the speed
+    comparison of scripts/bench_train.py.
     """
     b, c, h, w = features.shape
+    x = features.float() if in_float32 else features
     with torch.autocast(device_type=features.device.type, enabled=False):
         if not features.is_contiguous() and features.is_contiguous(memory_format=torch.channels_last):
             # Channels-last (NHWC) features: G = F^T F over a free (B, H*W, C) view. Reshaping to
             # (B, C, H*W) would copy, and its gradient would come back NCHW and make autograd's
             # accumulation with the NHWC convolution gradients very slow (2-3x a whole VGG step on CPU).
-            return _Gram.apply(features.float().permute(0, 2, 3, 1).reshape(b, h * w, c), c * h * w, True)
-        return _Gram.apply(features.float().reshape(b, c, h * w), c * h * w, False)
+            return _Gram.apply(x.permute(0, 2, 3, 1).reshape(b, h * w, c), c * h * w, True).float()
+        return _Gram.apply(x.reshape(b, c, h * w), c * h * w, False).float()
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
