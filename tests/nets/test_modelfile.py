@@ -69,8 +69,8 @@ def test_a_header_without_dilations_is_the_undilated_network(tmp_path):
 
 @pytest.mark.parametrize("path", list_shipped_models(), ids=lambda p: p.stem)
 def test_shipped_models_build_the_dilations_their_header_names(path):
-    """Since session 8 starry and scream ship with dilated residual blocks (checkpoints/README.md): the
-    network built from the file alone must use exactly the dilations its header records."""
+    """Shipped models may have dilated residual blocks (checkpoints/README.md): the network built from
+    the file alone must use exactly the dilations its header records."""
     with safe_open(str(path), "pt") as f:
         dilations = json.loads(f.metadata()["model_config"]).get("residual_dilations") or [1]
     net = load_style_model(path).net
