@@ -32,7 +32,7 @@ import torch
 
 from fastnst.assets import style_image_path
 from fastnst.atomic import save_json
-from fastnst.gatys.optimize import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, PixelOptimizer
+from fastnst.baseline.gatys import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, PixelOptimizer
 from fastnst.imageio import load_image
 from fastnst.nets.losses import PerceptualLoss
 from fastnst.nets.vgg import VGG19Features

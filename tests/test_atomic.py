@@ -60,7 +60,7 @@ def test_an_unwritable_directory_names_the_output_not_the_temporary_file(tmp_pat
 def test_a_checkpoint_holding_objects_is_refused_without_torchs_unsafe_advice(tmp_path):
     import torch
 
-    from fastnst.train.checkpoint import CheckpointError, load_checkpoint
+    from fastnst.training.checkpoint import CheckpointError, load_checkpoint
 
     path = tmp_path / "last.pt"
     torch.save({"format": "fastnst.train-checkpoint", "thing": _Anything()}, path)

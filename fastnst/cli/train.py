@@ -1,4 +1,4 @@
-"""Command line: ``python -m fastnst.train style=starry`` (Hydra parses it; the loop is fastnst.train.loop).
+"""Command line: ``python -m fastnst.train style=starry`` (Hydra parses it; the loop is fastnst.training.loop).
 
 One-line errors and exit codes (1: a user error, 130: interrupted), the tqdm progress bar, resuming
 from a run directory with the run's own overrides, and the torchrun rule that only rank 0 writes.
@@ -20,9 +20,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from fastnst.train.checkpoint import load_checkpoint
-from fastnst.train.config import CONFIG_DIR, TrainConfig, model_config, run_dir_of_checkpoint, validate_config
-from fastnst.train.loop import USER_ERRORS, Progress, TrainingInterrupted, check_checkpoint_model, train
+from fastnst.training.checkpoint import load_checkpoint
+from fastnst.training.config import CONFIG_DIR, TrainConfig, model_config, run_dir_of_checkpoint, validate_config
+from fastnst.training.loop import USER_ERRORS, Progress, TrainingInterrupted, check_checkpoint_model, train
 
 
 def _override_key(override: str) -> str:

@@ -139,7 +139,7 @@ class PerceptualLoss(nn.Module):
         content_layers: Sequence[str] | Mapping[str, float] = JOHNSON_CONTENT_LAYERS,
         style_layers: Sequence[str] | Mapping[str, float] = STYLE_LAYERS,
         content_weight: float = 1.0,
-        style_weight: float = 1.0,  # as the training configs' schema (fastnst.train.config.StyleConfig)
+        style_weight: float = 1.0,  # as the training configs' schema (fastnst.training.config.StyleConfig)
         tv_weight: float = 0.0,
         style_blend: Sequence[float] | None = None,
         style_scales: Sequence[float] = (1.0,),

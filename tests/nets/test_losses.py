@@ -116,8 +116,8 @@ def test_gradients_flow_to_the_input(vgg_random):
 
 def test_defaults_are_the_training_schemas(vgg_random):
     """One source for the default layers and weights: the loss, the training schema and Gatys agree."""
-    from fastnst.gatys.optimize import DEFAULT_STYLE_LAYERS
-    from fastnst.train.config import StyleConfig
+    from fastnst.baseline.gatys import DEFAULT_STYLE_LAYERS
+    from fastnst.training.config import StyleConfig
 
     loss = PerceptualLoss(vgg_random, torch.rand(1, 3, 32, 32))
     schema = StyleConfig(name="x", image="y")

@@ -12,9 +12,9 @@ from safetensors import safe_open
 from fastnst.cli.train import _resumed_config
 from fastnst.nets.modelfile import load_style_model
 from fastnst.nets.transform_net import TransformNet
-from fastnst.train.checkpoint import load_checkpoint
-from fastnst.train.loop import NonFiniteLossError, TrainingInterrupted, train
-from fastnst.train.phases import lr_factor
+from fastnst.training.checkpoint import load_checkpoint
+from fastnst.training.loop import NonFiniteLossError, TrainingInterrupted, train
+from fastnst.training.phases import lr_factor
 from tests.support import compose, make_photo_folder, tiny_overrides
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -90,7 +90,7 @@ def test_warmup_drives_output_toward_input(photos, tmp_path):
     assert end < 0.25 * start, (start, end)
     # The trained network reproduces its input's structure: output and input are strongly correlated.
     # (Not pixel-exact: instance norm makes the network blind to a global brightness/contrast change.)
-    from fastnst.train.data import PhotoDataset, folder_image_paths
+    from fastnst.training.data import PhotoDataset, folder_image_paths
 
     images = torch.stack([PhotoDataset(folder_image_paths(photos), 32)[i] for i in range(8)])
     trained = load_style_model(result.model_path).net
@@ -172,7 +172,7 @@ def test_ctrl_c_stops_after_the_step_and_saves(photos, tmp_path):
 
 
 def test_non_finite_loss_stops_at_once(photos, tmp_path, monkeypatch):
-    import fastnst.train.loop as train_module
+    import fastnst.training.loop as train_module
 
     real = train_module.compute_loss
     calls = []
@@ -216,7 +216,7 @@ def test_resume_recomposes_the_original_overrides(photos, tmp_path):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from fastnst.train.config import CONFIG_DIR
+    from fastnst.training.config import CONFIG_DIR
 
     overrides = tiny_overrides(photos, tmp_path, max_steps=1, warmup_epochs=0, style="scream",
                                **{"style.style_weight": 0.5})

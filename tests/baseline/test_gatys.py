@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from fastnst.gatys.optimize import GatysError, StepReport, evaluate_losses, initial_image, optimize_image
+from fastnst.baseline.gatys import GatysError, StepReport, evaluate_losses, initial_image, optimize_image
 from fastnst.nets.losses import PerceptualLoss, gram_matrix
 
 SIZE = (24, 32)
@@ -136,7 +136,7 @@ def test_gram_backward_passes_gradcheck():
 
 def test_low_precision_weights_give_the_autocast_numbers(vgg_random, images):
     # PixelOptimizer casts the frozen VGG weights once instead of letting autocast recast them per step.
-    from fastnst.gatys.optimize import PixelOptimizer
+    from fastnst.baseline.gatys import PixelOptimizer
 
     content, style = images
     loss_fn = _loss(vgg_random, style)

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from fastnst.train.config import TrainConfig
+from fastnst.training.config import TrainConfig
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 

@@ -34,8 +34,8 @@ from fastnst.nets.modelfile import ModelFileError, save_style_model
 from fastnst.nets.transform_net import TransformerConfig, TransformNet, count_parameters
 from fastnst.nets.vgg import WeightsError
 from fastnst.runtime import autocast, resolve_precision
-from fastnst.train.build import build_data, build_losses, build_model, build_optimizer, load_sample_photos, make_loader
-from fastnst.train.checkpoint import (
+from fastnst.training.build import build_data, build_losses, build_model, build_optimizer, load_sample_photos, make_loader
+from fastnst.training.checkpoint import (
     CheckpointError,
     capture_rng_state,
     last_checkpoint_path,
@@ -44,14 +44,14 @@ from fastnst.train.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from fastnst.train.config import ConfigError, TrainConfig, TrainingError, active_layers, to_plain_dict, validate_config
-from fastnst.train.data import Batch, DataError, EpochSampler
-from fastnst.train.distributed import DistInfo, mean_over_processes, min_over_processes, setup_distributed, teardown_distributed
-from fastnst.train.interrupt import InterruptFlag
-from fastnst.train.metric_log import MetricWindow
-from fastnst.train.phases import Phase, phase_index, plan_phases
-from fastnst.train.phases import total_steps as plan_total_steps
-from fastnst.train.provenance import run_provenance
+from fastnst.training.config import ConfigError, TrainConfig, TrainingError, active_layers, to_plain_dict, validate_config
+from fastnst.training.data import Batch, DataError, EpochSampler
+from fastnst.training.distributed import DistInfo, mean_over_processes, min_over_processes, setup_distributed, teardown_distributed
+from fastnst.training.interrupt import InterruptFlag
+from fastnst.training.metric_log import MetricWindow
+from fastnst.training.phases import Phase, phase_index, plan_phases
+from fastnst.training.phases import total_steps as plan_total_steps
+from fastnst.training.provenance import run_provenance
 
 log = logging.getLogger("fastnst.train")
 
@@ -511,7 +511,7 @@ def _train(cfg: TrainConfig, run_dir: Path, info: DistInfo, device: torch.device
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(to_plain_dict(cfg))))
         if cfg.tensorboard:
-            from fastnst.train.tensorboard import TensorBoardLogger
+            from fastnst.training.tensorboard import TensorBoardLogger
 
             ctx.tb = TensorBoardLogger(run_dir / "tb", purge_step=state.step + 1 if state.step else None)
             ctx.tb.text("config", "```\n" + OmegaConf.to_yaml(OmegaConf.create(to_plain_dict(cfg))) + "\n```")

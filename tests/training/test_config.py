@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from fastnst.assets import STYLES_DIR
 from fastnst.cli.train import merge_overrides
 from fastnst.nets.vgg import LAYER_NAMES
-from fastnst.train.config import (
+from fastnst.training.config import (
     CONFIG_DIR,
     ConfigError,
     DataSource,
@@ -45,7 +45,7 @@ def test_every_style_composes(style):
     assert set(cfg.style.style_layers) <= set(LAYER_NAMES) and set(cfg.style.content_layers) <= set(LAYER_NAMES)
     # Exactly the file's layers: nothing merged in from the schema (it once added relu2_2 to relu4_2).
     assert dict(cfg.style.content_layers) == {"relu4_2": 1.0}
-    from fastnst.train.config import style_image_file
+    from fastnst.training.config import style_image_file
 
     assert style_image_file(cfg.style.image).is_file()  # the painting ships with the package
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fastnst.train.data import (
+from fastnst.training.data import (
     BadImage,
     DataError,
     EpochSampler,

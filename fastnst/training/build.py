@@ -17,10 +17,10 @@ from fastnst.nets.losses import PerceptualLoss
 from fastnst.nets.modelfile import load_style_model
 from fastnst.nets.transform_net import TransformNet
 from fastnst.nets.vgg import VGG19Features
-from fastnst.train.config import ConfigError, TrainConfig, active_layers, model_config, style_image_file
-from fastnst.train.data import EpochSampler, PhotoDataset, center_square, collate_photos, image_paths
-from fastnst.train.distributed import DistInfo
-from fastnst.train.phases import Phase, phase_lr_factor
+from fastnst.training.config import ConfigError, TrainConfig, active_layers, model_config, style_image_file
+from fastnst.training.data import EpochSampler, PhotoDataset, center_square, collate_photos, image_paths
+from fastnst.training.distributed import DistInfo
+from fastnst.training.phases import Phase, phase_lr_factor
 
 log = logging.getLogger("fastnst.train")
 

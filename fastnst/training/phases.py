@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from fastnst.train.config import TrainConfig
+from fastnst.training.config import TrainConfig
 
 
 @dataclass(frozen=True)

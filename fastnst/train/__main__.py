@@ -1,6 +1,0 @@
-"""``python -m fastnst.train``: runs the command line in fastnst/cli/train.py (the loop is fastnst.train.loop)."""
-
-from fastnst.cli.train import main
-
-if __name__ == "__main__":
-    main()
