@@ -34,7 +34,7 @@ def _loss(vgg, style, **kw):
 
 
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
-def test_loss_decreases(vgg_random, images, optimizer):
+def test_optimising_the_pixels_lowers_the_loss(vgg_random, images, optimizer):
     content, style = images
     loss_fn = _loss(vgg_random, style)
     init = initial_image("noise", content, SIZE, generator=torch.Generator().manual_seed(1))

@@ -141,7 +141,7 @@ def test_strength_zero_writes_the_photo(model, tmp_path):
         assert a.convert("RGB").tobytes() == b.convert("RGB").tobytes()
 
 
-def test_tiling_flag(model, tmp_path):
+def test_tiled_output_matches_the_untiled_one(model, tmp_path):
     src = write_photo(tmp_path / "big.png", 300, 200)
     assert run(model, str(src), "-o", str(tmp_path / "tiled.png"), "--tile", "128", "--overlap", "32") == 0
     assert run(model, str(src), "-o", str(tmp_path / "whole.png"), "--tile", "0") == 0
@@ -167,7 +167,7 @@ def test_bad_arguments_exit_2(model, tmp_path):
     assert main(["--model", str(model), str(src), str(src), "-o", str(tmp_path / "one.png")]) == 2
 
 
-def test_list_models(tmp_path, monkeypatch, capsys, model):
+def test_list_models_prints_each_model_with_its_facts(tmp_path, monkeypatch, capsys, model):
     ckpt = tmp_path / "checkpoints"
     ckpt.mkdir()
     (ckpt / "mosaic.safetensors").write_bytes(model.read_bytes())

@@ -157,7 +157,7 @@ def test_preview_detection_reads_the_opencv_build():
     assert video_cli.preview_unavailable(FakeCv2("GTK3")) in (None, "no display (DISPLAY is not set)")
 
 
-def test_argument_errors(model, tmp_path):
+def test_bad_video_arguments_are_usage_errors(model, tmp_path):
     with pytest.raises(SystemExit):
         run(model, "--camera", "0", str(tmp_path / "x.mp4"))
     with pytest.raises(SystemExit):

@@ -54,7 +54,7 @@ def setup(tmp_path):
     return photos, models
 
 
-def test_runs_as_a_script():
+def test_compare_runs_as_a_script_and_lists_its_options():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr

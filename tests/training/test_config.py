@@ -65,7 +65,7 @@ def test_every_data_group_composes(data, tmp_path):
 
 @pytest.mark.parametrize("model,width,dilations", [("johnson", 32, None), ("small", 16, None),
                                                    ("small_dilated", 16, (1, 2, 4, 2, 1))])
-def test_model_groups(model, width, dilations):
+def test_model_groups_set_width_depth_and_dilations(model, width, dilations):
     cfg = compose([f"model={model}"])
     assert cfg.model.base_channels == width and cfg.model.num_residual_blocks == 5
     net = model_config(validate_config(compose([f"model={model}", "data=sample"])))

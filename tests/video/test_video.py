@@ -153,7 +153,7 @@ def test_bad_inputs_are_clear_errors_and_leave_nothing(stylizer, tmp_path, make,
     assert leftovers(tmp_path, before) == []
 
 
-def test_no_video_stream(stylizer, tmp_path):
+def test_a_file_without_a_video_stream_is_refused(stylizer, tmp_path):
     av = require_av()
     path = tmp_path / "sound.mka"
     with av.open(str(path), "w", format="matroska") as out:
