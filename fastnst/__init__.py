@@ -16,22 +16,22 @@ _EXPORTS = {
     "ImageError": "fastnst.imageio",
     "load_image": "fastnst.imageio",
     "save_image": "fastnst.imageio",
-    "Stylizer": "fastnst.inference",
-    "load_model": "fastnst.inference",
-    "stylize_image": "fastnst.inference",
-    "PerceptualLoss": "fastnst.losses",
-    "gram_matrix": "fastnst.losses",
-    "ModelFileError": "fastnst.modelfile",
-    "StyleModel": "fastnst.modelfile",
-    "load_style_model": "fastnst.modelfile",
-    "save_style_model": "fastnst.modelfile",
-    "TransformerConfig": "fastnst.transformer",
-    "TransformNet": "fastnst.transformer",
-    "VGG19Features": "fastnst.vgg",
-    "FrameStylizer": "fastnst.temporal",
-    "Stabilization": "fastnst.temporal",
-    "VideoError": "fastnst.video_io",
-    "stylize_video": "fastnst.video",
+    "Stylizer": "fastnst.infer.stylizer",
+    "load_model": "fastnst.infer.stylizer",
+    "stylize_image": "fastnst.infer.stylizer",
+    "PerceptualLoss": "fastnst.nets.losses",
+    "gram_matrix": "fastnst.nets.losses",
+    "ModelFileError": "fastnst.nets.modelfile",
+    "StyleModel": "fastnst.nets.modelfile",
+    "load_style_model": "fastnst.nets.modelfile",
+    "save_style_model": "fastnst.nets.modelfile",
+    "TransformerConfig": "fastnst.nets.transform_net",
+    "TransformNet": "fastnst.nets.transform_net",
+    "VGG19Features": "fastnst.nets.vgg",
+    "FrameStylizer": "fastnst.video.temporal",
+    "Stabilization": "fastnst.video.temporal",
+    "VideoError": "fastnst.video.container",
+    "stylize_video": "fastnst.video.pipeline",
 }
 
 __all__ = [
@@ -58,14 +58,14 @@ __all__ = [
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from fastnst.imageio import ImageError, load_image, save_image
-    from fastnst.inference import Stylizer, load_model, stylize_image
-    from fastnst.losses import PerceptualLoss, gram_matrix
-    from fastnst.modelfile import ModelFileError, StyleModel, load_style_model, save_style_model
-    from fastnst.temporal import FrameStylizer, Stabilization
-    from fastnst.transformer import TransformerConfig, TransformNet
-    from fastnst.vgg import VGG19Features
-    from fastnst.video import stylize_video
-    from fastnst.video_io import VideoError
+    from fastnst.infer.stylizer import Stylizer, load_model, stylize_image
+    from fastnst.nets.losses import PerceptualLoss, gram_matrix
+    from fastnst.nets.modelfile import ModelFileError, StyleModel, load_style_model, save_style_model
+    from fastnst.nets.transform_net import TransformerConfig, TransformNet
+    from fastnst.nets.vgg import VGG19Features
+    from fastnst.video.container import VideoError
+    from fastnst.video.pipeline import stylize_video
+    from fastnst.video.temporal import FrameStylizer, Stabilization
 
 
 def __getattr__(name: str) -> Any:

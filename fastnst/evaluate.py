@@ -1,4 +1,4 @@
-"""``python -m fastnst.evaluate``: see fastnst/cli/evaluate.py (the metrics are in fastnst/metrics.py)."""
+"""``python -m fastnst.evaluate``: see fastnst/cli/evaluate.py (the metrics are in fastnst/eval/metrics.py)."""
 
 if __name__ == "__main__":
     import sys

@@ -1,4 +1,4 @@
-"""``python -m fastnst.gatys``: runs the command line in fastnst/cli/gatys.py."""
+"""``python -m fastnst.gatys``: runs the command line in fastnst/cli/gatys.py (the method is fastnst.baseline.gatys)."""
 
 import sys
 

@@ -1,4 +1,4 @@
-"""``python -m fastnst.train``: runs the command line in fastnst/cli/train.py (the loop is fastnst.trainer)."""
+"""``python -m fastnst.train``: runs the command line in fastnst/cli/train.py (the loop is fastnst.training.loop)."""
 
 from fastnst.cli.train import main
 

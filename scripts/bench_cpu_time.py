@@ -29,8 +29,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    from fastnst.inference import Stylizer
-    from fastnst.modelfile import load_style_model
+    from fastnst.infer.stylizer import Stylizer
+    from fastnst.nets.modelfile import load_style_model
 
     model = load_style_model(args.model, torch.device("cpu"))
     g = torch.Generator().manual_seed(0)

@@ -32,11 +32,11 @@ import torch
 
 from fastnst.assets import style_image_path
 from fastnst.atomic import save_json
+from fastnst.baseline.gatys import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, PixelOptimizer
 from fastnst.imageio import load_image
-from fastnst.losses import PerceptualLoss
-from fastnst.pixel_optimizer import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, PixelOptimizer
+from fastnst.nets.losses import PerceptualLoss
+from fastnst.nets.vgg import VGG19Features
 from fastnst.runtime import resolve_precision
-from fastnst.vgg import VGG19Features
 
 STYLE_LAYERS = list(DEFAULT_STYLE_LAYERS)  # pastiche's layers are Gatys's, as ours
 CONTENT_LAYERS = list(DEFAULT_CONTENT_LAYERS)

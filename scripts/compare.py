@@ -17,7 +17,7 @@ photo (photo / Gatys / networks) to --out-dir. Runs offline on the CPU; --quick 
         --model no-warmup=runs/no_warmup.safetensors --model warmup=runs/warmup.safetensors
 
 The loss settings (weights, layers, style image and size, VGG weights and pooling) default to what
-the first model file's info records (as written by fastnst.trainer); explicit flags override them.
+the first model file's info records (as written by fastnst.training.loop); explicit flags override them.
 """
 
 from __future__ import annotations
@@ -39,12 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from fastnst.atomic import atomic_path, save_json
-from fastnst.grid import image_grid
-from fastnst.imageio import ImageError, is_image_file, load_image, resize_tensor_long_side, save_image
-from fastnst.losses import PerceptualLoss
-from fastnst.metrics import WORK_SIZE, StyleScorer
-from fastnst.modelfile import ModelFileError, StyleModel, load_style_model
-from fastnst.pixel_optimizer import (
+from fastnst.baseline.gatys import (
     DEFAULT_CONTENT_LAYERS,
     DEFAULT_CONTENT_WEIGHT,
     DEFAULT_STYLE_LAYERS,
@@ -57,8 +52,13 @@ from fastnst.pixel_optimizer import (
     initial_image,
     optimize_image,
 )
+from fastnst.baseline.grid import image_grid
+from fastnst.eval.metrics import WORK_SIZE, StyleScorer
+from fastnst.imageio import ImageError, is_image_file, load_image, resize_tensor_long_side, save_image
+from fastnst.nets.losses import PerceptualLoss
+from fastnst.nets.modelfile import ModelFileError, StyleModel, load_style_model
+from fastnst.nets.vgg import LAYER_NAMES, VGG19Features, WeightsError
 from fastnst.runtime import autocast, resolve_device, resolve_precision
-from fastnst.vgg import LAYER_NAMES, VGG19Features, WeightsError
 
 QUICK = {
     "steps": "2,4,6",
@@ -125,7 +125,7 @@ def _lookup(info: Mapping[str, Any], *keys: str) -> Any:
 def _style_from_info(info: Mapping[str, Any]) -> str | None:
     """The style image a model was trained on, as a path that exists or a bundled painting's name.
 
-    fastnst.trainer records ``style`` (the style's name) and ``style_image`` (the painting's file name);
+    fastnst.training.loop records ``style`` (the style's name) and ``style_image`` (the painting's file name);
     a file name that is not a path here is matched against the bundled paintings.
     """
     from fastnst.assets import STYLE_IMAGES
@@ -414,7 +414,7 @@ def loss_table(per_photo: Mapping[str, Mapping[str, Any]], steps: Sequence[int],
                model_names: Sequence[str], settings: LossSettings) -> tuple[str, list[dict[str, Any]]]:
     """Table 1 as Markdown plus its rows (means over photos)."""
     def distances(key: str) -> dict[str, float]:
-        # Scale-free numbers (fastnst.metrics), where the photo's entry has them for this method.
+        # Scale-free numbers (fastnst.eval.metrics), where the photo's entry has them for this method.
         scored = [p["distances"][key] for p in per_photo.values() if key in p.get("distances", {})]
         if len(scored) != len(per_photo):
             return {}

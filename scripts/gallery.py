@@ -18,11 +18,11 @@ from pathlib import Path
 
 import torch
 
+from fastnst.baseline.grid import image_grid
 from fastnst.cli.evaluate import split_label
-from fastnst.grid import image_grid
 from fastnst.imageio import ImageError, load_image, save_image
-from fastnst.inference import load_model, stylize_image
-from fastnst.modelfile import ModelFileError
+from fastnst.infer.stylizer import load_model, stylize_image
+from fastnst.nets.modelfile import ModelFileError
 
 
 def gallery_row(photo_path: Path, models: Sequence, size: int, gatys_dir: Path | None,

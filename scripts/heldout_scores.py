@@ -23,7 +23,7 @@ import torch
 import fastnst
 from fastnst.assets import STYLE_IMAGES
 from fastnst.imageio import load_image, resize_tensor_long_side
-from fastnst.modelfile import list_shipped_models, read_model_header
+from fastnst.nets.modelfile import list_shipped_models, read_model_header
 
 HELD_OUT = ("darknet/dog.jpg", "darknet/kite.jpg", "opencv-doc/baboon.jpg", "opencv-doc/fruits.jpg",
             "opencv-doc/stuff.jpg", "sklearn/flower.jpg")

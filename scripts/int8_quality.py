@@ -7,7 +7,7 @@
 For every model in checkpoints/*.safetensors (whatever is shipped) and every photo (default: the
 colour photos of ../shared/photos/skimage and ../shared/photos/opencv-doc, long side --size), the
 output of fastnst's int8 network and of the bf16 fused network are compared with plain float32 eager
-TransformNet, all clamped to [0, 1]. The guard is: int8 PSNR >= --floor (35 dB, issue 15) for every
+TransformNet, all clamped to [0, 1]. The guard is: int8 PSNR >= --floor (35 dB, GUARD_MIN_PSNR) for every
 (model, photo); the exit status is 1 if any falls below.
 
 ``--crop`` writes a 4x nearest-neighbour zoom of a flat sky region (fp32 | bf16 | int8 side by side)
@@ -66,9 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--crop-box", type=int, nargs=4, metavar=("X", "Y", "W", "H"), default=[16, 16, 96, 64])
     args = p.parse_args(argv)
 
-    from fastnst.fused_net import FusedNet
-    from fastnst.int8_net import Int8Net
-    from fastnst.modelfile import load_style_model
+    from fastnst.infer.backends.fused import FusedNet
+    from fastnst.infer.backends.int8 import Int8Net
+    from fastnst.nets.modelfile import load_style_model
 
     photos = args.photos or default_photos()
     print(f"{len(args.models)} models x {len(photos)} photos, long side {args.size}; "
@@ -102,9 +102,9 @@ def main(argv: list[str] | None = None) -> int:
 def write_crop(args: argparse.Namespace, net) -> None:
     from PIL import Image, ImageDraw
 
-    from fastnst.fused_net import FusedNet
     from fastnst.imageio import tensor_to_pil
-    from fastnst.int8_net import Int8Net
+    from fastnst.infer.backends.fused import FusedNet
+    from fastnst.infer.backends.int8 import Int8Net
 
     x = load_photo(args.crop_photo, args.size)
     with torch.inference_mode():

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fastnst.modelfile import list_shipped_models, read_model_header
+from fastnst.nets.modelfile import list_shipped_models, read_model_header
 
 ROOT = Path(__file__).resolve().parents[1]
 # Overrides that only say where a run wrote or how it showed progress: not part of the recipe.

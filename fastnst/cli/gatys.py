@@ -1,7 +1,7 @@
-"""Command line of the Gatys et al. baseline: ``python -m fastnst.gatys`` (the optimiser is fastnst.pixel_optimizer).
+"""Command line of the Gatys et al. baseline: ``python -m fastnst.gatys`` (the optimiser is fastnst.baseline.gatys).
 
 Parses options (sweeps of comma lists become a grid of variants), reads the images, runs
-:func:`fastnst.pixel_optimizer.optimize_image` once per variant with a tqdm bar, and writes each image
+:func:`fastnst.baseline.gatys.optimize_image` once per variant with a tqdm bar, and writes each image
 with a JSON record of its settings and losses (and a grid for a sweep).
 """
 
@@ -20,10 +20,7 @@ import torch
 
 from fastnst.assets import resolve_style_image
 from fastnst.atomic import save_json, unwritable_reason
-from fastnst.grid import image_grid
-from fastnst.imageio import SAVE_EXTENSIONS, ImageError, load_image, save_image
-from fastnst.losses import PerceptualLoss
-from fastnst.pixel_optimizer import (
+from fastnst.baseline.gatys import (
     DEFAULT_CONTENT_LAYERS,
     DEFAULT_CONTENT_WEIGHT,
     DEFAULT_LR,
@@ -37,8 +34,11 @@ from fastnst.pixel_optimizer import (
     initial_image,
     optimize_image,
 )
+from fastnst.baseline.grid import image_grid
+from fastnst.imageio import SAVE_EXTENSIONS, ImageError, load_image, save_image
+from fastnst.nets.losses import PerceptualLoss
+from fastnst.nets.vgg import LAYER_NAMES, VGG19Features, WeightsError
 from fastnst.runtime import PRECISION_NAMES, resolve_device, resolve_precision
-from fastnst.vgg import LAYER_NAMES, VGG19Features, WeightsError
 
 # --------------------------------------------------------------------------------------------------
 

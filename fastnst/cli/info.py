@@ -41,7 +41,7 @@ def _features(flags: frozenset[str], arch: str) -> str:
 
 def cpu_lines() -> list[tuple[str, str]]:
     """The torch-free part: CPU, its features, the caps."""
-    from fastnst import cpu_features as cf
+    from fastnst.runtime import cpu_features as cf
 
     cpu = cf.read_cpu()
     caps = cf.read_caps()
@@ -62,9 +62,9 @@ def cpu_lines() -> list[tuple[str, str]]:
 def torch_lines(model: str | None) -> list[tuple[str, str]]:
     import torch
 
-    from fastnst import cpu_features as cf
-    from fastnst.int8_kernels import native_status
+    from fastnst.infer.backends.native import native_status
     from fastnst.runtime import auto_plan
+    from fastnst.runtime import cpu_features as cf
 
     lines = []
     probes = {n: getattr(torch.cpu, f"_is_{n}_supported", None) for n in ("avx2", "avx512", "vnni", "avx512_bf16", "amx_tile")}
@@ -74,8 +74,8 @@ def torch_lines(model: str | None) -> list[tuple[str, str]]:
     plan = auto_plan()
     lines.append(("auto (cpu)", f"{plan.precision}: {plan.reason}"))
     if model:
-        from fastnst.inference import Stylizer
-        from fastnst.modelfile import load_style_model, resolve_model_path
+        from fastnst.infer.stylizer import Stylizer
+        from fastnst.nets.modelfile import load_style_model, resolve_model_path
 
         try:
             st = Stylizer(load_style_model(resolve_model_path(model), torch.device("cpu")), "cpu", "auto")

@@ -29,9 +29,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fastnst.batch import FORMATS, Outcome, StylizeSettings, plan_jobs, run_jobs
 from fastnst.cli import video as video_cli
-from fastnst.inference import DEFAULT_OVERLAP
+from fastnst.cli.batch import FORMATS, Outcome, StylizeSettings, plan_jobs, run_jobs
+from fastnst.infer.stylizer import DEFAULT_OVERLAP
 from fastnst.runtime import INFERENCE_PRECISION_NAMES
 
 # ----------------------------------------------------------------------------------------------
@@ -54,7 +54,7 @@ _INFO_KEYS = [  # (key in info, label); anything missing is just left out
 def list_models(out=None) -> int:
     """Print the shipped models with their style and training facts (from the file headers)."""
     out = out or sys.stdout
-    from fastnst.modelfile import CHECKPOINTS_DIR, ModelFileError, list_shipped_models, read_model_header
+    from fastnst.nets.modelfile import CHECKPOINTS_DIR, ModelFileError, list_shipped_models, read_model_header
 
     paths = list_shipped_models()
     if not paths:
@@ -172,7 +172,7 @@ def _settings(args: argparse.Namespace) -> StylizeSettings:
 
 def main(argv: list[str] | None = None) -> int:
     """The command; SIGTERM stops it as Ctrl-C does: exit status 130, no partial output left."""
-    from fastnst.interrupt import terminate_as_interrupt
+    from fastnst.training.interrupt import terminate_as_interrupt
 
     with terminate_as_interrupt():
         try:
@@ -211,8 +211,8 @@ def _main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(_option_message(str(exc)))
 
-    from fastnst.inference import load_model
-    from fastnst.modelfile import ModelFileError
+    from fastnst.infer.stylizer import load_model
+    from fastnst.nets.modelfile import ModelFileError
     from fastnst.runtime import reuse_freed_memory
 
     try:
@@ -230,7 +230,7 @@ def _main(argv: list[str] | None = None) -> int:
         return video_cli.run_camera(stylizer, args)
     suffix = args.suffix if args.suffix is not None else f"_{stylizer.style}"
     try:
-        from fastnst.modelfile import list_shipped_models
+        from fastnst.nets.modelfile import list_shipped_models
 
         known = [suffix] + [f"_{path.stem}" for path in list_shipped_models()]  # earlier outputs to leave out
         plan = plan_jobs(inputs, output, suffix, args.format, args.recursive, overwrite, skip_existing, known)

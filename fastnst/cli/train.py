@@ -1,4 +1,4 @@
-"""Command line: ``python -m fastnst.train style=starry`` (Hydra parses it; the loop is fastnst.trainer).
+"""Command line: ``python -m fastnst.train style=starry`` (Hydra parses it; the loop is fastnst.training.loop).
 
 One-line errors and exit codes (1: a user error, 130: interrupted), the tqdm progress bar, resuming
 from a run directory with the run's own overrides, and the torchrun rule that only rank 0 writes.
@@ -21,11 +21,11 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from fastnst.atomic import unwritable_reason
-from fastnst.checkpoint import load_checkpoint
-from fastnst.interrupt import terminate_as_interrupt
-from fastnst.train_build import load_painting
-from fastnst.train_config import CONFIG_DIR, TrainConfig, model_config, run_dir_of_checkpoint, validate_config
-from fastnst.trainer import USER_ERRORS, Progress, TrainingInterrupted, check_checkpoint_model, check_export_destination, train
+from fastnst.training.build import load_painting
+from fastnst.training.checkpoint import load_checkpoint
+from fastnst.training.config import CONFIG_DIR, TrainConfig, model_config, run_dir_of_checkpoint, validate_config
+from fastnst.training.interrupt import terminate_as_interrupt
+from fastnst.training.loop import USER_ERRORS, Progress, TrainingInterrupted, check_checkpoint_model, check_export_destination, train
 
 
 def _override_key(override: str) -> str:

@@ -5,7 +5,7 @@
     python -m fastnst.stylize --model starry --camera 0 -o live.mp4  # preview window, recorded
 
 Which inputs are videos and what their outputs are called is decided with the images, in
-fastnst.batch.plan_jobs (see fastnst.video_io.is_video_input and video_output_extension).
+fastnst.cli.batch.plan_jobs (see fastnst.video.container.is_video_input and video_output_extension).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def add_video_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--codec", default=None, help="video codec, e.g. libx265, libvpx-vp9, libsvtav1, mpeg4 (default: H.264, VP9 for .webm)")
     g.add_argument("--no-audio", action="store_true", help="drop the sound (default: copy the audio stream unchanged)")
     g.add_argument("--no-stabilize", action="store_true",
-                   help="stylize every frame on its own (default: temporal stabilisation, see fastnst/temporal.py)")
+                   help="stylize every frame on its own (default: temporal stabilisation, see fastnst/video/temporal.py)")
     g.add_argument("--camera", metavar="N", default=None,
                    help="stylize a live camera (index N, or a device path / video URL): preview window, recording to -o FILE")
 
@@ -44,7 +44,7 @@ def check_video_arguments(args: argparse.Namespace, parser: argparse.ArgumentPar
         return
     camera_ext = Path(args.output).suffix.lower() if args.camera is not None and args.output else None
     try:
-        from fastnst.video_io import check_encoder_settings
+        from fastnst.video.container import check_encoder_settings
 
         check_encoder_settings(args.codec, args.crf, args.preset, camera_ext if camera_ext in VIDEO_SUFFIXES else None)
     except ImportError:
@@ -59,7 +59,7 @@ def check_video_outputs(args: argparse.Namespace, jobs: list) -> str | None:
     extensions = sorted({job.dst.suffix.lower() for job in jobs if job.video})
     if not extensions or (args.codec is None and args.preset is None and args.crf is None):
         return None
-    from fastnst.video_io import check_encoder_settings
+    from fastnst.video.container import check_encoder_settings
 
     for ext in extensions:
         try:
@@ -72,7 +72,7 @@ def check_video_outputs(args: argparse.Namespace, jobs: list) -> str | None:
 
 
 def _stabilization(args: argparse.Namespace):
-    from fastnst.temporal import Stabilization
+    from fastnst.video.temporal import Stabilization
 
     return None if args.no_stabilize else Stabilization()
 
@@ -102,10 +102,10 @@ def _frame_bar(total: int | None, name: str, quiet: bool):
 def run_video_jobs(stylizer, jobs: list, args: argparse.Namespace, overwrite: bool) -> VideoOutcome:
     """Stylize each video job (and animated image: every frame); a bad one is reported and the others
     go on. Ctrl-C stops (no partial file)."""
-    from fastnst.animation import stylize_animation
     from fastnst.imageio import ImageError
-    from fastnst.video import stylize_video
-    from fastnst.video_io import VideoError
+    from fastnst.video.animation import stylize_animation
+    from fastnst.video.container import VideoError
+    from fastnst.video.pipeline import stylize_video
 
     outcome = VideoOutcome()
     for job in jobs:
@@ -183,8 +183,8 @@ def run_camera(stylizer, args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     from fastnst.atomic import atomic_path
-    from fastnst.temporal import FrameStylizer
-    from fastnst.video_io import VideoError, VideoWriter, output_size
+    from fastnst.video.container import VideoError, VideoWriter, output_size
+    from fastnst.video.temporal import FrameStylizer
 
     output = Path(args.output) if args.output else None
     if output is not None:

@@ -1,0 +1,158 @@
+"""The building blocks of a training run, made from a checked TrainConfig (as the torchvision reference
+scripts' main() makes them): data, loader, transform network, perceptual loss, optimiser and schedule."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from fastnst.assets import sample_image_paths
+from fastnst.imageio import ImageError, open_image, pil_to_tensor, resize_long_side, trim_uniform_frame
+from fastnst.nets.losses import MIN_LEVEL_SIDE, PerceptualLoss
+from fastnst.nets.modelfile import load_style_model
+from fastnst.nets.transform_net import TransformNet
+from fastnst.nets.vgg import VGG19Features
+from fastnst.training.config import ConfigError, TrainConfig, active_layers, model_config, style_image_file
+from fastnst.training.data import DataError, EpochSampler, PhotoDataset, center_square, collate_photos, image_paths
+from fastnst.training.distributed import DistInfo
+from fastnst.training.phases import Phase, phase_lr_factor
+
+log = logging.getLogger("fastnst.train")
+
+# Bundled photos shown in TensorBoard when `sample_images` is empty (a cat, a cup, a face, a machine).
+DEFAULT_SAMPLE_PHOTOS = ("chelsea.png", "coffee.png", "astronaut.png", "motorcycle_left.png")
+
+
+def build_data(cfg: TrainConfig, info: DistInfo) -> tuple[PhotoDataset, EpochSampler]:
+    d = cfg.data
+    paths = image_paths(d.name.value, d.root, d.split, d.annotations, d.limit, d.files)
+    # One readable photo before anything is written: a folder of nothing but unreadable files would
+    # otherwise be found out an epoch later, with a run directory already made. The first readable
+    # one ends the search, so a good data set costs one decode.
+    reasons = []
+    for path in paths:
+        try:
+            open_image(path)
+            break
+        except (ImageError, OSError) as exc:
+            reasons.append(str(exc))
+    else:
+        raise DataError(f"no readable image among the {len(paths)} files of the data set (e.g. {reasons[0]})")
+    dataset = PhotoDataset(paths, d.image_size, d.crop_min_scale, d.hflip)
+    sampler = EpochSampler(len(dataset), d.batch_size, cfg.seed, d.repeat, info.rank, info.world_size)
+    return dataset, sampler
+
+
+def _ignore_interrupts_in_worker(_: int) -> None:
+    # Ctrl-C reaches the whole process group; workers must keep serving until the main process has
+    # finished its step and saved a checkpoint, then it shuts them down.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def make_loader(dataset: PhotoDataset, sampler: EpochSampler, cfg: TrainConfig, device: torch.device) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=cfg.data.batch_size,
+        sampler=sampler,
+        num_workers=cfg.data.num_workers,
+        collate_fn=collate_photos,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=_ignore_interrupts_in_worker if cfg.data.num_workers > 0 else None,
+    )
+
+
+def build_model(cfg: TrainConfig, device: torch.device, memory_format: torch.memory_format) -> TransformNet:
+    """The transform network: random weights, or a model file's with ``init_from`` (fine-tuning)."""
+    model = TransformNet(model_config(cfg))
+    if cfg.init_from:
+        start = load_style_model(cfg.init_from)
+        have, want = start.config, model.config
+        # Dilation has no parameters: a file's weights fit a network that differs from it only there
+        # (fine-tuning an undilated model into a dilated one). Width and depth must match.
+        if (have.base_channels, have.num_residual_blocks) != (want.base_channels, want.num_residual_blocks):
+            raise ConfigError(f"init_from={cfg.init_from}: the file holds a network with base_channels="
+                              f"{have.base_channels}, {have.num_residual_blocks} residual blocks; the config asks for "
+                              f"{want.base_channels}, {want.num_residual_blocks} (choose the matching model=...)")
+        model.load_state_dict(start.net.state_dict())
+        if have.dilations != want.dilations:
+            log.info("init_from %s: its weights, with residual dilations %s instead of the file's %s",
+                     cfg.init_from, list(want.dilations), list(have.dilations))
+        else:
+            log.info("init_from %s: starting from its weights", cfg.init_from)
+    return model.to(device=device, memory_format=memory_format)
+
+
+def load_painting(cfg: TrainConfig) -> tuple[torch.Tensor, Path]:
+    """The style image at its training size, its uniform frame cut off (``style.trim_frame``)."""
+    s = cfg.style
+    path = style_image_file(s.image)
+    img = open_image(path)
+    if s.trim_frame:
+        img, cut = trim_uniform_frame(img)
+        if any(cut):
+            log.info("%s: cut a uniform frame off the painting (top, bottom, left, right: %s px)", path, cut)
+    w, h = img.size
+    img = resize_long_side(img, s.image_size)
+    if min(img.size) < MIN_LEVEL_SIDE:  # relu5_1 lies behind four 2x poolings
+        raise ConfigError(f"{path}: {w}x{h} px is too thin: at style.image_size={s.image_size} it is {img.width}x{img.height}, "
+                          f"and the VGG-19 style layers need a short side of at least {MIN_LEVEL_SIDE} px (crop the painting)")
+    return pil_to_tensor(img), path
+
+
+def build_losses(cfg: TrainConfig, phases: Sequence[Phase], device: torch.device, memory_format: torch.memory_format
+                 ) -> tuple[dict[tuple[float, ...], PerceptualLoss], Path]:
+    """One perceptual loss per distinct style pyramid among the phases (sharing one VGG-19), each with
+    the painting's Gram targets computed once, here. Phase weights are set on them as a phase starts."""
+    s = cfg.style
+    style, path = load_painting(cfg)
+    vgg = VGG19Features(cfg.vgg_weights, pooling=cfg.vgg_pooling.value).to(device=device, memory_format=memory_format)
+    keys = list(dict.fromkeys(p.loss_key for p in phases if p.loss == "perceptual")) or [tuple(s.style_scales)]
+    losses = {}
+    for key in keys:
+        try:
+            losses[key] = PerceptualLoss(
+                vgg,
+                style.to(device),
+                content_layers=active_layers(s.content_layers),
+                style_layers=active_layers(s.style_layers),
+                content_weight=s.content_weight,
+                style_weight=s.style_weight,
+                tv_weight=s.tv_weight,
+                style_scales=key,
+            )
+        except ValueError as exc:  # a pyramid level of this painting too small for VGG
+            raise ConfigError(f"{path}: {exc}") from exc
+    return losses, path
+
+
+def build_optimizer(cfg: TrainConfig, model: torch.nn.Module, phases: Sequence[Phase]
+                    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """Adam at ``cfg.lr``, scaled at every step by the phase plan (each phase's lr, ramp and schedule)."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    plan, base = list(phases), float(cfg.lr)
+
+    def factor(step: int) -> float:
+        return phase_lr_factor(plan, step, base)
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def load_sample_photos(cfg: TrainConfig) -> torch.Tensor | None:
+    """The fixed validation photos as a (N, 3, S, S) batch (None when there are none)."""
+    if cfg.sample_images:
+        paths = [Path(p).expanduser() for p in cfg.sample_images]
+    else:
+        bundled = {p.name: p for p in sample_image_paths()}
+        paths = [bundled[n] for n in DEFAULT_SAMPLE_PHOTOS if n in bundled]
+    photos = []
+    for path in paths:
+        try:
+            photos.append(center_square(open_image(path), cfg.sample_size))
+        except (ImageError, OSError) as exc:
+            log.warning("sample photo skipped: %s", exc)
+    return torch.cat(photos) if photos else None

@@ -1,0 +1,92 @@
+"""What made a model file: the code (version, git commit), the machine (CPU or GPU name), the start file
+and the training images, each by sha256, so a published model names everything needed to make it again."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fastnst.training.config import TrainConfig
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def git_commit(root: Path = PACKAGE_ROOT) -> str | None:
+    """The checkout's commit (with ``-dirty`` when tracked files differ from it), or None outside git."""
+    if not (root / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux; ``platform.processor()`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{cpu_name()}, {os.cpu_count()} logical CPUs, torch threads {torch.get_num_threads()}"
+
+
+def training_images(cfg: TrainConfig, paths: Sequence[Path]) -> dict[str, Any]:
+    """The data a run saw: a COCO split by name, otherwise every file (relative name and sha256)."""
+    d = cfg.data
+    if d.name.value == "coco":
+        return {"dataset": "coco", "split": d.split, "count": len(paths)}
+    base = Path(d.root).expanduser().resolve() if d.root else None
+    files = []
+    for path in paths:
+        p = Path(path).resolve()
+        name = str(p.relative_to(base)) if base is not None and p.is_relative_to(base) else p.name
+        try:
+            digest = file_sha256(p)
+        except OSError:
+            digest = None
+        files.append({"path": name, "sha256": digest})
+    return {"dataset": d.name.value, "count": len(paths), "files": files}
+
+
+def run_provenance(cfg: TrainConfig, paths: Sequence[Path], device: torch.device, processes: int) -> dict[str, Any]:
+    init = None
+    if cfg.init_from:
+        from fastnst.nets.modelfile import resolve_model_path
+
+        path = resolve_model_path(cfg.init_from)
+        init = {"path": str(cfg.init_from), "sha256": file_sha256(path)}
+    return {
+        "git_commit": git_commit(),
+        "torch_version": torch.__version__,
+        "device_name": device_name(device) + (f" x{processes} processes" if processes > 1 else ""),
+        "init_from_file": init,
+        "training_images": training_images(cfg, paths),
+    }

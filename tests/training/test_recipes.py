@@ -1,0 +1,133 @@
+"""Recipes: every shipped model's config composes; phases run, resume exactly across a boundary, and the
+model file records what made it (config, overrides, data files with their sha256)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors import safe_open
+
+from fastnst.imageio import trim_uniform_frame
+from fastnst.nets.modelfile import read_model_header
+from fastnst.training.config import CONFIG_DIR, ConfigError, validate_config
+from fastnst.training.loop import TrainingInterrupted, train
+from fastnst.training.phases import plan_phases
+from tests.support import compose, make_photo_folder, tiny_overrides
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+RECIPES = sorted(p.stem for p in (CONFIG_DIR / "recipe").glob("*.yaml"))
+PAINTING = Path(__file__).resolve().parents[2] / "fastnst" / "assets" / "styles" / "starry_night.jpg"
+# Three phases: identity, perceptual at 32 px, perceptual at 48 px crops with another style weight.
+PHASES = ("phases=[{name:warm,loss:identity,steps:2},"
+          "{name:first,steps:2,lr_schedule:cosine,lr_warmup_steps:1},"
+          "{name:second,steps:2,image_size:48,style_weight:0.05,lr:5e-4}]")
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    return make_photo_folder(tmp_path_factory.mktemp("photos"), count=8)
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_every_recipe_composes_into_a_checked_config(recipe, tmp_path):
+    cfg = validate_config(compose([f"recipe={recipe}", f"data.root={tmp_path}", f"style.image={PAINTING}"]))
+    assert cfg.recipe == recipe and cfg.phases, "a recipe names itself and lists its phases"
+    assert cfg.phases[0].loss.value == "identity"
+    assert cfg.model.residual_dilations is not None and cfg.model.base_channels == 16
+    assert len(cfg.data.files) == 57 and not any("dog.jpg" in f or "baboon.jpg" in f for f in cfg.data.files)
+    phases = plan_phases(cfg, batches_per_epoch=142)
+    assert phases[0].steps == 142 and sum(p.steps for p in phases) >= 3000
+
+
+def test_shipped_recipes_are_the_four_models():
+    assert {"starry", "scream", "great_wave", "kandinsky"} <= set(RECIPES)
+
+
+def test_phases_and_max_steps_together_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="max_steps does not apply"):
+        validate_config(compose(["recipe=scream", f"data.root={tmp_path}", "max_steps=5"]))
+
+
+def test_a_phase_needs_steps_or_epochs(tmp_path):
+    with pytest.raises(ConfigError, match=r"phases\.0 \(a\): give exactly one of steps or epochs"):
+        validate_config(compose(["data=sample", "phases=[{name:a}]"]))
+
+
+def run(photos, out, callbacks=(), **extra):
+    overrides = tiny_overrides(photos, out, **extra) + [PHASES]
+    return train(compose(overrides), out / "run", callbacks=callbacks, overrides=overrides)
+
+
+def _weights(path):
+    with safe_open(str(path), "pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}
+
+
+def test_phases_run_in_order_with_their_own_crop_size_and_lr(photos, tmp_path):
+    seen = []
+    result = run(photos, tmp_path, callbacks=[seen.append], log_every=1)
+    assert [(p.step, p.phase) for p in seen] == [(1, "warm"), (2, "warm"), (3, "first"), (4, "first"),
+                                                  (5, "second"), (6, "second")]
+    assert seen[2].lr == pytest.approx(1e-3 * 1.0) and seen[4].lr == pytest.approx(5e-4)
+    _, info = read_model_header(result.model_path)
+    assert info["phase_steps"] == {"warm": 2, "first": 2, "second": 2}
+    assert info["image_size"] == 48 and info["style_weight"] == 0.05
+
+
+@pytest.mark.parametrize("stop_at", [4, 3])  # at the boundary between two perceptual phases, and inside one
+def test_a_run_interrupted_near_a_phase_boundary_resumes_exactly(photos, tmp_path, stop_at):
+    settings = dict(seed=5, checkpoint_every=1)
+    full = run(photos, tmp_path / "full", **settings)
+
+    def stop(p):
+        if p.step == stop_at:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted):
+        run(photos, tmp_path / "cut", callbacks=[stop], **settings)
+    steps = []
+    resumed = run(photos, tmp_path / "cut", callbacks=[lambda p: steps.append(p.step)], resume=tmp_path / "cut" / "run",
+                  **settings)
+    assert steps == list(range(stop_at + 1, 7))
+    a, b = _weights(full.model_path), _weights(resumed.model_path)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_the_model_file_records_config_overrides_and_every_training_file(photos, tmp_path):
+    # A shipped recipe cut down to tiny: its own photo list and network replaced by the test's.
+    result = run(photos, tmp_path, recipe="scream", **{"data.files": "[]", "model.residual_dilations": "null",
+                                                       "data.repeat": 1})
+    _, info = read_model_header(result.model_path)
+    assert info["recipe"] == "scream" and info["style"] == "scream"
+    assert info["config"]["data"]["root"] == str(photos) and info["config"]["phases"][2]["name"] == "second"
+    assert PHASES in info["overrides"]
+    files = {f["path"]: f["sha256"] for f in info["training_images"]["files"]}
+    on_disk = sorted(str(p.relative_to(photos)) for p in photos.rglob("*.png"))
+    assert sorted(files) == on_disk
+    for name, digest in files.items():
+        assert digest == hashlib.sha256((photos / name).read_bytes()).hexdigest()
+    assert info["device_name"] and info["init_from_file"] is None and "git_commit" in info
+
+
+def test_init_from_is_recorded_with_its_sha256(photos, tmp_path):
+    first = run(photos, tmp_path / "a")
+    second = run(photos, tmp_path / "b", init_from=first.model_path)
+    _, info = read_model_header(second.model_path)
+    assert info["init_from_file"]["sha256"] == hashlib.sha256(first.model_path.read_bytes()).hexdigest()
+
+
+def test_a_scanned_paintings_black_frame_is_cut_off():
+    img, cut = trim_uniform_frame(Image.open(PAINTING).convert("RGB"))
+    assert cut == (7, 8, 5, 8) and img.size == (752 - 13, 600 - 15)
+
+
+def test_an_unframed_painting_is_left_as_it_is():
+    img = Image.effect_noise((64, 48), 60).convert("RGB")
+    same, cut = trim_uniform_frame(img)
+    assert cut == (0, 0, 0, 0) and same is img
