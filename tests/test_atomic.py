@@ -89,7 +89,7 @@ def test_unwritable_reason_names_the_part_of_the_path_that_is_in_the_way(tmp_pat
 
 
 def test_a_checkpoint_write_that_fails_is_one_clear_error_and_keeps_the_previous_one(tmp_path, monkeypatch):
-    from fastnst import checkpoint
+    from fastnst.training import checkpoint
 
     path = tmp_path / "checkpoints" / "last.pt"
     checkpoint.save_checkpoint(path, {"step": 1})

@@ -44,14 +44,14 @@ from fastnst.training.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from fastnst.training.config import ConfigError, TrainConfig, TrainingError, active_layers, to_plain_dict, validate_config
+from fastnst.training.config import ConfigError, TrainConfig, TrainingError, to_plain_dict, validate_config
 from fastnst.training.data import Batch, DataError, EpochSampler
 from fastnst.training.distributed import DistInfo, mean_over_processes, min_over_processes, setup_distributed, teardown_distributed
 from fastnst.training.interrupt import InterruptFlag
 from fastnst.training.metric_log import MetricWindow
 from fastnst.training.phases import Phase, phase_index, plan_phases
 from fastnst.training.phases import total_steps as plan_total_steps
-from fastnst.training.provenance import run_provenance
+from fastnst.training.provenance import model_info
 
 log = logging.getLogger("fastnst.train")
 
@@ -382,53 +382,6 @@ def _config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") 
         elif a != b and name != "resume":
             changes.append(f"{name}: {a} -> {b}")
     return changes
-
-
-def model_info(ctx: TrainContext, state: TrainState, style_path: Path, num_images: int, wall_time: float) -> dict[str, Any]:
-    """Metadata stored in the exported model file: the loss in brief (for ``--list-models``) and what
-    made the file: the recipe, the resolved config and overrides, the code, the data and the machine."""
-    from fastnst import __version__
-
-    cfg = ctx.cfg
-    s = cfg.style
-    done = {p.name: max(0, min(state.step, p.end) - p.start) for p in ctx.phases}
-    identity = sum(done[p.name] for p in ctx.phases if p.loss == "identity")
-    last = ctx.phases[-1] if ctx.phases else None
-    return {
-        "style": s.name,
-        "recipe": cfg.recipe,
-        "style_image": style_path.name,
-        "style_image_size": s.image_size,
-        "steps": state.step - identity,
-        "warmup_steps": identity,
-        "phase_steps": done,
-        "content_weight": last.content_weight if last else s.content_weight,
-        "style_weight": last.style_weight if last else s.style_weight,
-        "tv_weight": last.tv_weight if last else s.tv_weight,
-        "content_layers": active_layers(s.content_layers),
-        "style_layers": active_layers(s.style_layers),
-        "style_scales": list(last.style_scales) if last else list(s.style_scales),
-        "vgg_weights": cfg.vgg_weights,
-        "vgg_pooling": cfg.vgg_pooling.value,
-        "image_size": last.image_size if last else cfg.data.image_size,
-        "batch_size": cfg.data.batch_size * ctx.dist.world_size,
-        "lr": cfg.lr,
-        "data": cfg.data.name.value,
-        "data_images": num_images,
-        "images_seen": state.images_seen,
-        "seed": cfg.seed,
-        "init_from": str(cfg.init_from) if cfg.init_from else None,
-        "wall_time_s": round(wall_time, 1),
-        "device": str(ctx.device),
-        "processes": ctx.dist.world_size,
-        "precision": str(ctx.dtype).replace("torch.", ""),
-        "compile": bool(cfg.compile),
-        "fastnst_version": __version__,
-        "phases": [p.to_dict() for p in ctx.phases],
-        "config": to_plain_dict(cfg),
-        "overrides": list(ctx.overrides),
-        **run_provenance(cfg, ctx.dataset.paths, ctx.device, ctx.dist.world_size),
-    }
 
 
 def export_destination(export_to: str, style: str) -> Path:

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from fastnst.training.config import TrainConfig
+from fastnst.training.config import TrainConfig, active_layers, to_plain_dict
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,4 +89,52 @@ def run_provenance(cfg: TrainConfig, paths: Sequence[Path], device: torch.device
         "device_name": device_name(device) + (f" x{processes} processes" if processes > 1 else ""),
         "init_from_file": init,
         "training_images": training_images(cfg, paths),
+    }
+
+
+def model_info(ctx: Any, state: Any, style_path: Path, num_images: int, wall_time: float) -> dict[str, Any]:
+    """Metadata stored in the exported model file: the loss in brief (for ``--list-models``) and what
+    made the file: the recipe, the resolved config and overrides, the code, the data and the machine.
+    ``ctx`` and ``state`` are the training loop's TrainContext and TrainState."""
+    from fastnst import __version__
+
+    cfg = ctx.cfg
+    s = cfg.style
+    done = {p.name: max(0, min(state.step, p.end) - p.start) for p in ctx.phases}
+    identity = sum(done[p.name] for p in ctx.phases if p.loss == "identity")
+    last = ctx.phases[-1] if ctx.phases else None
+    return {
+        "style": s.name,
+        "recipe": cfg.recipe,
+        "style_image": style_path.name,
+        "style_image_size": s.image_size,
+        "steps": state.step - identity,
+        "warmup_steps": identity,
+        "phase_steps": done,
+        "content_weight": last.content_weight if last else s.content_weight,
+        "style_weight": last.style_weight if last else s.style_weight,
+        "tv_weight": last.tv_weight if last else s.tv_weight,
+        "content_layers": active_layers(s.content_layers),
+        "style_layers": active_layers(s.style_layers),
+        "style_scales": list(last.style_scales) if last else list(s.style_scales),
+        "vgg_weights": cfg.vgg_weights,
+        "vgg_pooling": cfg.vgg_pooling.value,
+        "image_size": last.image_size if last else cfg.data.image_size,
+        "batch_size": cfg.data.batch_size * ctx.dist.world_size,
+        "lr": cfg.lr,
+        "data": cfg.data.name.value,
+        "data_images": num_images,
+        "images_seen": state.images_seen,
+        "seed": cfg.seed,
+        "init_from": str(cfg.init_from) if cfg.init_from else None,
+        "wall_time_s": round(wall_time, 1),
+        "device": str(ctx.device),
+        "processes": ctx.dist.world_size,
+        "precision": str(ctx.dtype).replace("torch.", ""),
+        "compile": bool(cfg.compile),
+        "fastnst_version": __version__,
+        "phases": [p.to_dict() for p in ctx.phases],
+        "config": to_plain_dict(cfg),
+        "overrides": list(ctx.overrides),
+        **run_provenance(cfg, ctx.dataset.paths, ctx.device, ctx.dist.world_size),
     }

@@ -252,7 +252,7 @@ def test_sigterm_during_a_batch_exits_130_and_leaves_no_temporary_file(model, tm
     stay, a save under way is not left as a hidden temporary file."""
     import signal
 
-    from fastnst import batch
+    from fastnst.cli import batch
 
     for i in range(6):
         write_photo(tmp_path / "in" / f"p{i}.png", 40, 30, seed=i)

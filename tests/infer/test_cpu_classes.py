@@ -14,8 +14,9 @@ import sys
 import pytest
 import torch
 
-from fastnst import int8_kernels, runtime
-from fastnst.infer.backends.int8 import GUARD_MIN_PSNR, Int8Net, _guard_image
+from fastnst import runtime
+from fastnst.infer.backends import native as int8_kernels
+from fastnst.infer.backends.int8 import GUARD_MIN_PSNR, Int8Net, guard_image
 from fastnst.infer.backends.native import NativeOps, TorchOps, build_flags, index_map
 from fastnst.nets.modelfile import CHECKPOINTS_DIR, load_style_model
 from fastnst.runtime import cpu_features as cf
@@ -223,7 +224,7 @@ def test_int8_float_layers_are_float32_without_bf16_units(monkeypatch, starry):
 
 @pytest.mark.usefixtures("one_thread")
 def test_int8_with_float32_layers_is_within_the_int8_tolerance_of_fp32(starry):
-    photo = _guard_image(160)[..., :, :144]
+    photo = guard_image(160)[..., :, :144]
     # The pair bound where this CPU needs it (no VNNI), so the check runs on every x86 CPU.
     pairs = not cf.has_int8_dot(cf.effective_features(cf.read_cpu(), cf.read_caps()))
     with torch.inference_mode():

@@ -20,7 +20,7 @@ from tests.support import noise_photo
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "compare.py"
 
-# What training records in a model file's info (see fastnst.training.loop.model_info), in part.
+# What training records in a model file's info (see fastnst.training.provenance.model_info), in part.
 INFO = {
     "style": "starry", "style_image": "starry_night.jpg", "style_image_size": 48,
     "content_weight": 1.0, "style_weight": 10.0, "tv_weight": 0.0,

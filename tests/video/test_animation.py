@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fastnst import animation
 from fastnst.cli.stylize import main
 from fastnst.imageio import ImageError
 from fastnst.infer.stylizer import Stylizer
 from fastnst.nets.modelfile import save_style_model
+from fastnst.video import animation
 from fastnst.video.animation import is_animated_image, stylize_animation
 from tests.support import random_style_net
 
