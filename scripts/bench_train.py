@@ -56,6 +56,12 @@ VARIANTS = {
                     "fp32 eager, full-width net (baseline)"),
     "bf16": Variant("bf16", ["precision=bf16", "channels_last=true", "model=johnson"],
                     "bf16 autocast + channels_last, full-width net"),
+    # Without bf16 units (AVX2, AVX-512 without BF16) precision=auto trains in fp32: these are those CPUs' rows.
+    "fp32-small": Variant("fp32-small", ["precision=fp32", "channels_last=true", "model=small"],
+                          "fp32 + channels_last, half-width net (precision=auto without bf16 units)"),
+    "fp32-small-dilated": Variant("fp32-small-dilated", ["precision=fp32", "channels_last=true", "model=small_dilated",
+                                                         "style.style_scales=[1.0,0.5]"],
+                                  "fp32 + channels_last, the shipped network with starry's style pyramid"),
     "bf16-small": Variant("bf16-small", ["precision=bf16", "channels_last=true", "model=small"],
                           "bf16 autocast + channels_last, half-width net"),
     "bf16-small-compile": Variant("bf16-small-compile", ["precision=bf16", "channels_last=true", "model=small",

@@ -1,8 +1,8 @@
-"""``python -m fastnst.info``: what fastnst sees on this machine, as one block to paste into a bug report.
+"""``python -m fastnst info``: what fastnst sees on this machine, as one block to paste into a bug report.
 
-    python -m fastnst.info                 # the path precision=auto takes for the shipped "starry" model
-    python -m fastnst.info --model scream  # ... for another model (name or file)
-    python -m fastnst.info --no-model      # skip the model (no quality guard run)
+    python -m fastnst info                 # the path precision=auto takes for the shipped "starry" model
+    python -m fastnst info --model scream  # ... for another model (name or file)
+    python -m fastnst info --no-model      # skip the model (no quality guard run)
 
 CPU model and features (/proc/cpuinfo on Linux, torch's probes, platform on ARM), the ISA caps in effect,
 the path ``precision=auto`` picks and why, the native passes' build, library versions and CUDA devices.
@@ -41,7 +41,7 @@ def _features(flags: frozenset[str], arch: str) -> str:
 
 def cpu_lines() -> list[tuple[str, str]]:
     """The torch-free part: CPU, its features, the caps."""
-    from fastnst.runtime import cpu_features as cf
+    from fastnst import cpu_features as cf
 
     cpu = cf.read_cpu()
     caps = cf.read_caps()
@@ -62,9 +62,9 @@ def cpu_lines() -> list[tuple[str, str]]:
 def torch_lines(model: str | None) -> list[tuple[str, str]]:
     import torch
 
+    from fastnst import cpu_features as cf
     from fastnst.infer.backends.native import native_status
     from fastnst.runtime import auto_plan
-    from fastnst.runtime import cpu_features as cf
 
     lines = []
     probes = {n: getattr(torch.cpu, f"_is_{n}_supported", None) for n in ("avx2", "avx512", "vnni", "avx512_bf16", "amx_tile")}
@@ -116,7 +116,7 @@ def report(model: str | None = "starry") -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fastnst.info", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m fastnst info", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="starry", help="model whose precision=auto path to show (shipped name or file; default starry)")
     p.add_argument("--no-model", action="store_true", help="skip the model (and its quality guard)")
     args = p.parse_args(argv)

@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: int8 on x86 CPUs where oneDNN's int8 convolution measures fast (a cached probe; VNNI/AMX, "
                         "and AVX2 without VNNI) when the model passes the int8 quality guard, else bf16 on CPUs with "
                         "AMX/AVX-512-BF16 (as capped by ONEDNN_MAX_CPU_ISA / ATEN_CPU_CAPABILITY) and on GPUs, else fp32 "
-                        "(int8: CPU only; python -m fastnst.info shows the choice)")
+                        "(int8: CPU only; python -m fastnst info shows the choice)")
     p.add_argument("--batch-size", type=int, default=1, metavar="N", help="images of equal size per forward pass (GPU)")
     p.add_argument("--workers", type=int, default=2, metavar="N", help="threads decoding and saving beside the compute (0: none)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary, only errors")

@@ -197,7 +197,7 @@ def _resize_to_pixels(x: torch.Tensor, max_pixels: int) -> torch.Tensor:
 class Stylizer:
     """A style model prepared for fast inference on one device at one precision.
 
-    ``precision="auto"`` on a CPU takes the path fastnst.runtime.cpu_features.plan_auto finds fastest there:
+    ``precision="auto"`` on a CPU takes the path fastnst.cpu_features.plan_auto finds fastest there:
     int8 (fastnst.infer.backends.int8) where oneDNN runs a fast, exact int8 convolution (measured once per CPU,
     caps and torch version) and the model passes the quality guard (int8 output at least AUTO_MIN_PSNR
     dB from float32 on a guard image; ``int8_psnr`` holds the measurement), else bf16 where the CPU has

@@ -1,7 +1,7 @@
-"""The inference path by CPU class (fastnst.runtime.cpu_features): the choice for each class with the probes
+"""The inference path by CPU class (fastnst.cpu_features): the choice for each class with the probes
 monkeypatched, the caps, the probe's disk cache, the int8 network's float32 layers and pair-bounded
 weights where the CPU lacks bf16 units / VNNI, the native build's flags per ISA level (ARM included),
-and ``python -m fastnst.info``. No timing assertions: the probe's timings are faked."""
+and ``python -m fastnst info``. No timing assertions: the probe's timings are faked."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ import sys
 import pytest
 import torch
 
+from fastnst import cpu_features as cf
 from fastnst import runtime
+from fastnst.cpu_features import Caps, CpuInfo, Int8Probe, Int8Variant
 from fastnst.infer.backends import native as int8_kernels
 from fastnst.infer.backends.int8 import GUARD_MIN_PSNR, Int8Net, guard_image
 from fastnst.infer.backends.native import NativeOps, TorchOps, build_flags, index_map
 from fastnst.nets.modelfile import CHECKPOINTS_DIR, load_style_model
-from fastnst.runtime import cpu_features as cf
-from fastnst.runtime.cpu_features import Caps, CpuInfo, Int8Probe, Int8Variant
 from tests.support import random_style_net
 
 pytestmark = pytest.mark.usefixtures("default_malloc")
@@ -215,7 +215,9 @@ def test_int8_float_layers_are_float32_without_bf16_units(monkeypatch, starry):
     monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
     monkeypatch.setattr(cf, "read_cpu", lambda: chip("avx512_vnni"))
     net = Int8Net(starry)
-    assert net.mid_dtype == net.conv1_float.dtype == torch.float32 and not net.variant.pair_bound
+    float_convs = [c for c, reads_float in zip(net.convs[1:], net.float_reader) if reads_float]
+    assert float_convs and all(c.weight.dtype == torch.float32 for c in float_convs)
+    assert net.mid_dtype == torch.float32 and not net.variant.pair_bound
     monkeypatch.setattr(cf, "read_cpu", lambda: chip("amx"))
     assert Int8Net(starry).mid_dtype == torch.bfloat16
     monkeypatch.setattr(cf, "read_cpu", lambda: chip("avx2"))
@@ -299,7 +301,7 @@ def test_the_source_compiles_at_every_level(tmp_path, level):
     assert "fastnst_quantize_weight_pairs" in symbols and "fastnst_remap_f32_relu" in symbols
 
 
-# -- python -m fastnst.info ---------------------------------------------------------------------------
+# -- python -m fastnst info ---------------------------------------------------------------------------
 
 
 def test_info_names_the_chosen_path_and_why(capsys):

@@ -46,6 +46,7 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
+from fastnst.cpu_features import Int8Variant, int8_variant
 from fastnst.infer.backends.base import Backend, NormContext, NormStats, as_plan
 from fastnst.infer.backends.buffers import CHANNELS_LAST, empty_padded, fill_reflect_border_
 from fastnst.infer.backends.native import NativeOps, TorchOps, index_map, load_ops
@@ -53,7 +54,6 @@ from fastnst.infer.plan import Buffer, Conv, NetworkPlan, Norm, NormReLU, PhaseC
 from fastnst.nets.geometry import pad_to_multiple_of_4, padding
 from fastnst.nets.transform_net import TransformNet, unwrap
 from fastnst.runtime import cpu_supports_int8
-from fastnst.runtime.cpu_features import Int8Variant, int8_variant
 
 __all__ = ["AUTO_MIN_PSNR", "GUARD_MIN_PSNR", "Int8Net", "guard_image", "guard_psnr", "int8_supported"]
 
@@ -171,7 +171,7 @@ class Int8Net(Backend):
 
     def __init__(self, net: TransformNet | NetworkPlan, out_dtype: torch.dtype | None = None,
                  variant: Int8Variant | None = None) -> None:
-        """``variant`` (fastnst.runtime.cpu_features.Int8Variant; default: this CPU's, as capped): the float
+        """``variant`` (fastnst.cpu_features.Int8Variant; default: this CPU's, as capped): the float
         layers' dtype and whether weights are bounded per input-channel pair. ``out_dtype`` overrides the
         variant's float dtype."""
         plan = as_plan(net)

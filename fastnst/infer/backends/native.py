@@ -46,7 +46,7 @@ __all__ = ["NativeOps", "TorchOps", "build_flags", "index_map", "load_ops", "nat
 SOURCE = Path(__file__).with_name("csrc") / "native_passes.cpp"
 ABI_VERSION = 2
 FLAGS = ["-O3", "-fopenmp", "-fno-math-errno", "-shared", "-fPIC", "-std=c++17"]
-# The ISA flags of each level (fastnst.runtime.cpu_features.native_level): the source's AVX-512 intrinsics are
+# The ISA flags of each level (fastnst.cpu_features.native_level): the source's AVX-512 intrinsics are
 # compiled only with __AVX512F__ and __AVX512BW__; every other loop is plain C++ that gcc vectorises.
 LEVEL_FLAGS = {
     "avx512": ["-mavx2", "-mfma", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq"],
@@ -63,14 +63,14 @@ def _data(t: torch.Tensor | None) -> int | None:
 
 
 def _cache_dir() -> Path:
-    from fastnst.runtime.cpu_features import cache_dir
+    from fastnst.cpu_features import cache_dir
 
     return cache_dir()
 
 
 def native_level() -> str:
     """The ISA level this CPU (as capped by ONEDNN_MAX_CPU_ISA / ATEN_CPU_CAPABILITY) gets: avx512, avx2 or generic."""
-    from fastnst.runtime import cpu_features
+    from fastnst import cpu_features
 
     cpu = cpu_features.read_cpu()
     return cpu_features.native_level(cpu, cpu_features.effective_features(cpu, cpu_features.read_caps()))

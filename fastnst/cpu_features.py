@@ -17,7 +17,7 @@ Three questions, answered from the chip *and* the caps in effect:
   weights per pair of input channels (``Int8Variant.pair_bound``), and the probe also checks that the
   kernel's result is exact on the largest values that allows.
 
-This module imports torch only where a question needs it (the probe), so ``python -m fastnst.info``
+This module imports torch only where a question needs it (the probe), so ``python -m fastnst info``
 can print the CPU before torch loads.
 """
 

@@ -37,8 +37,8 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 def cpu_supports_bf16() -> bool:
     """True when the CPU has native bf16 units (AVX-512 BF16 or AMX), where bf16 is a real speed-up, and
-    the caps in effect (ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY) let them be used: see fastnst.runtime.cpu_features."""
-    from fastnst.runtime import cpu_features
+    the caps in effect (ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY) let them be used: see fastnst.cpu_features."""
+    from fastnst import cpu_features
 
     try:
         cpu = cpu_features.read_cpu()
@@ -50,7 +50,7 @@ def cpu_supports_bf16() -> bool:
 def cpu_supports_int8() -> bool:
     """True where ``precision="auto"`` may use int8 on this CPU (subject to the model's quality guard):
     this PyTorch has oneDNN's quantized convolution and a small int8 convolution measured faster than
-    float32 and exact (fastnst.runtime.cpu_features.plan_auto; measured once per CPU, caps and torch version)."""
+    float32 and exact (fastnst.cpu_features.plan_auto; measured once per CPU, caps and torch version)."""
     return auto_plan().precision == "int8"
 
 
@@ -58,9 +58,9 @@ _PLANS: dict[tuple, object] = {}
 
 
 def auto_plan():
-    """fastnst.runtime.cpu_features.plan_auto for this CPU and the caps now in the environment, once per process
-    (the probe behind it is also cached on disk). Returns a fastnst.runtime.cpu_features.Plan."""
-    from fastnst.runtime import cpu_features
+    """fastnst.cpu_features.plan_auto for this CPU and the caps now in the environment, once per process
+    (the probe behind it is also cached on disk). Returns a fastnst.cpu_features.Plan."""
+    from fastnst import cpu_features
 
     key = (cpu_features.read_cpu(), cpu_features.read_caps(), str(cpu_features.cache_dir()))
     plan = _PLANS.get(key)
