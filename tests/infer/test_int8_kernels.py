@@ -226,7 +226,7 @@ print(type(ops).__name__)
 def _load_in_child(cache, tmp_path, env_extra=None):
     import subprocess
 
-    from support import PYTHON, subprocess_env
+    from tests.support import PYTHON, subprocess_env
 
     env = subprocess_env(tmp_path)
     env["FASTNST_CACHE"] = str(cache)
