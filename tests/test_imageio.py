@@ -450,6 +450,7 @@ def test_raising_max_pixels_above_pillow_limit_is_temporary(tmp_path: Path, monk
 
 def test_an_icc_profile_other_than_srgb_is_converted_to_srgb(tmp_path: Path) -> None:
     from PIL import ImageCms
+
     from tests.support import DISPLAY_P3_D50, icc_rgb_profile
 
     p3 = icc_rgb_profile(DISPLAY_P3_D50, description="Display P3 (test)")
