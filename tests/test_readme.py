@@ -14,7 +14,7 @@ TRAINING = (ROOT / "docs" / "training.md").read_text(encoding="utf-8")
 CPU_CLASSES = {
     "AVX-512 with bf16": 17,
     "AVX-512 without bf16": 29,
-    "AVX2 only": 40,
+    "AVX2 only": 28,
 }
 
 
