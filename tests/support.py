@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import sys
@@ -163,3 +164,13 @@ def icc_rgb_profile(primaries_d50: tuple, gamma: float = 2.2, description: str =
 
 # Display P3's primaries, adapted to the D50 white of ICC profiles.
 DISPLAY_P3_D50 = ((0.5151, 0.2412, -0.0011), (0.2919, 0.6922, 0.0419), (0.1572, 0.0666, 0.7841))
+
+
+def load_script(name: str):
+    """A script of scripts/ (``compare``, ``gallery``, ...) imported as a module, without running its main."""
+    spec = importlib.util.spec_from_file_location(f"fastnst_{name}_script", ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -15,7 +14,7 @@ from PIL import Image
 
 from fastnst.nets.modelfile import save_style_model
 from fastnst.nets.transform_net import TransformerConfig, TransformNet
-from tests.support import noise_photo
+from tests.support import load_script, noise_photo
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "compare.py"
@@ -31,14 +30,6 @@ INFO = {
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def _load_compare():
-    spec = importlib.util.spec_from_file_location("fastnst_compare_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture()
@@ -64,7 +55,7 @@ def test_compare_runs_as_a_script_and_lists_its_options():
 def test_quick_run_produces_both_tables_json_plot_and_grids(tmp_path, setup, capsys):
     photos, models = setup
     out = tmp_path / "out"
-    compare = _load_compare()
+    compare = load_script("compare")
     code = compare.main(["--content-dir", str(photos), "--model", models[0], "--model", models[1], "--quick",
                          "--out-dir", str(out)])
     captured = capsys.readouterr()
@@ -101,7 +92,7 @@ def test_quick_run_produces_both_tables_json_plot_and_grids(tmp_path, setup, cap
 def test_bad_photo_is_skipped_and_reported(tmp_path, setup, capsys):
     photos, models = setup
     (photos / "c_broken.png").write_bytes(b"not a png")
-    compare = _load_compare()
+    compare = load_script("compare")
     code = compare.main(["--content-dir", str(photos), "--model", models[0], "--quick", "--max-photos", "3",
                          "--no-runtime", "--out-dir", str(tmp_path / "out")])
     assert code == 1
@@ -116,7 +107,7 @@ def test_bad_model_file_is_a_clear_error(tmp_path, setup, capsys):
     photos, _ = setup
     bogus = tmp_path / "bogus.safetensors"
     bogus.write_bytes(b"\x00" * 16)
-    compare = _load_compare()
+    compare = load_script("compare")
     code = compare.main(["--content-dir", str(photos), "--model", str(bogus), "--quick",
                          "--out-dir", str(tmp_path / "out")])
     assert code == 1
@@ -127,7 +118,7 @@ def test_bad_model_file_is_a_clear_error(tmp_path, setup, capsys):
 
 def test_reuse_gatys_takes_the_earlier_runs_and_refuses_other_settings(tmp_path, setup, capsys, monkeypatch):
     photos, models = setup
-    compare = _load_compare()
+    compare = load_script("compare")
     first, second = tmp_path / "first", tmp_path / "second"
     base = ["--content-dir", str(photos), "--quick", "--no-runtime"]
     assert compare.main([*base, "--model", models[0], "--out-dir", str(first)]) == 0

@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 from PIL import Image
 
 from fastnst.nets.modelfile import save_style_model
-from tests.support import noise_photo, random_style_net
+from tests.support import load_script, noise_photo, random_style_net
 
 pytestmark = pytest.mark.usefixtures("one_thread", "default_malloc")
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "gallery.py"
-
-
-def _load_gallery():
-    spec = importlib.util.spec_from_file_location("fastnst_gallery_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_gallery_rows_and_missing_gatys_image(tmp_path, capsys):
-    gallery = _load_gallery()
+    gallery = load_script("gallery")
     models = [save_style_model(tmp_path / f"{n}.safetensors", random_style_net(4, 1, seed=i), {"style": n})
               for i, n in enumerate(("ink", "rust"))]
     photos = [noise_photo(tmp_path / "p" / "a.png", 40, 30), noise_photo(tmp_path / "p" / "b.jpg", 30, 40, seed=1)]

@@ -3,27 +3,14 @@ its held-out scores file."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 from fastnst.nets.modelfile import save_style_model
-from tests.support import random_style_net
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "model_cards.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("fastnst_model_cards_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.support import load_script, random_style_net
 
 
 def test_cards_name_the_recipe_command_data_phases_hardware_and_scores(tmp_path):
-    cards = _load()
+    cards = load_script("model_cards")
     info = {"style": "starry", "recipe": "starry", "style_image": "starry_night.jpg", "batch_size": 4,
             "overrides": ["recipe=starry", "data.root=/home/me/photos", "output_dir=/tmp/x", "seed=1"],
             "phases": [{"name": "identity", "steps": 142}, {"name": "perceptual", "steps": 2400}],
