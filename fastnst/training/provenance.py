@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import platform
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 
 import torch
 
+from fastnst import cpu_features
 from fastnst.training.config import TrainConfig, active_layers, to_plain_dict
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
@@ -42,14 +42,10 @@ def git_commit(root: Path = PACKAGE_ROOT) -> str | None:
 
 
 def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux; ``platform.processor()`` elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware")):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
+    """The CPU's model and its class as capped (fastnst.cpu_features), e.g. ``AMD EPYC (family 25 model 1
+    stepping 1) [avx2]``: the class says which training precision and kernels the figures come from."""
+    cpu = cpu_features.read_cpu()
+    return f"{cpu.model} [{cpu_features.cpu_class(cpu, cpu_features.effective_features(cpu, cpu_features.read_caps()))}]"
 
 
 def device_name(device: torch.device) -> str:
