@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from fastnst.eval.metrics import CONTENT_LAYER, STYLE_LAYERS
 from fastnst.imageio import ImageError, is_image_file, load_image
-from fastnst.nets.losses import gram_matrix
+from fastnst.nets.losses import equal_say_factors
 from fastnst.nets.vgg import VGG19Features
 
 
@@ -42,13 +42,9 @@ def centre_crop(image: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def layer_weights(painting: torch.Tensor, photos: torch.Tensor, vgg: VGG19Features) -> dict[str, float]:
-    """Per layer: the photos' mean squared relu4_2 activation / their mean Gram MSE against the painting."""
-    with torch.no_grad():
-        targets = {k: gram_matrix(v) for k, v in vgg(painting, STYLE_LAYERS).items()}
-        feats = vgg(photos, (*STYLE_LAYERS, CONTENT_LAYER))
-    power = float(feats[CONTENT_LAYER].pow(2).mean())
-    mse = {k: float(((gram_matrix(feats[k]) - targets[k]) ** 2).mean()) for k in STYLE_LAYERS}
-    return {k: power / mse[k] for k in STYLE_LAYERS}
+    """Per layer: the photos' mean squared relu4_2 activation / their mean Gram MSE against the painting
+    (what ``style.equalize_layers=true`` multiplies the configured weights by in training)."""
+    return equal_say_factors(vgg, painting, photos, STYLE_LAYERS, CONTENT_LAYER)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -80,6 +80,24 @@ def tv_loss(image: torch.Tensor) -> torch.Tensor:
     return dh + dw
 
 
+@torch.no_grad()
+def equal_say_factors(vgg: VGG19Features, painting: torch.Tensor, photos: torch.Tensor, layers: Sequence[str],
+                      unit_layer: str = "relu4_2") -> dict[str, float]:
+    """Per style layer: the photos' mean squared ``unit_layer`` activation / their Gram MSE against the painting.
+
+    Raw Gram losses of a photo against a painting differ by ~10^4 between VGG layers (relu4_1 large,
+    relu1_1 and relu5_1 small), so equal layer weights train almost only relu4_1. Multiplied by these
+    factors, each layer starts at about the photo's relu4_2 power, the unit in which a relu4_2 content loss
+    measures one unit of content distance: every layer has the same say, and a style weight carries over
+    between paintings.
+    """
+    targets = {k: gram_matrix(v) for k, v in vgg(painting, tuple(layers)).items()}
+    feats = vgg(photos, (*layers, unit_layer))
+    power = float(feats[unit_layer].float().pow(2).mean())
+    mse = {k: float(((gram_matrix(feats[k]) - targets[k]) ** 2).mean()) for k in layers}
+    return {k: power / max(mse[k], 1e-30) for k in layers}
+
+
 MIN_LEVEL_SIDE = 16  # relu5_1 lies behind four 2x poolings
 
 

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from fastnst.assets import sample_image_paths
 from fastnst.imageio import ImageError, open_image, pil_to_tensor, resize_long_side, trim_uniform_frame
-from fastnst.nets.losses import MIN_LEVEL_SIDE, PerceptualLoss
+from fastnst.nets.losses import MIN_LEVEL_SIDE, PerceptualLoss, equal_say_factors
 from fastnst.nets.modelfile import load_style_model
 from fastnst.nets.transform_net import TransformNet
 from fastnst.nets.vgg import VGG19Features
@@ -104,13 +104,35 @@ def load_painting(cfg: TrainConfig) -> tuple[torch.Tensor, Path]:
     return pil_to_tensor(img), path
 
 
-def build_losses(cfg: TrainConfig, phases: Sequence[Phase], device: torch.device, memory_format: torch.memory_format
-                 ) -> tuple[dict[tuple[float, ...], PerceptualLoss], Path]:
+EQUALIZE_PHOTOS = 16  # photos (centre crops) that style.equalize_layers measures the layers' losses on
+
+
+def style_layer_weights(cfg: TrainConfig, vgg: VGG19Features, style: torch.Tensor, dataset: PhotoDataset | None,
+                        device: torch.device) -> dict[str, float]:
+    """``style.style_layers``, times each layer's equal-say factor when ``style.equalize_layers`` (measured
+    on the centre crops of the first training photos: the same numbers on every run and resume)."""
+    layers = active_layers(cfg.style.style_layers)
+    if not cfg.style.equalize_layers or dataset is None:
+        return layers
+    crops = [dataset[i] for i in range(min(EQUALIZE_PHOTOS, len(dataset)))]
+    crops = [c for c in crops if isinstance(c, torch.Tensor)]
+    if not crops:
+        raise ConfigError("style.equalize_layers: no readable training photo to measure the layers on")
+    factors = equal_say_factors(vgg, style.to(device), torch.stack(crops).to(device), list(layers))
+    weights = {k: layers[k] * factors[k] for k in layers}
+    log.info("style.equalize_layers: style layer weights %s", ", ".join(f"{k} {v:.4g}" for k, v in weights.items()))
+    return weights
+
+
+def build_losses(cfg: TrainConfig, phases: Sequence[Phase], device: torch.device, memory_format: torch.memory_format,
+                 dataset: PhotoDataset | None = None) -> tuple[dict[tuple[float, ...], PerceptualLoss], Path]:
     """One perceptual loss per distinct style pyramid among the phases (sharing one VGG-19), each with
-    the painting's Gram targets computed once, here. Phase weights are set on them as a phase starts."""
+    the painting's Gram targets computed once, here. Phase weights are set on them as a phase starts.
+    ``dataset``: the training photos, for ``style.equalize_layers``."""
     s = cfg.style
     style, path = load_painting(cfg)
     vgg = VGG19Features(cfg.vgg_weights, pooling=cfg.vgg_pooling.value).to(device=device, memory_format=memory_format)
+    layer_weights = style_layer_weights(cfg, vgg, style, dataset, device)
     keys = list(dict.fromkeys(p.loss_key for p in phases if p.loss == "perceptual")) or [tuple(s.style_scales)]
     losses = {}
     for key in keys:
@@ -119,7 +141,7 @@ def build_losses(cfg: TrainConfig, phases: Sequence[Phase], device: torch.device
                 vgg,
                 style.to(device),
                 content_layers=active_layers(s.content_layers),
-                style_layers=active_layers(s.style_layers),
+                style_layers=layer_weights,
                 content_weight=s.content_weight,
                 style_weight=s.style_weight,
                 tv_weight=s.tv_weight,

@@ -70,6 +70,11 @@ class StyleConfig:
     # Cut a uniform frame (a scan's black border) off the painting before its Gram targets are taken:
     # the network would learn to paint the frame at every image's edge.
     trim_frame: bool = True
+    # Give every style layer the same say: multiply each style_layers weight by 1 / (the Gram MSE of the
+    # first training photos' centre crops against the painting at that layer), in relu4_2-power units
+    # (fastnst.nets.losses.equal_say_factors); style_layers then holds relative weights (relu4_1: 4 = 4x its
+    # equal say). For a painting of your own: no per-painting tuning of the layer weights.
+    equalize_layers: bool = False
 
 
 @dataclass

@@ -482,7 +482,7 @@ def _train(cfg: TrainConfig, run_dir: Path, info: DistInfo, device: torch.device
     phases = plan_phases(cfg, sampler.batches_per_epoch)
     total_steps = plan_total_steps(phases)
     warmup_steps = sum(p.steps for p in phases if p.loss == "identity")
-    losses, style_path = build_losses(cfg, phases, device, memory_format)
+    losses, style_path = build_losses(cfg, phases, device, memory_format, dataset)
     model = build_model(cfg, device, memory_format)
     optimizer, scheduler = build_optimizer(cfg, model, phases)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)  # loss scaling: fp16 only

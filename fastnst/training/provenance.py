@@ -111,7 +111,7 @@ def model_info(ctx: Any, state: Any, style_path: Path, num_images: int, wall_tim
         "style_weight": last.style_weight if last else s.style_weight,
         "tv_weight": last.tv_weight if last else s.tv_weight,
         "content_layers": active_layers(s.content_layers),
-        "style_layers": active_layers(s.style_layers),
+        "style_layers": dict(ctx.loss_fn.style_layers),  # as trained (style.equalize_layers scales them)
         "style_scales": list(last.style_scales) if last else list(s.style_scales),
         "vgg_weights": cfg.vgg_weights,
         "vgg_pooling": cfg.vgg_pooling.value,

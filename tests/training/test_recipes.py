@@ -131,3 +131,32 @@ def test_an_unframed_painting_is_left_as_it_is():
     img = Image.effect_noise((64, 48), 60).convert("RGB")
     same, cut = trim_uniform_frame(img)
     assert cut == (0, 0, 0, 0) and same is img
+
+
+def test_equalized_layers_each_start_at_the_photos_content_power():
+    from fastnst.nets.losses import equal_say_factors, gram_matrix
+    from fastnst.nets.vgg import VGG19Features
+
+    torch.manual_seed(0)
+    vgg = VGG19Features("random")
+    painting, photos = torch.rand(1, 3, 64, 80), torch.rand(3, 3, 48, 48)
+    layers = ["relu1_1", "relu3_1", "relu5_1"]
+    factors = equal_say_factors(vgg, painting, photos, layers)
+    with torch.no_grad():
+        feats = vgg(photos, (*layers, "relu4_2"))
+        targets = vgg(painting, tuple(layers))
+    power = float(feats["relu4_2"].pow(2).mean())
+    for k in layers:
+        weighted = factors[k] * float(((gram_matrix(feats[k]) - gram_matrix(targets[k])) ** 2).mean())
+        assert weighted == pytest.approx(power, rel=1e-4)
+
+
+def test_equalize_layers_scales_the_configured_weights_and_the_file_records_them(photos, tmp_path):
+    plain = run(photos, tmp_path / "plain")
+    equal = run(photos, tmp_path / "equal", **{"style.equalize_layers": "true"})
+    _, a = read_model_header(plain.model_path)
+    _, b = read_model_header(equal.model_path)
+    configured = {k: float(v) for k, v in a["config"]["style"]["style_layers"].items() if v}
+    assert a["style_layers"] == configured  # as configured when not equalized
+    assert set(b["style_layers"]) == set(configured) and all(b["style_layers"][k] != configured[k] for k in configured)
+    assert b["config"]["style"]["equalize_layers"] is True
