@@ -88,6 +88,19 @@ def write_clip(
     return path
 
 
+def encode_rgb(out, stream, frames) -> None:
+    """Encode RGB frames (numbered 0, 1, ...) into ``stream`` of the open container ``out``, then flush it."""
+    import av
+
+    for i, rgb in enumerate(frames):
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        frame.pts = i
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    for packet in stream.encode():
+        out.mux(packet)
+
+
 def read_all(path: Path) -> list[np.ndarray]:
     with av.open(str(path)) as c:
         return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]

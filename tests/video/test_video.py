@@ -24,7 +24,7 @@ from fastnst.video.container import (  # noqa: E402
 )
 from fastnst.video.pipeline import stylize_video  # noqa: E402
 from fastnst.video.temporal import Stabilization  # noqa: E402
-from tests.clips import audio_packets, frame_times, moving_square_frames, read_all, write_clip  # noqa: E402
+from tests.clips import audio_packets, encode_rgb, frame_times, moving_square_frames, read_all, write_clip  # noqa: E402
 from tests.support import random_style_net  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -259,13 +259,7 @@ def test_phone_rotation_is_turned_upright(stylizer, tmp_path, degrees):
         stream = out.add_stream("libx264", rate=10)
         stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
         stream.set_display_rotation(degrees)
-        for i in range(3):
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+        encode_rgb(out, stream, [img] * 3)
     info = probe_video(path)
     assert (info.width, info.height, info.rotation) == (48, 64, degrees % 360)
     upright = next(iter(read_frames(path)))
@@ -294,13 +288,7 @@ def _still_then_video(path: Path, attached: bool) -> Path:
         frame.pts = 0
         for packet in [*still.encode(frame), *still.encode()]:
             out.mux(packet)
-        for i, rgb in enumerate(moving_square_frames(8, 64, 48)):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = i
-            for packet in video.encode(frame):
-                out.mux(packet)
-        for packet in video.encode():
-            out.mux(packet)
+        encode_rgb(out, video, moving_square_frames(8, 64, 48))
     return path
 
 
