@@ -81,6 +81,12 @@ def tv_loss(image: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def mean_power(vgg: VGG19Features, photos: torch.Tensor, layer: str = "relu4_2") -> float:
+    """The photos' mean squared activation at ``layer``: the unit of a content distance."""
+    return float(vgg(photos, (layer,))[layer].float().pow(2).mean())
+
+
+@torch.no_grad()
 def equal_say_factors(vgg: VGG19Features, painting: torch.Tensor, photos: torch.Tensor, layers: Sequence[str],
                       unit_layer: str = "relu4_2") -> dict[str, float]:
     """Per style layer: the photos' mean squared ``unit_layer`` activation / their Gram MSE against the painting.
@@ -93,7 +99,7 @@ def equal_say_factors(vgg: VGG19Features, painting: torch.Tensor, photos: torch.
     """
     targets = {k: gram_matrix(v) for k, v in vgg(painting, tuple(layers)).items()}
     feats = vgg(photos, (*layers, unit_layer))
-    power = float(feats[unit_layer].float().pow(2).mean())
+    power = float(feats[unit_layer].float().pow(2).mean())  # as mean_power, from the same pass
     mse = {k: float(((gram_matrix(feats[k]) - targets[k]) ** 2).mean()) for k in layers}
     return {k: power / max(mse[k], 1e-30) for k in layers}
 
@@ -148,6 +154,14 @@ class PerceptualLoss(nn.Module):
             than 1). A level at 0.5 lets each VGG layer see twice the area of the image at the same
             motif scale: a multi-scale Gram loss as in Snelgrove 2017 ("High-resolution multi-scale
             neural texture synthesis"), which asks for structure larger than relu5_1's window.
+        log_style: the style loss is the weighted mean over layers (and scales) of log(Gram MSE), times
+            ``content_power`` (the training photos' mean squared activation at the first content layer;
+            None: the batch's).
+            Its gradient divides each layer's by that layer's current loss, so every layer keeps the
+            same say however far it has come, as in the geometric mean that ``fastnst.evaluate``'s style
+            distance takes; the layer weights then need no per-painting scaling, and ``style_weight``
+            is the exchange rate between log style distance and content distance. (Gatys et al. and
+            Johnson et al. sum the raw layer losses, which differ by ~10^4 between layers.)
     """
 
     def __init__(
@@ -161,9 +175,13 @@ class PerceptualLoss(nn.Module):
         tv_weight: float = 0.0,
         style_blend: Sequence[float] | None = None,
         style_scales: Sequence[float] = (1.0,),
+        log_style: bool = False,
+        content_power: float | None = None,
     ) -> None:
         super().__init__()
         self.vgg = vgg
+        self.log_style = bool(log_style)
+        self.content_power = content_power
         self.content_layers = _as_weights(content_layers)
         self.style_layers = _as_weights(style_layers)
         self.content_weight = float(content_weight)
@@ -237,19 +255,22 @@ class PerceptualLoss(nn.Module):
         zero = output.new_zeros((), dtype=torch.float32)
 
         c_total = zero
+        power = self.content_power  # the unit of log_style: the first content layer's mean squared activation
         if want_content:
             if isinstance(content, torch.Tensor):
                 with torch.no_grad():
                     targets = self.vgg(content, self.content_layers)
             else:
                 targets = content
+            if self.content_power is None:
+                power = targets[next(iter(self.content_layers))].detach().float().pow(2).mean()
             for name, w in self.content_layers.items():
                 term = content_loss(feats[name], targets[name])
                 terms[f"content/{name}"] = term.detach()
                 c_total = c_total + w * term
         terms["content"] = c_total
 
-        s_total = zero
+        s_total, weights = zero, 0.0
         if self.has_style_targets:
             for scale in self.style_scales:
                 scaled = feats if scale == 1.0 else self.vgg(rescale(output, scale, "output"), self.style_layers)
@@ -257,7 +278,11 @@ class PerceptualLoss(nn.Module):
                 for name, w in self.style_layers.items():
                     term = style_loss(gram_matrix(scaled[name]), self._style_target(name, scale))
                     terms[f"style/{name}{suffix}"] = term.detach()
-                    s_total = s_total + w * term
+                    if self.log_style:
+                        term = torch.log(term.float().clamp_min(1e-30))
+                    s_total, weights = s_total + w * term, weights + w
+            if self.log_style and weights > 0:
+                s_total = s_total / weights * (power if power is not None else 1.0)
         terms["style"] = s_total
 
         terms["tv"] = tv_loss(output)

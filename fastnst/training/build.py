@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from fastnst.assets import sample_image_paths
 from fastnst.imageio import ImageError, open_image, pil_to_tensor, resize_long_side, trim_uniform_frame
-from fastnst.nets.losses import MIN_LEVEL_SIDE, PerceptualLoss, equal_say_factors
+from fastnst.nets.losses import MIN_LEVEL_SIDE, PerceptualLoss, equal_say_factors, mean_power
 from fastnst.nets.modelfile import load_style_model
 from fastnst.nets.transform_net import TransformNet
 from fastnst.nets.vgg import VGG19Features
@@ -107,18 +107,24 @@ def load_painting(cfg: TrainConfig) -> tuple[torch.Tensor, Path]:
 EQUALIZE_PHOTOS = 16  # photos (centre crops) that style.equalize_layers measures the layers' losses on
 
 
-def style_layer_weights(cfg: TrainConfig, vgg: VGG19Features, style: torch.Tensor, dataset: PhotoDataset | None,
-                        device: torch.device) -> dict[str, float]:
-    """``style.style_layers``, times each layer's equal-say factor when ``style.equalize_layers`` (measured
-    on the centre crops of the first training photos: the same numbers on every run and resume)."""
-    layers = active_layers(cfg.style.style_layers)
-    if not cfg.style.equalize_layers or dataset is None:
-        return layers
+def measuring_crops(dataset: PhotoDataset, what: str) -> torch.Tensor:
+    """Centre crops of the first training photos: the same on every run and resume."""
     crops = [dataset[i] for i in range(min(EQUALIZE_PHOTOS, len(dataset)))]
     crops = [c for c in crops if isinstance(c, torch.Tensor)]
     if not crops:
-        raise ConfigError("style.equalize_layers: no readable training photo to measure the layers on")
-    factors = equal_say_factors(vgg, style.to(device), torch.stack(crops).to(device), list(layers))
+        raise ConfigError(f"{what}: no readable training photo to measure the layers on")
+    return torch.stack(crops)
+
+
+def style_layer_weights(cfg: TrainConfig, vgg: VGG19Features, style: torch.Tensor, dataset: PhotoDataset | None,
+                        device: torch.device) -> dict[str, float]:
+    """``style.style_layers``, times each layer's equal-say factor when ``style.equalize_layers`` (measured
+    on the centre crops of the first training photos)."""
+    layers = active_layers(cfg.style.style_layers)
+    if not cfg.style.equalize_layers or dataset is None:
+        return layers
+    crops = measuring_crops(dataset, "style.equalize_layers")
+    factors = equal_say_factors(vgg, style.to(device), crops.to(device), list(layers))
     weights = {k: layers[k] * factors[k] for k in layers}
     log.info("style.equalize_layers: style layer weights %s", ", ".join(f"{k} {v:.4g}" for k, v in weights.items()))
     return weights
@@ -133,6 +139,11 @@ def build_losses(cfg: TrainConfig, phases: Sequence[Phase], device: torch.device
     style, path = load_painting(cfg)
     vgg = VGG19Features(cfg.vgg_weights, pooling=cfg.vgg_pooling.value).to(device=device, memory_format=memory_format)
     layer_weights = style_layer_weights(cfg, vgg, style, dataset, device)
+    power = None  # log_style's unit, measured once so that every batch trades style and content alike
+    if s.log_style and dataset is not None and s.content_layers:
+        crops = measuring_crops(dataset, "style.log_style").to(device)
+        power = mean_power(vgg, crops, next(iter(active_layers(s.content_layers))))
+        log.info("style.log_style: content power %.4g", power)
     keys = list(dict.fromkeys(p.loss_key for p in phases if p.loss == "perceptual")) or [tuple(s.style_scales)]
     losses = {}
     for key in keys:
@@ -146,6 +157,8 @@ def build_losses(cfg: TrainConfig, phases: Sequence[Phase], device: torch.device
                 style_weight=s.style_weight,
                 tv_weight=s.tv_weight,
                 style_scales=key,
+                log_style=s.log_style,
+                content_power=power,
             )
         except ValueError as exc:  # a pyramid level of this painting too small for VGG
             raise ConfigError(f"{path}: {exc}") from exc

@@ -34,6 +34,22 @@ def last_checkpoint_path(run_dir: str | os.PathLike) -> Path:
     return Path(run_dir) / CHECKPOINT_SUBDIR / LAST_NAME
 
 
+def step_checkpoint_path(run_dir: str | os.PathLike, step: int) -> Path:
+    """Where ``keep_checkpoints`` keeps the checkpoint of step ``step``."""
+    return Path(run_dir) / CHECKPOINT_SUBDIR / f"step_{step}.pt"
+
+
+def keep_copy(checkpoint: Path, copy: Path) -> Path:
+    """``copy`` as a second name of ``checkpoint`` (a hard link: the next ``last`` is a new file), or a copy."""
+    copy.unlink(missing_ok=True)
+    try:
+        os.link(checkpoint, copy)
+    except OSError:
+        with atomic_path(copy) as tmp:
+            shutil.copyfile(checkpoint, tmp)
+    return copy
+
+
 def find_checkpoint(run_dir_or_file: str | os.PathLike) -> Path:
     """``resume=`` accepts a run directory (uses its ``last`` checkpoint) or a checkpoint file."""
     path = Path(run_dir_or_file).expanduser()

@@ -75,6 +75,10 @@ class StyleConfig:
     # (fastnst.nets.losses.equal_say_factors); style_layers then holds relative weights (relu4_1: 4 = 4x its
     # equal say). For a painting of your own: no per-painting tuning of the layer weights.
     equalize_layers: bool = False
+    # The style loss as the mean over layers of log(Gram MSE) (fastnst.nets.losses.PerceptualLoss): every
+    # layer keeps the same say as it improves, style_layers are plain relative weights (1 each: no
+    # per-painting tuning), and style_weight trades log style distance against content distance.
+    log_style: bool = False
 
 
 @dataclass
@@ -163,6 +167,7 @@ class TrainConfig:
     output_dir: str = "outputs"  # runs go to <output_dir>/<style>/<date-time>/
     log_every: int = 10  # steps between log lines / TensorBoard scalars
     checkpoint_every: int = 200  # steps between `last` checkpoints (0: only at the end)
+    keep_checkpoints: bool = False  # also keep each periodic checkpoint as checkpoints/step_<N>.pt
     sample_every: int = 200  # steps between sample stylizations (0: only at the end)
     sample_images: list[str] = field(default_factory=list)  # fixed validation photos (empty: bundled ones)
     sample_size: int = 256  # validation photos are centre-cropped squares of this side

@@ -38,11 +38,13 @@ from fastnst.training.build import build_data, build_losses, build_model, build_
 from fastnst.training.checkpoint import (
     CheckpointError,
     capture_rng_state,
+    keep_copy,
     last_checkpoint_path,
     load_checkpoint,
     remove_stale_temp_files,
     restore_rng_state,
     save_checkpoint,
+    step_checkpoint_path,
 )
 from fastnst.training.config import ConfigError, TrainConfig, TrainingError, to_plain_dict, validate_config
 from fastnst.training.data import Batch, DataError, EpochSampler
@@ -316,6 +318,8 @@ def save_training_checkpoint(ctx: TrainContext, state: TrainState) -> Path | Non
     if not ctx.dist.is_main:
         return None
     path = save_checkpoint(last_checkpoint_path(ctx.run_dir), checkpoint_payload(ctx, state))
+    if ctx.cfg.keep_checkpoints:
+        keep_copy(path, step_checkpoint_path(ctx.run_dir, state.step))
     log.debug("checkpoint %s (step %d)", path, state.step)
     return path
 

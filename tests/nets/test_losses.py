@@ -58,6 +58,26 @@ def test_terms_by_name_and_weighted_total(vgg_random):
     assert t2["total"].item() == pytest.approx(t["total"].item(), rel=1e-5)
 
 
+def test_log_style_is_the_content_power_times_the_weighted_mean_log_loss(vgg_random):
+    torch.manual_seed(0)
+    style, content = torch.rand(1, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    out = torch.rand(2, 3, 32, 32, requires_grad=True)
+    layers = {"relu1_1": 1.0, "relu2_1": 3.0}
+    loss = PerceptualLoss(vgg_random, style, content_layers={"relu2_2": 1.0}, style_layers=layers, log_style=True)
+    t = loss(out, content)
+    power = vgg_random(content, ["relu2_2"])["relu2_2"].pow(2).mean()
+    want = power * (torch.log(t["style/relu1_1"]) + 3 * torch.log(t["style/relu2_1"])) / 4
+    assert t["style"].item() == pytest.approx(want.item(), rel=1e-5)
+    # The gradient of a layer's log term is its raw gradient over its current loss: scaling the layer
+    # weights all together changes nothing, and a layer already close to the painting keeps its say.
+    t["total"].backward()
+    doubled = PerceptualLoss(vgg_random, style, content_layers={"relu2_2": 1.0},
+                             style_layers={k: 2 * v for k, v in layers.items()}, log_style=True)
+    out2 = out.detach().clone().requires_grad_(True)
+    doubled(out2, content)["total"].backward()
+    assert torch.allclose(out.grad, out2.grad, rtol=1e-4, atol=1e-12)
+
+
 def test_style_blend_is_weighted_mean_of_grams(vgg_random):
     a, b = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
     blended = PerceptualLoss(vgg_random, [a, b], style_layers=["relu1_1"], style_blend=[3, 1])

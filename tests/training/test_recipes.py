@@ -21,6 +21,7 @@ from tests.support import compose, make_photo_folder, tiny_overrides
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 RECIPES = sorted(p.stem for p in (CONFIG_DIR / "recipe").glob("*.yaml"))
+SHIPPED = ["great_wave", "kandinsky", "scream", "starry"]  # the shipped models' recipes, from random weights
 PAINTING = Path(__file__).resolve().parents[2] / "fastnst" / "assets" / "styles" / "starry_night.jpg"
 # Three phases: identity, perceptual at 32 px, perceptual at 48 px crops with another style weight.
 PHASES = ("phases=[{name:warm,loss:identity,steps:2},"
@@ -33,8 +34,8 @@ def photos(tmp_path_factory):
     return make_photo_folder(tmp_path_factory.mktemp("photos"), count=8)
 
 
-@pytest.mark.parametrize("recipe", RECIPES)
-def test_every_recipe_composes_into_a_checked_config(recipe, tmp_path):
+@pytest.mark.parametrize("recipe", SHIPPED)
+def test_every_shipped_recipe_composes_into_a_checked_config(recipe, tmp_path):
     cfg = validate_config(compose([f"recipe={recipe}", f"data.root={tmp_path}", f"style.image={PAINTING}"]))
     assert cfg.recipe == recipe and cfg.phases, "a recipe names itself and lists its phases"
     assert cfg.phases[0].loss.value == "identity"
@@ -45,7 +46,15 @@ def test_every_recipe_composes_into_a_checked_config(recipe, tmp_path):
 
 
 def test_shipped_recipes_are_the_four_models():
-    assert {"starry", "scream", "great_wave", "kandinsky"} <= set(RECIPES)
+    assert set(SHIPPED) <= set(RECIPES)
+
+
+def test_the_quick_recipe_fine_tunes_a_shipped_network_on_the_bundled_photos():
+    cfg = validate_config(compose(["recipe=quick", f"style.image={PAINTING}"]))
+    assert cfg.recipe == "quick" and cfg.init_from == "starry" and cfg.data.name.value == "sample"
+    assert cfg.style.log_style and set(cfg.style.style_layers.values()) == {1.0} and cfg.style.name == "starry_night"
+    phases = plan_phases(cfg, batches_per_epoch=140)
+    assert [p.loss for p in phases] == ["perceptual"] and sum(p.steps for p in phases) <= 200
 
 
 def test_phases_and_max_steps_together_are_refused(tmp_path):
@@ -113,6 +122,22 @@ def test_the_model_file_records_config_overrides_and_every_training_file(photos,
     for name, digest in files.items():
         assert digest == hashlib.sha256((photos / name).read_bytes()).hexdigest()
     assert info["device_name"] and info["init_from_file"] is None and "git_commit" in info
+
+
+def test_kept_checkpoints_hold_each_periodic_step(photos, tmp_path):
+    result = run(photos, tmp_path, checkpoint_every=2, keep_checkpoints=True)
+    kept = sorted(p.name for p in (result.run_dir / "checkpoints").glob("step_*.pt"))
+    assert kept == ["step_2.pt", "step_4.pt", "step_6.pt"]
+    steps = [torch.load(result.run_dir / "checkpoints" / name, weights_only=True)["step"] for name in kept]
+    assert steps == [2, 4, 6]
+
+
+def test_a_log_style_run_trains_and_records_it(photos, tmp_path):
+    seen = []
+    result = run(photos, tmp_path, callbacks=[seen.append], **{"style.log_style": True, "style.style_weight": 1.0})
+    assert all(torch.isfinite(torch.tensor(p.loss)) for p in seen)
+    _, info = read_model_header(result.model_path)
+    assert info["config"]["style"]["log_style"] is True
 
 
 def test_init_from_is_recorded_with_its_sha256(photos, tmp_path):
