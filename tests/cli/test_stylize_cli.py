@@ -314,6 +314,8 @@ def test_a_tile_is_checked_against_the_models_own_overlap(tmp_path, capsys):
 _INTERRUPTED_BATCH = """
 import os, signal, sys, time
 import fastnst.cli.stylize as cli
+# Ctrl-C as in a terminal, even when the tests run as a background job (which starts with SIGINT ignored).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 def run_jobs(*args, **kwargs):
     os.kill(os.getpid(), getattr(signal, sys.argv[1]))
     time.sleep(30)

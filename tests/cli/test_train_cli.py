@@ -119,7 +119,7 @@ def test_a_failed_new_run_leaves_no_stub_directory(tmp_path, bad):
 
 def test_schemas_are_not_styles_and_unknown_keys_name_the_known_ones(tmp_path):
     help_text = _run([PYTHON, "-m", "fastnst.train", "--help"], tmp_path, timeout=120).stdout
-    assert "style: great_wave, kandinsky, scream, starry" in help_text and "schema" not in help_text
+    assert "style: great_wave, kandinsky, painting, scream, starry" in help_text and "schema" not in help_text
     chosen = _run([PYTHON, "-m", "fastnst.train", "style=style_schema", f"output_dir={tmp_path}"], tmp_path, timeout=120)
     assert chosen.returncode != 0 and "Traceback" not in chosen.stderr
     for key in ("style.bogus=1", "+style.bogus=1"):
