@@ -61,3 +61,9 @@ def sample_image_paths() -> list[Path]:
         return []
     data_dir = Path(skimage.__file__).resolve().parent / "data"
     return [data_dir / name for name in SKIMAGE_PHOTOS if (data_dir / name).is_file()]
+
+
+# Six photos of the training packages (configs/data/packages.yaml) never trained on: the model cards' and
+# scripts/quick_curve.py's held-out set, relative to the folder scripts/gather_photos.py fills.
+HELD_OUT_PHOTOS = ("darknet/dog.jpg", "darknet/kite.jpg", "opencv-doc/baboon.jpg", "opencv-doc/fruits.jpg",
+                   "opencv-doc/stuff.jpg", "sklearn/flower.jpg")

@@ -22,6 +22,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from fastnst.assets import HELD_OUT_PHOTOS
+
 # folder -> (kind, package, path of the photos inside the package)
 SOURCES = {
     "darknet": ("deb", "darknet", "usr/share/darknet/data"),
@@ -107,8 +109,6 @@ SHA256 = {
     "sklearn/china.jpg": "8378025ad2519d649d02e32bd98990db4ab572357d9f09841c2fbfbb4fefad29",
     "sklearn/flower.jpg": "a77f6ec41e353afdf8bdff2ea981b2955535d8d83294f8cfa49cf4e423dd5638",
 }
-HELD_OUT = ("darknet/dog.jpg", "darknet/kite.jpg", "opencv-doc/baboon.jpg", "opencv-doc/fruits.jpg",
-            "opencv-doc/stuff.jpg", "sklearn/flower.jpg")
 
 
 def sha256(path: Path) -> str:
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.copyfile(src, target)
                 if sha256(target) != SHA256[name]:
                     mismatched.append(name)
-    print(f"{len(SHA256) - len(missing)} photos in {dest} ({len(HELD_OUT)} of them held out for evaluation)")
+    print(f"{len(SHA256) - len(missing)} photos in {dest} ({len(HELD_OUT_PHOTOS)} of them held out for evaluation)")
     if mismatched:
         print(f"differ from the recorded files (another package version): {', '.join(mismatched)}")
     if missing:

