@@ -262,7 +262,7 @@ class PerceptualLoss(nn.Module):
                     targets = self.vgg(content, self.content_layers)
             else:
                 targets = content
-            if self.content_power is None:
+            if self.log_style and power is None:
                 power = targets[next(iter(self.content_layers))].detach().float().pow(2).mean()
             for name, w in self.content_layers.items():
                 term = content_loss(feats[name], targets[name])
