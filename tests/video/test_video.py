@@ -339,13 +339,7 @@ def test_truncated_webm_is_found_from_the_whole_file_duration(stylizer, tmp_path
         video = out.add_stream("libvpx-vp9", rate=10)
         video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
         sound = out.add_stream("libopus", rate=48000)
-        for i, rgb in enumerate(moving_square_frames(3, 64, 48)):  # 0.3 s of picture
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = i
-            for packet in video.encode(frame):
-                out.mux(packet)
-        for packet in video.encode():
-            out.mux(packet)
+        encode_rgb(out, video, moving_square_frames(3, 64, 48))  # 0.3 s of picture
         for i in range(0, 48000, 960):  # 1 s of sound
             samples = av.AudioFrame.from_ndarray(np.zeros((2, 960), np.float32), format="fltp", layout="stereo")
             samples.sample_rate, samples.pts = 48000, i
