@@ -16,7 +16,6 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import torch
 
 from fastnst.atomic import atomic_path
+from fastnst.video import stages
 from fastnst.video.container import (
     WRITE_EXTENSIONS,
     FrameReader,
@@ -39,53 +39,6 @@ from fastnst.video.frames import frame_to_tensor, tensor_to_frame
 from fastnst.video.temporal import FrameStylizer, Stabilization
 
 __all__ = ["VideoResult", "stylize_video"]
-
-_QUEUE_DEPTH = 4  # frames in flight between stages: enough to absorb jitter, little memory
-
-
-# ----------------------------------------------------------------------------------------------
-# The pipeline
-# ----------------------------------------------------------------------------------------------
-
-_END = object()
-
-
-class _Stage(threading.Thread):
-    """A worker thread; an exception in it is kept for the caller and stops the whole pipeline."""
-
-    def __init__(self, name: str, target: Callable[[], None], stop: threading.Event) -> None:
-        super().__init__(name=name, daemon=True)
-        self._target_fn, self._stop_event = target, stop
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self._target_fn()
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            self.error = exc
-            self._stop_event.set()
-
-
-def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
-    """Put unless the pipeline stops (then False): a full queue never blocks a failed pipeline."""
-    while not stop.is_set():
-        try:
-            q.put(item, timeout=0.1)
-            return True
-        except queue.Full:
-            continue
-    return False
-
-
-def _get(q: queue.Queue, stop: threading.Event):
-    """The next item, or _END once the pipeline stops."""
-    while True:
-        try:
-            return q.get(timeout=0.1)
-        except queue.Empty:
-            if stop.is_set():
-                return _END
-
 
 @dataclass
 class VideoResult:
@@ -187,49 +140,49 @@ def _run_pipeline(reader: FrameReader, frame_stylizer: FrameStylizer, writer: Vi
                   progress: Progress | None) -> float:
     """Decode (thread) -> stylize (here) -> encode (thread). Returns the seconds spent stylizing."""
     stop = threading.Event()
-    decoded: queue.Queue = queue.Queue(_QUEUE_DEPTH)
-    to_encode: queue.Queue = queue.Queue(_QUEUE_DEPTH * 4)  # audio packets ride along with the frames
+    decoded: queue.Queue = queue.Queue(stages.QUEUE_DEPTH)
+    to_encode: queue.Queue = queue.Queue(stages.QUEUE_DEPTH * 4)  # audio packets ride along with the frames
 
     def decode() -> None:
         last_pts = None
         for kind, item in reader.packets():
             if kind == "video":
                 last_pts = item.pts
-            if not _put(decoded if kind == "video" else to_encode, item if kind == "video" else ("audio", item), stop):
+            if not stages.put(decoded if kind == "video" else to_encode, item if kind == "video" else ("audio", item), stop):
                 return
         reader.check_truncated(last_pts)
-        _put(decoded, _END, stop)
+        stages.put(decoded, stages.END, stop)
 
     def encode() -> None:
-        while (item := _get(to_encode, stop)) is not _END:
+        while (item := stages.get(to_encode, stop)) is not stages.END:
             kind, payload = item
             if kind == "audio":
                 writer.write_audio(payload)
             else:
                 writer.write(*payload)
 
-    stages = [_Stage("fastnst-decode", decode, stop), _Stage("fastnst-encode", encode, stop)]
-    for stage in stages:
+    workers = [stages.Stage("fastnst-decode", decode, stop), stages.Stage("fastnst-encode", encode, stop)]
+    for stage in workers:
         stage.start()
     stylize_seconds, done = 0.0, 0
     try:
-        while (item := _get(decoded, stop)) is not _END:
+        while (item := stages.get(decoded, stop)) is not stages.END:
             t0 = time.perf_counter()
             x = frame_to_tensor(item.rgb, frame_stylizer.device)
             rgb = tensor_to_frame(frame_stylizer.stylize_tensor(x))
             stylize_seconds += time.perf_counter() - t0
-            if not _put(to_encode, ("video", (rgb, item.pts, item.time_base)), stop):
+            if not stages.put(to_encode, ("video", (rgb, item.pts, item.time_base)), stop):
                 break
             done += 1
             if progress is not None:
                 progress(done, total)
-        _put(to_encode, _END, stop)
-        stages[1].join()
+        stages.put(to_encode, stages.END, stop)
+        workers[1].join()
     finally:
         stop.set()  # on an error or Ctrl-C here, the stages see it within 0.1 s
-        for stage in stages:
+        for stage in workers:
             stage.join()
-    for stage in stages:
+    for stage in workers:
         if stage.error is not None:
             raise stage.error
     return stylize_seconds

@@ -1,0 +1,53 @@
+"""Worker threads joined by queues, for the video file pipeline and the camera loop.
+
+Every stage polls one stop event: an exception in any stage is kept for the caller's thread and sets
+it, so a failure anywhere ends the whole pipeline instead of leaving a thread blocked on a full or an
+empty queue.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+
+QUEUE_DEPTH = 4  # frames in flight between stages: enough to absorb jitter, little memory
+
+END = object()  # put after a stream's last item; get() also returns it once the pipeline stops
+
+
+class Stage(threading.Thread):
+    """A worker thread; an exception in it is kept for the caller and stops the whole pipeline."""
+
+    def __init__(self, name: str, target: Callable[[], None], stop: threading.Event) -> None:
+        super().__init__(name=name, daemon=True)
+        self._target_fn, self._stop_event = target, stop
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._target_fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            self.error = exc
+            self._stop_event.set()
+
+
+def put(q: queue.Queue, item, stop: threading.Event) -> bool:
+    """Put unless the pipeline stops (then False): a full queue never blocks a failed pipeline."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def get(q: queue.Queue, stop: threading.Event):
+    """The next item, or END once the pipeline stops and the queue is empty."""
+    while True:
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            if stop.is_set():
+                return END
