@@ -12,14 +12,20 @@ from __future__ import annotations
 
 import argparse
 import os
+import queue
 import re
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+from fastnst.video import stages
+
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")  # what -o FILE may name for --camera
+MS = Fraction(1, 1000)  # the camera recording's time base: frame times in milliseconds
 
 
 def add_video_arguments(p: argparse.ArgumentParser) -> None:
@@ -174,6 +180,12 @@ def preview_unavailable(cv2) -> str | None:
     return None
 
 
+def is_live_source(source: int | str) -> bool:
+    """Whether ``source`` delivers frames in real time (a camera index, a device, a URL), as opposed to a
+    regular video file, which can be read at the network's pace."""
+    return not (isinstance(source, str) and Path(source).is_file())
+
+
 def run_camera(stylizer, args: argparse.Namespace) -> int:
     """Stylize a live camera until Ctrl-C, q or Esc (or the end of a stream); the recording is finalised."""
     try:
@@ -202,6 +214,7 @@ def run_camera(stylizer, args: argparse.Namespace) -> int:
         print(f"no preview window: {why}; recording to {output}", file=sys.stderr)
 
     source = int(args.camera) if str(args.camera).isdigit() else args.camera
+    live = is_live_source(source)
     capture = cv2.VideoCapture(source)
     if not capture.isOpened():
         print(f"error: cannot open camera {args.camera}", file=sys.stderr)
@@ -209,23 +222,25 @@ def run_camera(stylizer, args: argparse.Namespace) -> int:
     frames = FrameStylizer(stylizer, stabilization=_stabilization(args), preserve_color=args.preserve_color,
                            strength=args.strength)
     window = None if why is not None else f"fastnst {stylizer.style} (q or Esc to stop)"
-    count, start = 0, time.perf_counter()
+    count, dropped, start = 0, 0, time.perf_counter()
     try:
         ok, bgr = capture.read()
         if not ok:
             print(f"error: camera {args.camera} gives no frames", file=sys.stderr)
             return 1
+        clock = _frame_clock(cv2, capture, live)  # a live source's time starts at its first frame
+        first = (bgr, clock())
         h, w = bgr.shape[:2]
         size = output_size(w, h, args.max_size)
         rate = Fraction(capture.get(cv2.CAP_PROP_FPS) or 30).limit_denominator(1001)
         if output is None:
-            count = _camera_loop(cv2, capture, bgr, frames, size, None, window)
+            count, dropped = _camera_loop(cv2, capture, clock, first, live, frames, size, None, window)
         else:
             with atomic_path(output) as tmp:  # finalised and renamed on Ctrl-C too (handled in the loop)
-                writer = VideoWriter(tmp, output.suffix, *size, rate, time_base=Fraction(1, 1000), codec=args.codec,
+                writer = VideoWriter(tmp, output.suffix, *size, rate, time_base=MS, codec=args.codec,
                                      crf=args.crf, preset=args.preset)
                 try:
-                    count = _camera_loop(cv2, capture, bgr, frames, size, writer, window)
+                    count, dropped = _camera_loop(cv2, capture, clock, first, live, frames, size, writer, window)
                     writer.close()
                 except BaseException:
                     writer.abort()
@@ -240,28 +255,83 @@ def run_camera(stylizer, args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     if not args.quiet:
         saved = f"; recorded to {output}" if output is not None else ""
-        print(f"camera: {count} frames in {seconds:.1f} s, {count / max(seconds, 1e-9):.1f} fps{saved}", file=sys.stderr)
+        print(f"camera: {count} frames in {seconds:.1f} s, {count / max(seconds, 1e-9):.1f} fps, {dropped} dropped{saved}",
+              file=sys.stderr)
     return 0
 
 
-def _camera_loop(cv2, capture, bgr, frames, size, writer, window) -> int:
-    """Frames until the stream ends, q/Esc in the preview, or Ctrl-C (which ends it cleanly)."""
-    count, t0 = 0, time.perf_counter()
+def _frame_clock(cv2, capture, live: bool) -> Callable[[], int]:
+    """The time of the frame just read, in ms. A live source's is when it arrived (from the first frame
+    on); a video file's is its own timestamp, since the file is read at the network's pace, not in real time."""
+    if not live:
+        return lambda: round(capture.get(cv2.CAP_PROP_POS_MSEC))
+    t0 = time.perf_counter()
+    return lambda: round((time.perf_counter() - t0) * 1000)
+
+
+def _camera_loop(cv2, capture, clock, first, live, frames, size, writer, window) -> tuple[int, int]:
+    """Stylize until the stream ends, q/Esc in the preview or Ctrl-C (which ends it cleanly); returns the
+    frames stylized and the live frames dropped.
+
+    A thread reads the camera and another encodes, so both overlap with the network. Stylizing and the
+    preview stay on this thread: GUI toolkits need the main thread. A live source keeps only its newest
+    frame, so the preview and the recording stay live when the network is slower than the camera; a video
+    file keeps every frame.
+    """
+    stop = threading.Event()
+    captured = stages.Newest() if live else queue.Queue(stages.QUEUE_DEPTH)
+    captured.put(first)
+    to_encode: queue.Queue = queue.Queue(stages.QUEUE_DEPTH)
+    workers = [stages.Stage("fastnst-capture", lambda: _capture(capture, clock, captured, stop), stop)]
+    if writer is not None:
+        workers.append(stages.Stage("fastnst-encode", lambda: _encode(writer, to_encode, stop), stop))
+    for worker in workers:
+        worker.start()
+    count = 0
     try:
-        while True:
+        while (item := stages.get(captured, stop)) is not stages.END:
+            bgr, ms = item
             if (bgr.shape[1], bgr.shape[0]) != size:
                 bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
-            out = frames(bgr[:, :, ::-1])  # OpenCV gives BGR
-            if writer is not None:
-                writer.write(out, pts=int((time.perf_counter() - t0) * 1000), time_base=Fraction(1, 1000))
+            rgb = frames(bgr[:, :, ::-1])  # OpenCV gives BGR
+            if writer is not None and not stages.put(to_encode, (rgb, ms), stop):
+                break  # the encoder failed: its error is raised below
             count += 1
-            if window is not None:
-                cv2.imshow(window, out[:, :, ::-1])
-                if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
-                    break
-            ok, bgr = capture.read()
-            if not ok:
+            if window is not None and _show(cv2, window, rgb):
                 break
     except KeyboardInterrupt:
         pass  # the normal way to stop a live camera: the recording so far is kept
-    return count
+    finally:
+        # Every way out: the capture thread ends after its current read, the encoder once it has
+        # written the frames already queued (stages.get drains the queue before it gives END).
+        stop.set()
+        for worker in workers:
+            worker.join()
+    for worker in workers:
+        if worker.error is not None:
+            raise worker.error
+    return count, getattr(captured, "dropped", 0)
+
+
+def _capture(capture, clock, captured: queue.Queue, stop: threading.Event) -> None:
+    """Read (bgr, ms) frames into ``captured`` until the stream ends (then END) or the loop stops."""
+    while not stop.is_set():
+        ok, bgr = capture.read()  # OpenCV releases the GIL while it waits for the camera and decodes
+        if not ok:
+            stages.put(captured, stages.END, stop)
+            return
+        if not stages.put(captured, (bgr, clock()), stop):
+            return
+
+
+def _encode(writer, to_encode: queue.Queue, stop: threading.Event) -> None:
+    """Write (rgb, ms) frames until END. The times are the capture's, so the recording keeps the camera's timing."""
+    while (item := stages.get(to_encode, stop)) is not stages.END:
+        rgb, ms = item
+        writer.write(rgb, pts=ms, time_base=MS)
+
+
+def _show(cv2, window: str, rgb) -> bool:
+    """Show a frame in the preview window; True when q or Esc was pressed."""
+    cv2.imshow(window, rgb[:, :, ::-1])
+    return cv2.waitKey(1) & 0xFF in (ord("q"), 27)

@@ -51,3 +51,21 @@ def get(q: queue.Queue, stop: threading.Event):
         except queue.Empty:
             if stop.is_set():
                 return END
+
+
+class Newest(queue.Queue):
+    """A queue that holds only the newest item, for a live source the consumer may fall behind.
+
+    A put never blocks: it replaces the item not yet taken, and ``dropped`` counts the replaced ones.
+    END waits behind the last item instead of replacing it, so the final frame is not lost.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped = 0
+
+    def _put(self, item) -> None:  # Queue.put calls this holding the queue's lock
+        if item is not END:
+            self.dropped += len(self.queue)
+            self.queue.clear()
+        self.queue.append(item)

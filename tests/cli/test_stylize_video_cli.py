@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,9 +17,9 @@ pytest.importorskip("av")
 from fastnst.cli import video as video_cli  # noqa: E402
 from fastnst.cli.stylize import main  # noqa: E402
 from fastnst.nets.modelfile import save_style_model  # noqa: E402
-from fastnst.video.container import video_output_extension  # noqa: E402
+from fastnst.video.container import VideoError, VideoWriter, video_output_extension  # noqa: E402
 from fastnst.video.temporal import FrameStylizer  # noqa: E402
-from tests.clips import audio_packets, moving_square_frames, read_all, write_clip  # noqa: E402
+from tests.clips import audio_packets, frame_times, moving_square_frames, read_all, write_clip  # noqa: E402
 from tests.support import ROOT, random_style_net, subprocess_env  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("default_malloc", "one_thread")
@@ -167,14 +168,16 @@ def test_camera_records_from_a_stand_in_video(model, tmp_path, capsys, monkeypat
     pytest.importorskip("cv2")
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    cam = write_clip(tmp_path / "cam.avi", moving_square_frames(6, 64, 48), codec="mpeg4")
+    cam = write_clip(tmp_path / "cam.avi", moving_square_frames(12, 64, 48), codec="mpeg4")
     # no display and nowhere to record: a clear message, nothing done
     assert run(model, "--camera", str(cam)) == 2
     assert "no preview window" in capsys.readouterr().err
     assert run(model, "--camera", str(cam), "-o", str(tmp_path / "live.mp4")) == 0
     err = capsys.readouterr().err
-    assert "no preview window" in err and "camera: 6 frames" in err
-    assert len(read_all(tmp_path / "live.mp4")) == 6
+    assert "no preview window" in err and "camera: 12 frames" in err and "0 dropped" in err
+    # a video file in place of the camera: every frame kept, at the file's own times
+    assert len(read_all(tmp_path / "live.mp4")) == 12
+    assert frame_times(tmp_path / "live.mp4") == pytest.approx(frame_times(cam), abs=1e-3)
     assert run(model, "--camera", str(cam), "-o", str(tmp_path / "live.mp4")) == 1  # exists
     assert run(model, "--camera", str(tmp_path / "no_such_camera"), "-o", str(tmp_path / "x.mp4")) == 1
     assert "cannot open camera" in capsys.readouterr().err
@@ -189,6 +192,26 @@ def test_camera_ctrl_c_finalises_the_recording(model, tmp_path, monkeypatch):
     assert run(model, "-q", "--camera", str(cam), "-o", str(tmp_path / "rec.mkv")) == 0
     assert len(read_all(tmp_path / "rec.mkv")) == 3  # the frames before Ctrl-C, in a complete file
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cam.avi", "rec.mkv"]
+
+
+def test_camera_writer_error_is_one_line_and_leaves_no_file(model, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("cv2")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    cam = write_clip(tmp_path / "cam.avi", moving_square_frames(8, 64, 48), codec="mpeg4")
+    real_write, calls = VideoWriter.write, []
+
+    def failing_write(self, *args, **kwargs):
+        calls.append(threading.current_thread().name)
+        if len(calls) == 3:
+            raise VideoError("the disk is full")
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(VideoWriter, "write", failing_write)
+    assert run(model, "-q", "--camera", str(cam), "-o", str(tmp_path / "rec.mp4")) == 1
+    assert capsys.readouterr().err == "error: the disk is full\n"
+    assert set(calls) == {"fastnst-encode"}  # written on the encode thread, raised here
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cam.avi"]
+    assert not [t for t in threading.enumerate() if t.name.startswith("fastnst-")]
 
 
 def test_preview_detection_reads_the_opencv_build():
