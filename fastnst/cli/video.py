@@ -248,6 +248,9 @@ def run_camera(stylizer, args: argparse.Namespace) -> int:
     except VideoError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # writing the recording (a full disk, a lost mount): named by the file the user gave
+        print(f"error: {output}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     finally:
         capture.release()
         if window is not None:

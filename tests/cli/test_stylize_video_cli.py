@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import signal
 import subprocess
 import sys
@@ -194,7 +195,8 @@ def test_camera_ctrl_c_finalises_the_recording(model, tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cam.avi", "rec.mkv"]
 
 
-def test_camera_writer_error_is_one_line_and_leaves_no_file(model, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("error", ["video", "os"])
+def test_camera_writer_error_is_one_line_and_leaves_no_file(model, tmp_path, capsys, monkeypatch, error):
     pytest.importorskip("cv2")
     monkeypatch.delenv("DISPLAY", raising=False)
     cam = write_clip(tmp_path / "cam.avi", moving_square_frames(8, 64, 48), codec="mpeg4")
@@ -203,12 +205,13 @@ def test_camera_writer_error_is_one_line_and_leaves_no_file(model, tmp_path, cap
     def failing_write(self, *args, **kwargs):
         calls.append(threading.current_thread().name)
         if len(calls) == 3:
-            raise VideoError("the disk is full")
+            raise VideoError("the disk is full") if error == "video" else OSError(errno.ENOSPC, "No space left on device")
         return real_write(self, *args, **kwargs)
 
     monkeypatch.setattr(VideoWriter, "write", failing_write)
     assert run(model, "-q", "--camera", str(cam), "-o", str(tmp_path / "rec.mp4")) == 1
-    assert capsys.readouterr().err == "error: the disk is full\n"
+    expected = "the disk is full" if error == "video" else f"{tmp_path / 'rec.mp4'}: No space left on device"
+    assert capsys.readouterr().err == f"error: {expected}\n"
     assert set(calls) == {"fastnst-encode"}  # written on the encode thread, raised here
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cam.avi"]
     assert not [t for t in threading.enumerate() if t.name.startswith("fastnst-")]
