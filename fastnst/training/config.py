@@ -226,6 +226,10 @@ def validate_config(cfg: DictConfig) -> TrainConfig:
          "style.content_weight, style.style_weight and style.tv_weight must be >= 0"),
         (bool(str(c.style.name).strip()) and "/" not in str(c.style.name),
          f"style.name must be a non-empty name without '/', got {c.style.name!r}"),
+        # Both give every layer its say, in two ways: together, the equal-say factors would re-weight the
+        # log terms, whose layers need no scaling.
+        (not (c.style.equalize_layers and c.style.log_style),
+         "style.equalize_layers and style.log_style both balance the style layers: set one of them"),
     ]
     for ok, message in checks:
         if not ok:

@@ -136,6 +136,12 @@ def test_out_of_range_values_rejected(override, match):
         validate_config(compose(["data=sample", override]))
 
 
+def test_equalize_layers_and_log_style_are_exclusive():
+    with pytest.raises(ConfigError, match="style.equalize_layers and style.log_style both balance the style layers"):
+        validate_config(compose(["data=sample", "style.equalize_layers=true", "style.log_style=true"]))
+    validate_config(compose(["data=sample", "style.log_style=true"]))
+
+
 def test_folder_needs_a_root():
     with pytest.raises(ConfigError, match="data.root"):
         validate_config(compose(["data=folder"]))
