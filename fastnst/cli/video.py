@@ -308,8 +308,7 @@ def _camera_loop(cv2, capture, clock, first, live, frames, size, writer, window)
         # Every way out: the capture thread ends after its current read, the encoder once it has
         # written the frames already queued (stages.get drains the queue before it gives END).
         stop.set()
-        for worker in workers:
-            worker.join()
+        stages.join_all(workers, reraise_interrupt=False)  # a second Ctrl-C still keeps the recording
     for worker in workers:
         if worker.error is not None:
             raise worker.error

@@ -180,8 +180,7 @@ def _run_pipeline(reader: FrameReader, frame_stylizer: FrameStylizer, writer: Vi
         workers[1].join()
     finally:
         stop.set()  # on an error or Ctrl-C here, the stages see it within 0.1 s
-        for stage in workers:
-            stage.join()
+        stages.join_all(workers)
     for stage in workers:
         if stage.error is not None:
             raise stage.error

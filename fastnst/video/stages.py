@@ -53,6 +53,23 @@ def get(q: queue.Queue, stop: threading.Event):
                 return END
 
 
+def join_all(workers: list[Stage], reraise_interrupt: bool = True) -> None:
+    """Wait for every worker to end, through any Ctrl-C meanwhile: the caller aborts or closes the writer
+    next, which must not happen while the encode stage still writes into it. The stages see the stop
+    event within 0.1 s, so this is short. A Ctrl-C that came in is raised again once all have ended,
+    unless ``reraise_interrupt`` is false (the camera, where Ctrl-C is already the way to stop)."""
+    interrupted = False
+    for worker in workers:
+        while True:
+            try:
+                worker.join()
+                break
+            except KeyboardInterrupt:
+                interrupted = True
+    if interrupted and reraise_interrupt:
+        raise KeyboardInterrupt
+
+
 class Newest(queue.Queue):
     """A queue that holds only the newest item, for a live source the consumer may fall behind.
 

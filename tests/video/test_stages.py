@@ -1,0 +1,45 @@
+"""The video stages' shutdown: every worker is joined before the caller touches the writer again."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from fastnst.video import stages
+
+
+def _worker_interrupted_while_joined() -> tuple[stages.Stage, list[bool]]:
+    """A running stage whose first join() is cut by a Ctrl-C (as a second Ctrl-C during shutdown would)."""
+    release, ended = threading.Event(), []
+
+    def work() -> None:
+        release.wait(10)
+        ended.append(True)
+
+    worker = stages.Stage("fastnst-test", work, threading.Event())
+    worker.start()
+    real_join, calls = worker.join, []
+
+    def join(timeout=None):
+        calls.append(timeout)
+        if len(calls) == 1:
+            release.set()
+            raise KeyboardInterrupt
+        real_join(timeout)
+
+    worker.join = join
+    return worker, ended
+
+
+def test_join_all_waits_for_the_stage_and_raises_the_interrupt_after():
+    worker, ended = _worker_interrupted_while_joined()
+    with pytest.raises(KeyboardInterrupt):
+        stages.join_all([worker])
+    assert ended == [True] and not worker.is_alive()
+
+
+def test_join_all_can_swallow_the_interrupt():
+    worker, ended = _worker_interrupted_while_joined()
+    stages.join_all([worker], reraise_interrupt=False)
+    assert ended == [True] and not worker.is_alive()
