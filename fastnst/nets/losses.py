@@ -80,10 +80,15 @@ def tv_loss(image: torch.Tensor) -> torch.Tensor:
     return dh + dw
 
 
+def feature_power(features: torch.Tensor) -> torch.Tensor:
+    """Mean squared activation of a feature map: the unit of a content distance."""
+    return features.detach().float().pow(2).mean()
+
+
 @torch.no_grad()
 def mean_power(vgg: VGG19Features, photos: torch.Tensor, layer: str = "relu4_2") -> float:
-    """The photos' mean squared activation at ``layer``: the unit of a content distance."""
-    return float(vgg(photos, (layer,))[layer].float().pow(2).mean())
+    """The photos' mean squared activation at ``layer``."""
+    return float(feature_power(vgg(photos, (layer,))[layer]))
 
 
 @torch.no_grad()
@@ -99,7 +104,7 @@ def equal_say_factors(vgg: VGG19Features, painting: torch.Tensor, photos: torch.
     """
     targets = {k: gram_matrix(v) for k, v in vgg(painting, tuple(layers)).items()}
     feats = vgg(photos, (*layers, unit_layer))
-    power = float(feats[unit_layer].float().pow(2).mean())  # as mean_power, from the same pass
+    power = float(feature_power(feats[unit_layer]))  # as mean_power, from the same pass
     mse = {k: float(((gram_matrix(feats[k]) - targets[k]) ** 2).mean()) for k in layers}
     return {k: power / max(mse[k], 1e-30) for k in layers}
 
@@ -263,7 +268,7 @@ class PerceptualLoss(nn.Module):
             else:
                 targets = content
             if self.log_style and power is None:
-                power = targets[next(iter(self.content_layers))].detach().float().pow(2).mean()
+                power = feature_power(targets[next(iter(self.content_layers))])
             for name, w in self.content_layers.items():
                 term = content_loss(feats[name], targets[name])
                 terms[f"content/{name}"] = term.detach()

@@ -139,10 +139,11 @@ def build_losses(cfg: TrainConfig, phases: Sequence[Phase], device: torch.device
     style, path = load_painting(cfg)
     vgg = VGG19Features(cfg.vgg_weights, pooling=cfg.vgg_pooling.value).to(device=device, memory_format=memory_format)
     layer_weights = style_layer_weights(cfg, vgg, style, dataset, device)
+    content_layers = active_layers(s.content_layers)
     power = None  # log_style's unit, measured once so that every batch trades style and content alike
-    if s.log_style and dataset is not None and s.content_layers:
+    if s.log_style and dataset is not None and content_layers:
         crops = measuring_crops(dataset, "style.log_style").to(device)
-        power = mean_power(vgg, crops, next(iter(active_layers(s.content_layers))))
+        power = mean_power(vgg, crops, next(iter(content_layers)))
         log.info("style.log_style: content power %.4g", power)
     keys = list(dict.fromkeys(p.loss_key for p in phases if p.loss == "perceptual")) or [tuple(s.style_scales)]
     losses = {}
@@ -151,7 +152,7 @@ def build_losses(cfg: TrainConfig, phases: Sequence[Phase], device: torch.device
             losses[key] = PerceptualLoss(
                 vgg,
                 style.to(device),
-                content_layers=active_layers(s.content_layers),
+                content_layers=content_layers,
                 style_layers=layer_weights,
                 content_weight=s.content_weight,
                 style_weight=s.style_weight,
