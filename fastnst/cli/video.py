@@ -309,9 +309,7 @@ def _camera_loop(cv2, capture, clock, first, live, frames, size, writer, window)
         # written the frames already queued (stages.get drains the queue before it gives END).
         stop.set()
         stages.join_all(workers, reraise_interrupt=False)  # a second Ctrl-C still keeps the recording
-    for worker in workers:
-        if worker.error is not None:
-            raise worker.error
+    stages.raise_error(workers)
     return count, getattr(captured, "dropped", 0)
 
 

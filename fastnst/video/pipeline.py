@@ -181,7 +181,5 @@ def _run_pipeline(reader: FrameReader, frame_stylizer: FrameStylizer, writer: Vi
     finally:
         stop.set()  # on an error or Ctrl-C here, the stages see it within 0.1 s
         stages.join_all(workers)
-    for stage in workers:
-        if stage.error is not None:
-            raise stage.error
+    stages.raise_error(workers)
     return stylize_seconds

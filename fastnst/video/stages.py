@@ -70,6 +70,13 @@ def join_all(workers: list[Stage], reraise_interrupt: bool = True) -> None:
         raise KeyboardInterrupt
 
 
+def raise_error(workers: list[Stage]) -> None:
+    """Raise the first error a worker kept, in the caller's thread (after join_all)."""
+    for worker in workers:
+        if worker.error is not None:
+            raise worker.error
+
+
 class Newest(queue.Queue):
     """A queue that holds only the newest item, for a live source the consumer may fall behind.
 
