@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--photos-root", type=Path, required=True, help="the folder scripts/gather_photos.py filled")
     p.add_argument("--paintings", type=Path, help="folder holding the paintings that do not ship (great_wave.jpg, ...)")
-    p.add_argument("--models", nargs="*", help="model names or files (default: every shipped model)")
+    p.add_argument("--models", nargs="*", help="model names, model files or training checkpoints (default: every shipped model)")
     p.add_argument("--gatys", type=Path, help="folder of <model>/<photo stem>.png made by python -m fastnst.gatys")
     p.add_argument("-o", "--out-dir", type=Path, default=ROOT / "results" / "heldout")
     p.add_argument("--work-dir", type=Path, default=ROOT / "outputs" / "heldout")
@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     for model in models:
         path = model if model.suffix else ROOT / "checkpoints" / f"{model}.safetensors"
         _, info = read_model_header(path)
-        name = path.stem
+        # A training checkpoint (a run not yet finished) is named by its style and step, not "last".
+        name = f"{info['style']}_step{info['checkpoint_step']}" if "checkpoint_step" in info else path.stem
         bundled = {v.name: v for v in STYLE_IMAGES.values()}
         painting = bundled.get(info.get("style_image", ""))
         if painting is None:

@@ -14,7 +14,7 @@ from fastnst.nets.modelfile import ModelFileError, load_style_model
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m fastnst.export", description="Export a style model to ONNX (dynamic H and W).")
-    p.add_argument("--model", "-m", required=True, help="shipped model name or path to a .safetensors model file")
+    p.add_argument("--model", "-m", required=True, help="shipped model name, a .safetensors model file, or a training checkpoint (.pt)")
     p.add_argument("-o", "--output", metavar="OUT", help="output .onnx file (required)")
     p.add_argument("--onnx", dest="onnx_output", metavar="OUT", help=argparse.SUPPRESS)  # the old spelling of -o
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file (refused otherwise)")

@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="image or video files, directories, or glob patterns")
     p.add_argument("--model", "-m", default=DEFAULT_MODEL,
-                   help=f"shipped model name (see --list-models) or path to a .safetensors model file (default: {DEFAULT_MODEL})")
+                   help=f"shipped model name (see --list-models), a .safetensors model file, or a training checkpoint (.pt) "
+                        f"to try a run before it ends (default: {DEFAULT_MODEL})")
     p.add_argument("--demo", action="store_true",
                    help=f"stylize the bundled sample photos into {DEMO_OUTPUT}/ (or -o DIR), replacing earlier demo outputs")
     p.add_argument("--list-models", action="store_true", help="list the shipped models and exit")

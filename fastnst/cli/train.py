@@ -273,6 +273,8 @@ def run_cli(cfg: DictConfig, run_files: _RunFiles | None = None) -> None:
         if is_main:
             where = run_dir_of_checkpoint(str(exc.checkpoint)) if exc.checkpoint else None
             hint = f"; resume with: python -m fastnst.train resume={where}" if where else ""
+            if exc.checkpoint:
+                hint += f"; try it with: python -m fastnst.stylize --model {exc.checkpoint} PHOTO"
             print(f"interrupted at step {exc.step}; checkpoint saved: {exc.checkpoint}{hint}", file=sys.stderr)
         sys.exit(130)
     except USER_ERRORS as exc:

@@ -2,7 +2,9 @@
 
 A file carries everything needed to rebuild its network (as nanoGPT's checkpoints carry their config),
 so ``load_style_model(path)`` needs nothing else. Safetensors holds only tensors and a JSON header,
-so loading never unpickles anything and cannot run code.
+so loading never unpickles anything and cannot run code. A training checkpoint (``checkpoints/last.pt``
+of a run, finished or not) loads the same way: it is read with ``weights_only=True`` and carries the
+network's config too, so a run can be tried before it ends.
 
 Header metadata (all strings, as safetensors requires):
     ``format``        = "fastnst.style-model"
@@ -29,6 +31,7 @@ from fastnst.nets.transform_net import TransformerConfig, TransformNet, unwrap
 FORMAT = "fastnst.style-model"
 FORMAT_VERSION = "1"
 MODEL_SUFFIX = ".safetensors"
+CHECKPOINT_SUFFIX = ".pt"  # a training checkpoint, also accepted wherever a model file is
 # Trained models that ship with the project (`--model starry` -> checkpoints/starry.safetensors).
 CHECKPOINTS_DIR = Path(__file__).resolve().parents[2] / "checkpoints"
 
@@ -95,6 +98,9 @@ def list_shipped_models() -> list[Path]:
 def read_model_header(path: str | os.PathLike) -> tuple[TransformerConfig, dict[str, Any]]:
     """Validate a model file's header and return its config and info, without loading weights."""
     path = Path(path)
+    if path.suffix == CHECKPOINT_SUFFIX:
+        config, info, _ = _read_training_checkpoint(path)
+        return config, info
     if not path.exists():
         raise ModelFileError(f"{path}: model file not found")
     if not path.is_file():
@@ -120,25 +126,72 @@ def read_model_header(path: str | os.PathLike) -> tuple[TransformerConfig, dict[
     return config, info
 
 
-def load_style_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> StyleModel:
-    """Rebuild the network from a file (or a shipped model's name); any inconsistency raises ModelFileError."""
-    path = resolve_model_path(path)
-    config, info = read_model_header(path)
-    net = TransformNet(config)
-    expected = net.state_dict()
+def _read_training_checkpoint(path: Path) -> tuple[TransformerConfig, dict[str, Any], dict[str, torch.Tensor]]:
+    """A training checkpoint's network config, a model-file-like info, and its weights."""
+    # The trainer's own reader: weights_only=True, and the format checked.
+    from fastnst.training.checkpoint import CheckpointError, load_checkpoint
+
+    if not path.is_file():
+        raise ModelFileError(f"{path}: model file not found" if not path.exists() else f"{path}: not a file")
+    try:
+        ckpt = load_checkpoint(path)
+    except CheckpointError as exc:
+        raise ModelFileError(str(exc)) from exc
+    try:
+        config = TransformerConfig.from_dict(ckpt["model_config"])
+        state = dict(ckpt["model"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ModelFileError(f"{path}: training checkpoint without a usable network ({exc})") from exc
+    run = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
+    style = run.get("style") if isinstance(run.get("style"), dict) else {}
+    info = {
+        "style": style.get("name"),
+        "recipe": run.get("recipe"),
+        "style_image": _painting_name(str(style["image"])) if style.get("image") else None,
+        "checkpoint_step": ckpt.get("step"),
+        "total_steps": ckpt.get("total_steps"),
+        "fastnst_version": ckpt.get("fastnst_version"),
+        "config": run,
+        "overrides": list(ckpt.get("overrides") or []),
+    }
+    return config, {k: v for k, v in info.items() if v is not None}, state
+
+
+def _painting_name(image: str) -> str:
+    """The painting's file name, as a model file records it (``starry`` -> ``starry_night.jpg``)."""
+    from fastnst.assets import STYLE_IMAGES
+
+    return STYLE_IMAGES[image].name if image in STYLE_IMAGES else Path(image).name
+
+
+def _read_safetensors_weights(path: Path) -> dict[str, torch.Tensor]:
     try:
         with safe_open(str(path), framework="pt") as f:
-            keys = set(f.keys())
-            missing, unexpected = sorted(set(expected) - keys), sorted(keys - set(expected))
-            if missing or unexpected:
-                raise ModelFileError(
-                    f"{path}: weights do not match the {config.arch} architecture in its header "
-                    f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
-                )
-            state = {k: f.get_tensor(k) for k in expected}
+            return {k: f.get_tensor(k) for k in f.keys()}
     except SafetensorError as exc:
         raise ModelFileError(f"{path}: corrupt tensor data: {exc}") from exc
+
+
+def load_style_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> StyleModel:
+    """Rebuild the network from a model file, a training checkpoint (``.pt``) or a shipped model's name;
+    any inconsistency raises ModelFileError."""
+    path = resolve_model_path(path)
+    if path.suffix == CHECKPOINT_SUFFIX:
+        config, info, state = _read_training_checkpoint(path)
+    else:
+        config, info = read_model_header(path)
+        state = _read_safetensors_weights(path)
+    net = TransformNet(config)
+    expected = net.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ModelFileError(
+            f"{path}: weights do not match the {config.arch} architecture in its header "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise ModelFileError(f"{path}: entry {key} is not a tensor")
         if value.shape != expected[key].shape:
             raise ModelFileError(
                 f"{path}: tensor {key} has shape {tuple(value.shape)}, expected {tuple(expected[key].shape)}"
@@ -148,4 +201,3 @@ def load_style_model(path: str | os.PathLike, device: str | torch.device = "cpu"
     net.load_state_dict(state, strict=True)
     net.eval().requires_grad_(False).to(device)
     return StyleModel(net=net, config=config, info=info, path=path)
-

@@ -173,14 +173,16 @@ def test_data_with_no_readable_image_leaves_no_run_folder(tmp_path):
     assert not (out / "starry").exists() or list((out / "starry").iterdir()) == []
 
 
-_TERMINATED_BEFORE_THE_LOOP = """
+def _terminated_at(function: str) -> str:
+    """A ``python -c`` script that runs the train CLI and sends itself SIGTERM when the loop module calls ``function``."""
+    return f"""
 import os, signal, sys
 import fastnst.training.loop
-build_losses = fastnst.training.loop.build_losses
+original = fastnst.training.loop.{function}
 def terminated(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGTERM)
-    return build_losses(*args, **kwargs)
-fastnst.training.loop.build_losses = terminated
+    return original(*args, **kwargs)
+fastnst.training.loop.{function} = terminated
 from fastnst.cli.train import main
 sys.argv[0] = "fastnst.train"
 main()
@@ -190,7 +192,7 @@ main()
 def test_sigterm_before_the_loop_leaves_no_run_directory(tmp_path):
     photos = make_photo_folder(tmp_path / "photos", count=2)
     out = tmp_path / "outputs"
-    proc = _run([PYTHON, "-c", _TERMINATED_BEFORE_THE_LOOP, *tiny_overrides(photos, out, max_steps=1)], tmp_path)
+    proc = _run([PYTHON, "-c", _terminated_at("build_losses"), *tiny_overrides(photos, out, max_steps=1)], tmp_path)
     assert proc.returncode == 130, proc.stderr[-2000:]
     assert "interrupted before training started; nothing was saved" in proc.stderr
     assert not (out / "starry").exists() or list((out / "starry").iterdir()) == []
@@ -214,3 +216,21 @@ def test_an_output_dir_that_is_a_file_is_refused_before_anything_runs(tmp_path):
                 timeout=120)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 1 and lines == [f"error: output_dir={tmp_path / 'outputs'}: {tmp_path / 'outputs'} is not a directory"]
+
+
+
+def test_an_interrupted_runs_checkpoint_stylizes_as_a_model(tmp_path):
+    photos = make_photo_folder(tmp_path / "photos", count=2)
+    out = tmp_path / "outputs"
+    proc = _run([PYTHON, "-c", _terminated_at("enter_phase"), *tiny_overrides(photos, out, max_steps=5, warmup_epochs=0)],
+                tmp_path)
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    (run,) = (out / "starry").iterdir()
+    checkpoint = run / "checkpoints" / "last.pt"
+    assert not (run / "starry.safetensors").exists()  # unfinished: no model file, the checkpoint stands in
+    assert f"try it with: python -m fastnst.stylize --model {checkpoint} PHOTO" in proc.stderr
+    stylized = tmp_path / "stylized.png"
+    proc = _run([PYTHON, "-m", "fastnst.stylize", "--model", str(checkpoint), str(photos / "a" / "photo_1.png"),
+                 "-o", str(stylized)], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert stylized.is_file()

@@ -147,10 +147,22 @@ def test_pickle_that_would_run_code_is_refused_without_running(tmp_path, monkeyp
     evil.write_bytes(pickle.dumps({"weights": _Exploit()}))
     torch_evil = tmp_path / "evil_torch.safetensors"
     torch.save({"x": _Exploit()}, torch_evil)
-    for path in (evil, torch_evil):
+    evil_checkpoint = tmp_path / "last.pt"  # a .pt is read as a training checkpoint, weights_only
+    torch.save({"x": _Exploit()}, evil_checkpoint)
+    for path in (evil, torch_evil, evil_checkpoint):
         with pytest.raises(ModelFileError, match=path.name):
             load_style_model(path)
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_a_pt_file_that_is_not_a_training_checkpoint_is_refused_in_one_line(tmp_path):
+    other = tmp_path / "weights.pt"
+    torch.save(TransformNet(SMALL).state_dict(), other)  # bare weights: no network config to rebuild from
+    with pytest.raises(ModelFileError, match="weights.pt: not a fastnst training checkpoint") as err:
+        load_style_model(other)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ModelFileError, match="not found"):
+        read_model_header(tmp_path / "none.pt")
 
 
 def test_missing_file_and_nan_weights(tmp_path):

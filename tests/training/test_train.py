@@ -48,6 +48,10 @@ def test_three_steps_write_checkpoint_model_logs_and_export(photos, tmp_path):
     assert {"model", "optimizer", "scheduler", "step", "epoch", "rng", "config", "model_config"} <= set(ckpt)
     assert ckpt["step"] == 3 and ckpt["config"]["style"]["name"] == "starry"
     assert isinstance(ckpt["config"], dict) and ckpt["config"]["precision"] == "fp32"
+    # The checkpoint is a model too (a run can be tried before it ends), with the same weights.
+    from_checkpoint = load_style_model(run_dir / "checkpoints" / "last.pt")
+    assert from_checkpoint.style == "starry" and from_checkpoint.info["checkpoint_step"] == 3
+    assert from_checkpoint.info["style_image"] == "starry_night.jpg" and from_checkpoint.info["total_steps"] == 3
 
     # Style model file with its metadata, in the run dir and where export_to says.
     model = load_style_model(result.model_path)
@@ -61,6 +65,8 @@ def test_three_steps_write_checkpoint_model_logs_and_export(photos, tmp_path):
     assert result.exported_to == tmp_path / "shipped" / "starry.safetensors"
     with safe_open(str(result.exported_to), "pt") as f:
         assert torch.equal(f.get_tensor("decoder.2.1.weight"), model.net.state_dict()["decoder.2.1.weight"])
+    for key, value in model.net.state_dict().items():
+        assert torch.equal(from_checkpoint.net.state_dict()[key], value), key
 
     # TensorBoard: every loss term, lr, throughput, sample images; samples also as JPEGs.
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
