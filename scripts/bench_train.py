@@ -95,7 +95,7 @@ def build_step(variant: Variant, size: int, batch: int, style: str) -> tuple[cal
     torch.manual_seed(0)
     phases = plan_phases(cfg, batches_per_epoch=1)
     losses, _ = build_losses(cfg, phases, device, memory_format)
-    loss_fn = losses[phases[0].loss_key]
+    loss_fn = losses[0, phases[0].loss_key]
     model = build_model(cfg, device, memory_format)
     optimizer, scheduler = build_optimizer(cfg, model, phases)
     step_model = torch.compile(model) if cfg.compile else model

@@ -60,7 +60,7 @@ def test_an_unwritable_directory_names_the_output_not_the_temporary_file(tmp_pat
 def test_a_checkpoint_holding_objects_is_refused_without_torchs_unsafe_advice(tmp_path):
     import torch
 
-    from fastnst.training.checkpoint import CheckpointError, load_checkpoint
+    from fastnst.checkpoint import CheckpointError, load_checkpoint
 
     path = tmp_path / "last.pt"
     torch.save({"format": "fastnst.train-checkpoint", "thing": _Anything()}, path)
@@ -89,7 +89,7 @@ def test_unwritable_reason_names_the_part_of_the_path_that_is_in_the_way(tmp_pat
 
 
 def test_a_checkpoint_write_that_fails_is_one_clear_error_and_keeps_the_previous_one(tmp_path, monkeypatch):
-    from fastnst.training import checkpoint
+    from fastnst import checkpoint
 
     path = tmp_path / "checkpoints" / "last.pt"
     checkpoint.save_checkpoint(path, {"step": 1})
@@ -107,7 +107,7 @@ def test_a_checkpoint_write_that_fails_is_one_clear_error_and_keeps_the_previous
 
 
 def test_a_style_model_given_as_a_checkpoint_points_to_init_from(tmp_path):
-    from fastnst.training.checkpoint import CheckpointError, load_checkpoint
+    from fastnst.checkpoint import CheckpointError, load_checkpoint
 
     model = save_style_model(tmp_path / "starry.safetensors", random_style_net(base_channels=4, blocks=1), {"style": "starry"})
     with pytest.raises(CheckpointError, match=f"a style model file, not a training checkpoint .*init_from={model}"):

@@ -21,9 +21,9 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from fastnst.atomic import unwritable_reason
-from fastnst.training.build import load_painting
-from fastnst.training.checkpoint import load_checkpoint
-from fastnst.training.config import CONFIG_DIR, TrainConfig, model_config, run_dir_of_checkpoint, validate_config
+from fastnst.training.build import load_paintings
+from fastnst.checkpoint import load_checkpoint
+from fastnst.training.config import CONFIG_DIR, TrainConfig, model_config, painting_names, run_dir_of_checkpoint, validate_config
 from fastnst.training.interrupt import terminate_as_interrupt
 from fastnst.training.loop import USER_ERRORS, Progress, TrainingInterrupted, check_checkpoint_model, check_export_destination, train
 
@@ -206,7 +206,7 @@ def preflight(argv: Sequence[str]) -> tuple[str, int] | None:
             with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
                 cfg = validate_config(compose(config_name="train", overrides=own))
             check_export_destination(cfg)
-            load_painting(cfg)  # a missing, unreadable or too thin painting
+            load_paintings(cfg)  # a missing, unreadable or too thin painting
             reason = unwritable_reason(cfg.output_dir)  # Hydra would fail making the run directory in it
             if reason is not None:
                 return f"output_dir={cfg.output_dir}: {reason}", 1
@@ -220,7 +220,7 @@ def preflight(argv: Sequence[str]) -> tuple[str, int] | None:
         merged = merge_overrides(ckpt.get("overrides", []), own)
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = validate_config(compose(config_name="train", overrides=merged))
-        check_checkpoint_model(ckpt, model_config(cfg), resume)
+        check_checkpoint_model(ckpt, model_config(cfg), resume, painting_names(cfg.style))
         check_export_destination(cfg)
     except USER_ERRORS as exc:
         return str(exc), 1
@@ -293,8 +293,10 @@ def run_cli(cfg: DictConfig, run_files: _RunFiles | None = None) -> None:
         if result.skipped_images:
             print(f"skipped {len(result.skipped_images)} unreadable image(s) (listed in the log)", file=sys.stderr)
         print(f"style model: {result.model_path}")
+        for path in result.painting_models:
+            print(f"style model: {path}")
         if result.exported_to:
-            print(f"exported to: {result.exported_to}")
+            print(f"exported to: {result.exported_to.parent if result.painting_models else result.exported_to}")
 
 
 def _isolate_non_main_rank() -> None:

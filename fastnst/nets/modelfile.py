@@ -26,6 +26,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 
 from fastnst.atomic import atomic_path
+from fastnst.checkpoint import CheckpointError, load_checkpoint  # the trainer's reader: weights_only, format checked
 from fastnst.nets.transform_net import TransformerConfig, TransformNet, unwrap
 
 FORMAT = "fastnst.style-model"
@@ -128,15 +129,15 @@ def read_model_header(path: str | os.PathLike) -> tuple[TransformerConfig, dict[
 
 def _read_training_checkpoint(path: Path) -> tuple[TransformerConfig, dict[str, Any], dict[str, torch.Tensor]]:
     """A training checkpoint's network config, a model-file-like info, and its weights."""
-    # The trainer's own reader: weights_only=True, and the format checked.
-    from fastnst.training.checkpoint import CheckpointError, load_checkpoint
-
     if not path.is_file():
         raise ModelFileError(f"{path}: model file not found" if not path.exists() else f"{path}: not a file")
     try:
         ckpt = load_checkpoint(path)
     except CheckpointError as exc:
         raise ModelFileError(str(exc)) from exc
+    if ckpt.get("paintings"):
+        raise ModelFileError(f"{path}: a checkpoint of one network for {len(ckpt['paintings'])} paintings "
+                             f"({', '.join(ckpt['paintings'])}); its model files are written when the run ends")
     try:
         config = TransformerConfig.from_dict(ckpt["model_config"])
         state = dict(ckpt["model"])

@@ -15,9 +15,10 @@ from fastnst.assets import sample_image_paths
 from fastnst.imageio import ImageError, open_image, pil_to_tensor, resize_long_side, trim_uniform_frame
 from fastnst.nets.losses import MIN_LEVEL_SIDE, PerceptualLoss, equal_say_factors, mean_power
 from fastnst.nets.modelfile import load_style_model
+from fastnst.nets.multistyle import MultiStyleNet
 from fastnst.nets.transform_net import TransformNet
 from fastnst.nets.vgg import VGG19Features
-from fastnst.training.config import ConfigError, TrainConfig, active_layers, model_config, style_image_file
+from fastnst.training.config import ConfigError, TrainConfig, active_layers, model_config, painting_names, style_image_file
 from fastnst.training.data import DataError, EpochSampler, PhotoDataset, center_square, collate_photos, image_paths
 from fastnst.training.distributed import DistInfo
 from fastnst.training.phases import Phase, phase_lr_factor
@@ -66,8 +67,12 @@ def make_loader(dataset: PhotoDataset, sampler: EpochSampler, cfg: TrainConfig, 
     )
 
 
-def build_model(cfg: TrainConfig, device: torch.device, memory_format: torch.memory_format) -> TransformNet:
-    """The transform network: random weights, or a model file's with ``init_from`` (fine-tuning)."""
+def build_model(cfg: TrainConfig, device: torch.device, memory_format: torch.memory_format
+                ) -> TransformNet | MultiStyleNet:
+    """The transform network: random weights, or a model file's with ``init_from`` (fine-tuning); with
+    ``style.paintings``, one network for all of them (random weights)."""
+    if cfg.style.paintings:
+        return MultiStyleNet(model_config(cfg), painting_names(cfg.style)).to(device=device, memory_format=memory_format)
     model = TransformNet(model_config(cfg))
     if cfg.init_from:
         start = load_style_model(cfg.init_from)
@@ -87,10 +92,16 @@ def build_model(cfg: TrainConfig, device: torch.device, memory_format: torch.mem
     return model.to(device=device, memory_format=memory_format)
 
 
-def load_painting(cfg: TrainConfig) -> tuple[torch.Tensor, Path]:
-    """The style image at its training size, its uniform frame cut off (``style.trim_frame``)."""
+def load_paintings(cfg: TrainConfig) -> list[tuple[torch.Tensor, Path]]:
+    """Every painting the run trains on: ``style.paintings``, or ``style.image`` alone."""
+    return [load_painting(cfg, image) for image in cfg.style.paintings or [cfg.style.image]]
+
+
+def load_painting(cfg: TrainConfig, image: str | None = None) -> tuple[torch.Tensor, Path]:
+    """A style image (``style.image`` by default) at its training size, its uniform frame cut off
+    (``style.trim_frame``)."""
     s = cfg.style
-    path = style_image_file(s.image)
+    path = style_image_file(image or s.image, s.paintings_dir, "style.paintings:" if image else "style.image")
     img = open_image(path)
     if s.trim_frame:
         img, cut = trim_uniform_frame(img)
@@ -130,15 +141,18 @@ def style_layer_weights(cfg: TrainConfig, vgg: VGG19Features, style: torch.Tenso
     return weights
 
 
+LossKey = tuple[int, tuple[float, ...]]  # (painting index, style pyramid)
+
+
 def build_losses(cfg: TrainConfig, phases: Sequence[Phase], device: torch.device, memory_format: torch.memory_format,
-                 dataset: PhotoDataset | None = None) -> tuple[dict[tuple[float, ...], PerceptualLoss], Path]:
-    """One perceptual loss per distinct style pyramid among the phases (sharing one VGG-19), each with
-    the painting's Gram targets computed once, here. Phase weights are set on them as a phase starts.
-    ``dataset``: the training photos, for ``style.equalize_layers``."""
+                 dataset: PhotoDataset | None = None) -> tuple[dict[LossKey, PerceptualLoss], list[Path]]:
+    """One perceptual loss per painting and distinct style pyramid among the phases (all sharing one
+    VGG-19), each with the painting's Gram targets computed once, here; and the paintings' files. Phase
+    weights are set on them as a phase starts. ``dataset``: the training photos, for
+    ``style.equalize_layers`` and ``style.log_style``."""
     s = cfg.style
-    style, path = load_painting(cfg)
+    paintings = load_paintings(cfg)
     vgg = VGG19Features(cfg.vgg_weights, pooling=cfg.vgg_pooling.value).to(device=device, memory_format=memory_format)
-    layer_weights = style_layer_weights(cfg, vgg, style, dataset, device)
     content_layers = active_layers(s.content_layers)
     power = None  # log_style's unit, measured once so that every batch trades style and content alike
     if s.log_style and dataset is not None and content_layers:
@@ -147,23 +161,25 @@ def build_losses(cfg: TrainConfig, phases: Sequence[Phase], device: torch.device
         log.info("style.log_style: content power %.4g", power)
     keys = list(dict.fromkeys(p.loss_key for p in phases if p.loss == "perceptual")) or [tuple(s.style_scales)]
     losses = {}
-    for key in keys:
-        try:
-            losses[key] = PerceptualLoss(
-                vgg,
-                style.to(device),
-                content_layers=content_layers,
-                style_layers=layer_weights,
-                content_weight=s.content_weight,
-                style_weight=s.style_weight,
-                tv_weight=s.tv_weight,
-                style_scales=key,
-                log_style=s.log_style,
-                content_power=power,
-            )
-        except ValueError as exc:  # a pyramid level of this painting too small for VGG
-            raise ConfigError(f"{path}: {exc}") from exc
-    return losses, path
+    for index, (style, path) in enumerate(paintings):
+        layer_weights = style_layer_weights(cfg, vgg, style, dataset, device)
+        for key in keys:
+            try:
+                losses[index, key] = PerceptualLoss(
+                    vgg,
+                    style.to(device),
+                    content_layers=content_layers,
+                    style_layers=layer_weights,
+                    content_weight=s.content_weight,
+                    style_weight=s.style_weight,
+                    tv_weight=s.tv_weight,
+                    style_scales=key,
+                    log_style=s.log_style,
+                    content_power=power,
+                )
+            except ValueError as exc:  # a pyramid level of this painting too small for VGG
+                raise ConfigError(f"{path}: {exc}") from exc
+    return losses, [path for _, path in paintings]
 
 
 def build_optimizer(cfg: TrainConfig, model: torch.nn.Module, phases: Sequence[Phase]

@@ -79,6 +79,14 @@ class StyleConfig:
     # layer keeps the same say as it improves, style_layers are plain relative weights (1 each: no
     # per-painting tuning), and style_weight trades log style distance against content distance.
     log_style: bool = False
+    # Several paintings in one network (fastnst.nets.multistyle; Dumoulin et al. 2017): these paintings
+    # (bundled names or paths) in turn, one a batch; `image` is not used then (a recipe sets it to the
+    # first). Each painting comes out as a model file of its own, and <name>.safetensors holds the shared
+    # convolutions with the mean of the paintings' norms: a start for a new painting (recipe=quick).
+    paintings: list[str] = field(default_factory=list)
+    # Where a painting named by a relative path (style.image or style.paintings) is looked up when it is
+    # neither a file from the working directory nor a bundled painting: the paintings that do not ship.
+    paintings_dir: Optional[str] = None
 
 
 @dataclass
@@ -193,6 +201,8 @@ def validate_config(cfg: DictConfig) -> TrainConfig:
         OmegaConf.resolve(merged)
     except Exception as exc:  # omegaconf's ValidationError / ConfigKeyError / InterpolationResolutionError
         raise ConfigError(f"invalid configuration: {str(exc).splitlines()[0]}") from exc
+    if merged.style.paintings and OmegaConf.is_missing(merged.style, "image"):
+        merged.style.image = merged.style.paintings[0]  # not used by a run on several paintings
     missing = sorted(OmegaConf.missing_keys(merged))
     if missing:
         hint = (" (data=folder data.root=/path/to/images)" if "data.root" in missing
@@ -230,6 +240,12 @@ def validate_config(cfg: DictConfig) -> TrainConfig:
         # log terms, whose layers need no scaling.
         (not (c.style.equalize_layers and c.style.log_style),
          "style.equalize_layers and style.log_style both balance the style layers: set one of them"),
+        (len(set(painting_names(c.style))) == len(c.style.paintings),
+         f"style.paintings: each painting needs a name of its own (the file stems), got {painting_names(c.style)}"),
+        (not (c.style.paintings and c.init_from),
+         "init_from= starts one network; style.paintings trains several from random weights: set one of them"),
+        (str(c.style.name) not in painting_names(c.style),
+         f"style.name={c.style.name} would be the name of one painting's model file too: choose another"),
     ]
     for ok, message in checks:
         if not ok:
@@ -301,12 +317,23 @@ def active_layers(layers: Any) -> dict[str, float]:
     return {str(k): float(v) for k, v in dict(layers).items() if float(v) != 0.0}
 
 
-def style_image_file(image: str) -> Path:
-    """``style.image``: a bundled painting's name (starry, scream) or a path to an image file."""
+def painting_names(style: Any) -> list[str]:
+    """The names of ``style.paintings`` (a bundled painting's key or the file's stem): their model files'."""
+    return [_style_stem(str(image)) for image in style.paintings]
+
+
+def style_image_file(image: str, paintings_dir: str | None = None, key: str = "style.image") -> Path:
+    """A painting: a bundled painting's name (starry, scream) or a path to an image file, a relative one
+    also looked up in ``paintings_dir``."""
     try:
         return resolve_style_image(image)
     except FileNotFoundError as exc:
-        raise ConfigError(f"style.image {exc}") from None
+        candidate = Path(paintings_dir).expanduser() / image if paintings_dir else None
+        if candidate is not None and not Path(image).is_absolute() and candidate.is_file():
+            return candidate
+        where = (f"; not in style.paintings_dir={paintings_dir} either" if paintings_dir
+                 else "; for a painting that does not ship, give its folder: style.paintings_dir=DIR")
+        raise ConfigError(f"{key} {exc}{where}") from None
 
 
 def register_configs() -> None:

@@ -34,8 +34,17 @@ from fastnst.nets.modelfile import ModelFileError, save_style_model
 from fastnst.nets.transform_net import TransformerConfig, TransformNet, count_parameters
 from fastnst.nets.vgg import WeightsError
 from fastnst.runtime import autocast, resolve_precision
-from fastnst.training.build import build_data, build_losses, build_model, build_optimizer, load_sample_photos, make_loader
-from fastnst.training.checkpoint import (
+from fastnst.nets.multistyle import MultiStyleNet
+from fastnst.training.build import (
+    LossKey,
+    build_data,
+    build_losses,
+    build_model,
+    build_optimizer,
+    load_sample_photos,
+    make_loader,
+)
+from fastnst.checkpoint import (
     CheckpointError,
     capture_rng_state,
     keep_copy,
@@ -46,7 +55,7 @@ from fastnst.training.checkpoint import (
     save_checkpoint,
     step_checkpoint_path,
 )
-from fastnst.training.config import ConfigError, TrainConfig, TrainingError, to_plain_dict, validate_config
+from fastnst.training.config import ConfigError, TrainConfig, TrainingError, painting_names, to_plain_dict, validate_config
 from fastnst.training.data import Batch, DataError, EpochSampler
 from fastnst.training.distributed import DistInfo, mean_over_processes, min_over_processes, setup_distributed, teardown_distributed
 from fastnst.training.interrupt import InterruptFlag
@@ -99,10 +108,11 @@ ProgressCallback = Callable[[Progress], None]
 @dataclass
 class TrainResult:
     run_dir: Path
-    model_path: Path | None  # the exported style model (rank 0)
+    model_path: Path | None  # the exported style model (rank 0); a multi-style run's shared network
     exported_to: Path | None  # the copy requested by export_to
     checkpoint: Path | None
     steps: int
+    painting_models: list[Path] = field(default_factory=list)  # a multi-style run: a model file per painting
     skipped_images: dict[str, str] = field(default_factory=dict)  # path -> reason
     final_terms: dict[str, float] = field(default_factory=dict)
 
@@ -129,10 +139,10 @@ class TrainContext:
     device: torch.device
     dtype: torch.dtype
     memory_format: torch.memory_format
-    model: TransformNet  # the plain module (saved, exported, used for samples)
+    model: TransformNet | MultiStyleNet  # the plain module (saved, exported, used for samples)
     step_model: torch.nn.Module  # what the step runs: the model, maybe wrapped in DDP and/or compiled
     loss_fn: PerceptualLoss  # the current phase's
-    losses: dict[tuple[float, ...], PerceptualLoss]  # one per distinct style pyramid among the phases
+    losses: dict[LossKey, PerceptualLoss]  # one per painting and distinct style pyramid among the phases
     phases: list[Phase]
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
@@ -194,9 +204,21 @@ def enter_phase(ctx: TrainContext, phase: Phase) -> None:
     """Set the phase's crop size and loss weights (before its batches are loaded)."""
     ctx.dataset.image_size = phase.image_size
     if phase.loss == "perceptual":
-        loss = ctx.losses[phase.loss_key]
-        loss.content_weight, loss.style_weight, loss.tv_weight = phase.content_weight, phase.style_weight, phase.tv_weight
-        ctx.loss_fn = loss
+        for (_, key), loss in ctx.losses.items():
+            if key == phase.loss_key:
+                loss.content_weight, loss.style_weight, loss.tv_weight = phase.content_weight, phase.style_weight, phase.tv_weight
+        ctx.loss_fn = ctx.losses[0, phase.loss_key]
+
+
+def select_painting(ctx: TrainContext, step: int, phase: Phase) -> None:
+    """A multi-style run paints one painting a step, in turn (as Dumoulin et al.: one style a batch);
+    the step alone decides which, so a resumed run goes on with the same one."""
+    if not isinstance(ctx.model, MultiStyleNet):
+        return
+    index = step % len(ctx.model.styles)
+    ctx.model.select(index)
+    if phase.loss == "perceptual":
+        ctx.loss_fn = ctx.losses[index, phase.loss_key]
 
 
 def train_one_epoch(ctx: TrainContext, state: TrainState, loader: Iterable[Batch]) -> str:
@@ -228,6 +250,7 @@ def train_one_epoch(ctx: TrainContext, state: TrainState, loader: Iterable[Batch
             ctx.optimizer.state.clear()
         images = batch.images.to(ctx.device, non_blocking=True).contiguous(memory_format=ctx.memory_format)
 
+        select_painting(ctx, state.step, phase)
         terms = compute_loss(ctx, images, phase)
         values, stop = reduce_terms(ctx, terms, ctx.interrupt.requested)
         if not math.isfinite(values["total"]):
@@ -293,6 +316,7 @@ def checkpoint_payload(ctx: TrainContext, state: TrainState) -> dict[str, Any]:
     return {
         "model": ctx.model.state_dict(),
         "model_config": ctx.model.config.to_dict(),
+        "paintings": list(ctx.model.styles) if isinstance(ctx.model, MultiStyleNet) else None,
         "optimizer": ctx.optimizer.state_dict(),
         "scheduler": ctx.scheduler.state_dict(),
         "scaler": ctx.scaler.state_dict() if ctx.scaler.is_enabled() else None,
@@ -326,36 +350,52 @@ def save_training_checkpoint(ctx: TrainContext, state: TrainState) -> Path | Non
 
 @torch.no_grad()
 def render_samples(ctx: TrainContext, state: TrainState) -> None:
-    """Stylize the fixed validation photos: TensorBoard image + samples/step_<N>.jpg (photos above, output below)."""
+    """Stylize the fixed validation photos: TensorBoard image + samples/step_<N>.jpg (photos above, output
+    below: a row per painting)."""
     if ctx.sample_photos is None or not ctx.dist.is_main:
         return
     photos = ctx.sample_photos.to(ctx.device).contiguous(memory_format=ctx.memory_format)
+    multi = isinstance(ctx.model, MultiStyleNet)
+    selected = ctx.model.style_index if multi else 0
+    rows = [torch.cat(list(ctx.sample_photos), dim=2)]
     ctx.model.eval()
     try:
-        with autocast(ctx.device, ctx.dtype):
-            out = ctx.model(photos)
+        for index in range(len(ctx.model.styles) if multi else 1):  # a row per painting
+            if multi:
+                ctx.model.select(index)
+            with autocast(ctx.device, ctx.dtype):
+                out = ctx.model(photos)
+            rows.append(torch.cat(list(out.float().clamp(0, 1).cpu()), dim=2))
     finally:
         ctx.model.train()
-    out = out.float().clamp(0, 1).cpu()
-    grid = torch.cat([torch.cat(list(ctx.sample_photos), dim=2), torch.cat(list(out), dim=2)], dim=1)
+        if multi:
+            ctx.model.select(selected)
+    grid = torch.cat(rows, dim=1)
     if ctx.tb is not None:
         ctx.tb.image(state.step, "samples", grid)
     save_image(grid, ctx.run_dir / "samples" / f"step_{state.step:06d}.jpg", quality=90)
 
 
-def check_checkpoint_model(ckpt: dict[str, Any], config: TransformerConfig, resume: str) -> None:
-    """Refuse a checkpoint whose network differs from the one the config builds."""
+def check_checkpoint_model(ckpt: dict[str, Any], config: TransformerConfig, resume: str,
+                           paintings: Sequence[str] | None = None) -> None:
+    """Refuse a checkpoint whose network differs from the one the config builds (``paintings``: a
+    multi-style network's)."""
     saved_model = ckpt.get("model_config")
     if saved_model != config.to_dict():
         raise CheckpointError(
             f"{resume}: checkpoint has model {saved_model}, this run builds {config.to_dict()} "
             "(resume with the same model settings)"
         )
+    saved = ckpt.get("paintings")
+    if (list(saved) if saved else None) != (list(paintings) if paintings else None):
+        raise CheckpointError(f"{resume}: checkpoint was trained on the paintings {saved or 'of one network'}, this run "
+                              f"on {list(paintings) if paintings else 'one'} (resume with the same style.paintings)")
 
 
 def restore_from_checkpoint(ctx: TrainContext, ckpt: dict[str, Any], cfg: TrainConfig) -> TrainState:
     """Load module/optimiser/scheduler/RNG states and the loop position from a checkpoint."""
-    check_checkpoint_model(ckpt, ctx.model.config, cfg.resume)
+    check_checkpoint_model(ckpt, ctx.model.config, cfg.resume,
+                           ctx.model.styles if isinstance(ctx.model, MultiStyleNet) else None)
     try:
         ctx.model.load_state_dict(ckpt["model"])
         ctx.optimizer.load_state_dict(ckpt["optimizer"])
@@ -394,25 +434,34 @@ def export_destination(export_to: str, style: str) -> Path:
     return path if path.suffix == ".safetensors" else path / f"{style}.safetensors"
 
 
-def check_export_destination(cfg: TrainConfig) -> Path | None:
+def model_file_names(cfg: TrainConfig) -> list[str]:
+    """The model files a run ends with, by name: the style's, and with ``style.paintings`` one per painting."""
+    return [cfg.style.name, *painting_names(cfg.style)]
+
+
+def check_export_destination(cfg: TrainConfig) -> list[Path]:
     """Where ``export_to`` will write, checked before any training: a model file already there is
     refused unless ``overwrite`` (``export_to=checkpoints/`` would replace a shipped model), and so is a
-    destination that cannot be written. None without ``export_to``."""
+    destination that cannot be written. Empty without ``export_to``."""
     if not cfg.export_to:
-        return None
-    dest = export_destination(str(cfg.export_to), cfg.style.name)
-    if dest.is_dir():
-        raise ConfigError(f"export_to={cfg.export_to}: {dest} is a directory")
-    if dest.exists() and not cfg.overwrite:
-        raise ConfigError(f"export_to={cfg.export_to}: {dest} exists (add overwrite=true to replace it, or export elsewhere)")
-    parent = dest.parent
+        return []
+    names = model_file_names(cfg)
+    if len(names) > 1 and Path(str(cfg.export_to)).suffix == ".safetensors":
+        raise ConfigError(f"export_to={cfg.export_to}: style.paintings makes {len(names)} model files; give a directory")
+    dests = [export_destination(str(cfg.export_to), name) for name in names]
+    for dest in dests:
+        if dest.is_dir():
+            raise ConfigError(f"export_to={cfg.export_to}: {dest} is a directory")
+        if dest.exists() and not cfg.overwrite:
+            raise ConfigError(f"export_to={cfg.export_to}: {dest} exists (add overwrite=true to replace it, or export elsewhere)")
+    parent = dests[0].parent
     while not parent.exists() and parent != parent.parent:  # the nearest existing directory, created at the end
         parent = parent.parent
     if not parent.is_dir():
         raise ConfigError(f"export_to={cfg.export_to}: {parent} is not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ConfigError(f"export_to={cfg.export_to}: cannot write in {parent} (permission denied)")
-    return dest
+    return dests
 
 
 def _export_model(path: Path, model: TransformNet, meta: dict[str, Any], overwrite: bool) -> Path:
@@ -438,6 +487,18 @@ def _export_model(path: Path, model: TransformNet, meta: dict[str, Any], overwri
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def model_files(ctx: TrainContext, state: TrainState, style_paths: list[Path], wall: float
+                ) -> list[tuple[str, TransformNet, dict[str, Any]]]:
+    """The model files a run ends with, as (name, network, header info): the style's; for a multi-style
+    run the shared network (the paintings' mean norms) and then each painting's."""
+    files = [(ctx.cfg.style.name, ctx.model.mean_net() if isinstance(ctx.model, MultiStyleNet) else ctx.model,
+              model_info(ctx, state, style_paths, len(ctx.dataset), wall))]
+    if isinstance(ctx.model, MultiStyleNet):
+        files += [(name, ctx.model.style_net(i), model_info(ctx, state, style_paths, len(ctx.dataset), wall, painting=i))
+                  for i, name in enumerate(ctx.model.styles)]
+    return files
 
 
 # --------------------------------------------------------------------------------------------------
@@ -486,7 +547,7 @@ def _train(cfg: TrainConfig, run_dir: Path, info: DistInfo, device: torch.device
     phases = plan_phases(cfg, sampler.batches_per_epoch)
     total_steps = plan_total_steps(phases)
     warmup_steps = sum(p.steps for p in phases if p.loss == "identity")
-    losses, style_path = build_losses(cfg, phases, device, memory_format, dataset)
+    losses, style_paths = build_losses(cfg, phases, device, memory_format, dataset)
     model = build_model(cfg, device, memory_format)
     optimizer, scheduler = build_optimizer(cfg, model, phases)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)  # loss scaling: fp16 only
@@ -570,17 +631,24 @@ def _train(cfg: TrainConfig, run_dir: Path, info: DistInfo, device: torch.device
         result.checkpoint = save_training_checkpoint(ctx, state)
         render_samples(ctx, state)
         wall = state.wall_time + (time.perf_counter() - ctx.session_start)
-        meta = model_info(ctx, state, style_path, len(dataset), wall)
-        try:
-            result.model_path = save_style_model(run_dir / f"{cfg.style.name}.safetensors", model, meta)
-        except OSError as exc:  # a full disk: the weights are safe in the checkpoint just written
-            raise TrainingError(f"{run_dir / f'{cfg.style.name}.safetensors'}: could not write the model file "
-                                f"({exc.strerror or exc}); the weights are in {result.checkpoint}") from exc
+        files = model_files(ctx, state, style_paths, wall)
+        for name, net, meta in files:
+            path = run_dir / f"{name}.safetensors"
+            try:
+                written = save_style_model(path, net, meta)
+            except OSError as exc:  # a full disk: the weights are safe in the checkpoint just written
+                raise TrainingError(f"{path}: could not write the model file ({exc.strerror or exc}); the weights are in "
+                                    f"{result.checkpoint}") from exc
+            if result.model_path is None:
+                result.model_path = written
+            else:
+                result.painting_models.append(written)
         export_error = None
         if cfg.export_to:
             try:
-                result.exported_to = _export_model(export_destination(cfg.export_to, cfg.style.name), model, meta,
-                                                   cfg.overwrite)
+                for name, net, meta in files:
+                    exported = _export_model(export_destination(cfg.export_to, name), net, meta, cfg.overwrite)
+                    result.exported_to = result.exported_to or exported
             except ConfigError as exc:  # the run's own model file is written: say where it is
                 export_error = ConfigError(f"{exc}; the model is in {result.model_path}")
             except OSError as exc:  # a full disk or a folder made read-only meanwhile
@@ -590,7 +658,8 @@ def _train(cfg: TrainConfig, run_dir: Path, info: DistInfo, device: torch.device
             log.warning("skipped %d unreadable image(s) in total, e.g. %s", len(state.skipped), next(iter(state.skipped)))
         if ctx.tb is not None:
             ctx.tb.close()
-        log.info("done: %d steps in %.0f s; model file %s", state.step, wall, result.model_path)
+        log.info("done: %d steps in %.0f s; model file %s%s", state.step, wall, result.model_path,
+                 f" and one per painting: {', '.join(p.name for p in result.painting_models)}" if result.painting_models else "")
         if export_error is not None:
             raise export_error
     return result

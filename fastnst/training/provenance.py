@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from fastnst import cpu_features
-from fastnst.training.config import TrainConfig, active_layers, to_plain_dict
+from fastnst.training.config import TrainConfig, active_layers, painting_names, to_plain_dict
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
@@ -88,10 +88,13 @@ def run_provenance(cfg: TrainConfig, paths: Sequence[Path], device: torch.device
     }
 
 
-def model_info(ctx: Any, state: Any, style_path: Path, num_images: int, wall_time: float) -> dict[str, Any]:
+def model_info(ctx: Any, state: Any, style_paths: Sequence[Path], num_images: int, wall_time: float,
+               painting: int | None = None) -> dict[str, Any]:
     """Metadata stored in the exported model file: the loss in brief (for ``--list-models``) and what
     made the file: the recipe, the resolved config and overrides, the code, the data and the machine.
-    ``ctx`` and ``state`` are the training loop's TrainContext and TrainState."""
+    ``ctx`` and ``state`` are the training loop's TrainContext and TrainState. A multi-style run
+    (``style.paintings``) writes a file per ``painting`` (its index) and one for the shared network
+    (``painting=None``), whose norms are the paintings' mean."""
     from fastnst import __version__
 
     cfg = ctx.cfg
@@ -99,10 +102,19 @@ def model_info(ctx: Any, state: Any, style_path: Path, num_images: int, wall_tim
     done = {p.name: max(0, min(state.step, p.end) - p.start) for p in ctx.phases}
     identity = sum(done[p.name] for p in ctx.phases if p.loss == "identity")
     last = ctx.phases[-1] if ctx.phases else None
+    index = painting or 0
+    loss = next(fn for (i, _), fn in ctx.losses.items() if i == index)
+    multi = {}
+    if s.paintings:
+        names = painting_names(s)
+        multi = {"paintings": {name: path.name for name, path in zip(names, style_paths)},
+                 "network": f"painting {index + 1} of {len(names)} of one network" if painting is not None
+                            else "the shared network, with the mean of the paintings' instance-norm scales and shifts"}
+    shown = painting is not None or not s.paintings
     return {
-        "style": s.name,
+        "style": painting_names(s)[painting] if painting is not None else s.name,
         "recipe": cfg.recipe,
-        "style_image": style_path.name,
+        "style_image": style_paths[index].name if shown else None,
         "style_image_size": s.image_size,
         "steps": state.step - identity,
         "warmup_steps": identity,
@@ -111,7 +123,7 @@ def model_info(ctx: Any, state: Any, style_path: Path, num_images: int, wall_tim
         "style_weight": last.style_weight if last else s.style_weight,
         "tv_weight": last.tv_weight if last else s.tv_weight,
         "content_layers": active_layers(s.content_layers),
-        "style_layers": dict(ctx.loss_fn.style_layers),  # as trained (style.equalize_layers scales them)
+        "style_layers": dict(loss.style_layers),  # as trained (style.equalize_layers scales them)
         "style_scales": list(last.style_scales) if last else list(s.style_scales),
         "vgg_weights": cfg.vgg_weights,
         "vgg_pooling": cfg.vgg_pooling.value,
@@ -133,4 +145,5 @@ def model_info(ctx: Any, state: Any, style_path: Path, num_images: int, wall_tim
         "config": to_plain_dict(cfg),
         "overrides": list(ctx.overrides),
         **run_provenance(cfg, ctx.dataset.paths, ctx.device, ctx.dist.world_size),
+        **multi,
     }

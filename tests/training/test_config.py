@@ -142,6 +142,18 @@ def test_equalize_layers_and_log_style_are_exclusive():
     validate_config(compose(["data=sample", "style.log_style=true"]))
 
 
+@pytest.mark.parametrize("overrides,match", [
+    (["style.paintings=[starry,starry]"], "each painting needs a name of its own"),
+    (["style.paintings=[starry,scream]", "init_from=starry"], "init_from= starts one network"),
+    (["style.paintings=[starry,scream]", "style.name=scream"], "style.name=scream would be the name of one painting"),
+])
+def test_several_paintings_need_distinct_names_and_random_weights(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        validate_config(compose(["data=sample", *overrides]))
+    cfg = validate_config(compose(["data=sample", "style.paintings=[starry,scream]", "style.name=pair"]))
+    assert cfg.style.paintings == ["starry", "scream"]
+
+
 def test_folder_needs_a_root():
     with pytest.raises(ConfigError, match="data.root"):
         validate_config(compose(["data=folder"]))
@@ -189,3 +201,16 @@ def test_merge_overrides_later_values_win():
     current = ["resume=/runs/a", "lr=0.002", "max_steps=10"]
     merged = merge_overrides(saved, current)
     assert merged == ["style=scream", "data=sample", "lr=0.002", "resume=/runs/a", "max_steps=10"]
+
+
+def test_a_painting_that_does_not_ship_is_looked_up_in_paintings_dir(tmp_path):
+    import shutil
+
+    from fastnst.training.build import load_paintings
+
+    shutil.copy(STYLES_DIR / "starry_night.jpg", tmp_path / "mine.jpg")
+    several = ["data=sample", "style.paintings=[scream,mine.jpg]", "style.name=pair"]
+    cfg = validate_config(compose([*several, f"style.paintings_dir={tmp_path}"]))
+    assert [path for _, path in load_paintings(cfg)] == [STYLES_DIR / "the_scream.jpg", tmp_path / "mine.jpg"]
+    with pytest.raises(ConfigError, match="style.paintings: mine.jpg: no such file.*style.paintings_dir=DIR"):
+        load_paintings(validate_config(compose(several)))

@@ -57,6 +57,16 @@ def test_the_quick_recipe_fine_tunes_a_shipped_network_on_the_bundled_photos():
     assert [p.loss for p in phases] == ["perceptual"] and sum(p.steps for p in phases) <= 200
 
 
+def test_the_base_recipe_trains_eight_paintings_none_of_them_quicks(tmp_path):
+    cfg = validate_config(compose(["recipe=base", f"data.root={tmp_path}", f"style.paintings_dir={tmp_path}"]))
+    assert cfg.recipe == "base" and cfg.style.name == "base" and len(cfg.style.paintings) == 8
+    assert cfg.style.image == "starry"  # filled in from the first painting (painting.yaml leaves it open); unused
+    assert cfg.style.log_style and set(cfg.style.style_layers.values()) == {1.0}  # recipe=quick's loss
+    assert cfg.phases[0].loss.value == "identity" and len(cfg.data.files) == 57
+    measured_by_quick = ("udnie", "gauguin", "turner", "night_cafe")
+    assert not any(name in painting for painting in cfg.style.paintings for name in measured_by_quick)
+
+
 def test_phases_and_max_steps_together_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="max_steps does not apply"):
         validate_config(compose(["recipe=scream", f"data.root={tmp_path}", "max_steps=5"]))

@@ -10,9 +10,9 @@ import torch
 from safetensors import safe_open
 
 from fastnst.cli.train import _resumed_config
-from fastnst.nets.modelfile import load_style_model
+from fastnst.nets.modelfile import ModelFileError, load_style_model
 from fastnst.nets.transform_net import TransformNet
-from fastnst.training.checkpoint import load_checkpoint
+from fastnst.checkpoint import load_checkpoint
 from fastnst.training.config import ConfigError
 from fastnst.training.data import DataError
 from fastnst.training.loop import NonFiniteLossError, TrainingError, TrainingInterrupted, train
@@ -132,6 +132,52 @@ def test_lr_warmup_ramps_the_perceptual_phase_then_follows_the_schedule():
     plain = [lr_factor(s, 10, 20, "cosine", 0.1) for s in range(30)]
     assert cosine[10] == pytest.approx(0.25 * plain[10]) and cosine[14:] == plain[14:]
     assert plain[29] == pytest.approx(0.1)
+
+
+MULTI = {"style.paintings": "[starry,scream]", "style.name": "pair"}
+
+
+def test_a_multi_style_run_ends_with_a_model_file_per_painting_and_the_shared_one(photos, tmp_path):
+    from PIL import Image
+
+    result, run_dir = run(photos, tmp_path, max_steps=3, warmup_epochs=0, sample_every=2, sample_size=32,
+                          export_to=tmp_path / "shipped", **MULTI)
+    assert result.model_path == run_dir / "pair.safetensors"
+    assert result.painting_models == [run_dir / "starry.safetensors", run_dir / "scream.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "shipped").iterdir()) == ["pair.safetensors", "scream.safetensors",
+                                                                         "starry.safetensors"]
+    shared, starry, scream = (load_style_model(p) for p in (result.model_path, *result.painting_models))
+    assert (starry.style, starry.info["style_image"], scream.info["style_image"]) == ("starry", "starry_night.jpg",
+                                                                                       "the_scream.jpg")
+    assert shared.style == "pair" and shared.info["style_image"] is None
+    assert shared.info["paintings"] == {"starry": "starry_night.jpg", "scream": "the_scream.jpg"}
+    assert "mean" in shared.info["network"] and starry.info["network"] == "painting 1 of 2 of one network"
+    # The paintings share every convolution and differ in their norms; the shared file holds their mean.
+    a, b, m = (x.net.state_dict() for x in (starry, shared, scream))
+    assert torch.equal(a["encoder.0.0.1.weight"], b["encoder.0.0.1.weight"])
+    assert torch.allclose((a["encoder.0.1.weight"] + m["encoder.0.1.weight"]) / 2, b["encoder.0.1.weight"], atol=1e-6)
+    assert not torch.equal(a["encoder.0.1.weight"], m["encoder.0.1.weight"])
+    # Samples: the photos, then a row per painting.
+    with Image.open(run_dir / "samples" / "step_000002.jpg") as grid:
+        assert grid.height == 3 * 32
+
+
+def test_a_multi_style_run_resumes_exactly_on_the_painting_it_stopped_at(photos, tmp_path):
+    settings = dict(warmup_epochs=0, max_steps=4, seed=2, checkpoint_every=1, **MULTI)
+    full, _ = run(photos, tmp_path / "full", **settings)
+
+    def stop_at_3(p):
+        if p.step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted):
+        run(photos, tmp_path / "cut", callbacks=[stop_at_3], **settings)
+    resumed, _ = run(photos, tmp_path / "cut", resume=tmp_path / "cut" / "run", **settings)
+    for name in ("pair", "starry", "scream"):
+        a, b = _weights(full.run_dir / f"{name}.safetensors"), _weights(resumed.run_dir / f"{name}.safetensors")
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    with pytest.raises(ModelFileError, match="one network for 2 paintings"):  # no single network to try yet
+        load_style_model(resumed.checkpoint)
 
 
 def _weights(path):
