@@ -18,7 +18,7 @@ from fastnst.nets.modelfile import load_style_model
 from fastnst.nets.multistyle import MultiStyleNet
 from fastnst.nets.transform_net import TransformNet
 from fastnst.nets.vgg import VGG19Features
-from fastnst.training.config import ConfigError, TrainConfig, active_layers, model_config, painting_names, style_image_file
+from fastnst.training.config import ConfigError, TrainConfig, Trainable, active_layers, model_config, painting_names, style_image_file
 from fastnst.training.data import DataError, EpochSampler, PhotoDataset, center_square, collate_photos, image_paths
 from fastnst.training.distributed import DistInfo
 from fastnst.training.phases import Phase, phase_lr_factor
@@ -72,7 +72,17 @@ def build_model(cfg: TrainConfig, device: torch.device, memory_format: torch.mem
     """The transform network: random weights, or a model file's with ``init_from`` (fine-tuning); with
     ``style.paintings``, one network for all of them (random weights)."""
     if cfg.style.paintings:
-        return MultiStyleNet(model_config(cfg), painting_names(cfg.style)).to(device=device, memory_format=memory_format)
+        model = MultiStyleNet(model_config(cfg), painting_names(cfg.style))
+    else:
+        model = _single_network(cfg)
+    if cfg.trainable == Trainable.norms:
+        for module in model.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                module.requires_grad_(False)
+    return model.to(device=device, memory_format=memory_format)
+
+
+def _single_network(cfg: TrainConfig) -> TransformNet:
     model = TransformNet(model_config(cfg))
     if cfg.init_from:
         start = load_style_model(cfg.init_from)
@@ -89,7 +99,7 @@ def build_model(cfg: TrainConfig, device: torch.device, memory_format: torch.mem
                      cfg.init_from, list(want.dilations), list(have.dilations))
         else:
             log.info("init_from %s: starting from its weights", cfg.init_from)
-    return model.to(device=device, memory_format=memory_format)
+    return model
 
 
 def load_paintings(cfg: TrainConfig) -> list[tuple[torch.Tensor, Path]]:
@@ -185,7 +195,7 @@ def build_losses(cfg: TrainConfig, phases: Sequence[Phase], device: torch.device
 def build_optimizer(cfg: TrainConfig, model: torch.nn.Module, phases: Sequence[Phase]
                     ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """Adam at ``cfg.lr``, scaled at every step by the phase plan (each phase's lr, ramp and schedule)."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     plan, base = list(phases), float(cfg.lr)
 
     def factor(step: int) -> float:

@@ -45,6 +45,13 @@ class Pooling(Enum):
     avg = "avg"
 
 
+class Trainable(Enum):
+    all = "all"
+    # Only the instance-norm scales and shifts: with a base network of several paintings, a new painting
+    # is learned through them alone (Dumoulin et al. 2017); the convolutions stay the base's.
+    norms = "norms"
+
+
 class PhaseLoss(Enum):
     identity = "identity"  # pixel MSE to the input: the network learns the identity map first
     perceptual = "perceptual"  # content + style + TV through the frozen VGG-19
@@ -166,6 +173,7 @@ class TrainConfig:
     seed: int = 0
     resume: Optional[str] = None  # a run directory or a checkpoint file
     init_from: Optional[str] = None  # a style model file (or shipped name) to start from instead of random weights
+    trainable: Trainable = Trainable.all  # which weights the optimiser changes: all, or the norms' scales and shifts
     export_to: Optional[str] = None  # also write the model file to <export_to>/<style>.safetensors
     overwrite: bool = False  # export_to may replace a model file already there (refused otherwise)
 
@@ -244,6 +252,8 @@ def validate_config(cfg: DictConfig) -> TrainConfig:
          f"style.paintings: each painting needs a name of its own (the file stems), got {painting_names(c.style)}"),
         (not (c.style.paintings and c.init_from),
          "init_from= starts one network; style.paintings trains several from random weights: set one of them"),
+        (c.trainable == Trainable.all or bool(c.init_from),
+         "trainable=norms trains the norms of a network that already paints: give it with init_from="),
         (str(c.style.name) not in painting_names(c.style),
          f"style.name={c.style.name} would be the name of one painting's model file too: choose another"),
     ]

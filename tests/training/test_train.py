@@ -301,6 +301,21 @@ def test_init_from_starts_at_the_model_files_weights(photos, tmp_path, caplog, d
     assert ("with residual dilations [2] instead of the file's [1]" in caplog.text) == (dilations is not None)
 
 
+def test_trainable_norms_changes_the_norms_and_keeps_every_convolution(photos, tmp_path):
+    first, _ = run(photos, tmp_path / "a", max_steps=2, warmup_epochs=0)
+    start = load_style_model(first.model_path).net.state_dict()
+    second, _ = run(photos, tmp_path / "b", max_steps=2, warmup_epochs=0, lr=1e-2, init_from=first.model_path,
+                    trainable="norms")
+    tuned = load_style_model(second.model_path).net
+    for name, module in tuned.named_modules():
+        if isinstance(module, torch.nn.Conv2d):
+            assert torch.equal(module.weight, start[f"{name}.weight"]) and torch.equal(module.bias, start[f"{name}.bias"])
+        elif isinstance(module, torch.nn.InstanceNorm2d):
+            assert not torch.equal(module.weight, start[f"{name}.weight"]), name
+    with pytest.raises(ConfigError, match="trainable=norms .* init_from="):
+        run(photos, tmp_path / "c", max_steps=1, trainable="norms")
+
+
 def test_init_from_with_another_width_is_refused(photos, tmp_path):
     first, _ = run(photos, tmp_path / "a", max_steps=1, warmup_epochs=0)
     with pytest.raises(Exception, match="base_channels=4.*choose the matching model"):
