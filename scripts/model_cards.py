@@ -42,7 +42,8 @@ def _command(info: dict[str, Any]) -> str:
     recipe = info.get("recipe")
     overrides = [o for o in info.get("overrides", []) if not o.split("=", 1)[0].lstrip("+~").startswith(_PLUMBING)]
     if recipe:
-        shown = [o if not o.startswith(("data.root=", "style.image=")) else o.split("=", 1)[0] + "=..." for o in overrides]
+        local = ("data.root=", "style.image=", "style.paintings_dir=")  # paths on the machine that trained it
+        shown = [o if not o.startswith(local) else o.split("=", 1)[0] + "=..." for o in overrides]
         return "`python -m fastnst.train " + " ".join(shown) + "`"
     start = info.get("init_from") or "random weights"
     return f"not recorded: the last step of a fine-tune chain from `{start}` ({info.get('steps', '?')} steps)"
@@ -62,8 +63,22 @@ def _schedule(info: dict[str, Any]) -> str:
     phases = info.get("phases")
     if phases:
         parts = [f"{p['name']} {p['steps']:,}" for p in phases]
-        return " + ".join(parts) + f" steps, batch {info.get('batch_size', '?')}"
-    return f"{info.get('steps', '?'):,} steps, batch {info.get('batch_size', '?')}"
+        text = " + ".join(parts) + f" steps, batch {info.get('batch_size', '?')}"
+    else:
+        text = f"{info.get('steps', '?'):,} steps, batch {info.get('batch_size', '?')}"
+    paintings = info.get("paintings") or {}
+    if paintings:
+        text += f", the {len(paintings)} paintings in turn"
+    return text
+
+
+def _shared(info: dict[str, Any]) -> list[str]:
+    """A model of a multi-style run: which network it is, and the paintings it shares its convolutions with."""
+    paintings = info.get("paintings") or {}
+    if not paintings:
+        return []
+    return [f"| one network for | {', '.join(paintings)} ({info.get('network', '?')}; copied from the run's "
+            f"`{info.get('style', '?')}.safetensors`) |"]
 
 
 def _hours(seconds: float | None) -> str:
@@ -101,6 +116,7 @@ def card(path: Path, scores_dir: Path) -> str:
         f"| command | {_command(info)} |",
         f"| data | {_data(info)} |",
         f"| network | {arch} |",
+        *_shared(info),
         f"| schedule | {_schedule(info)} |",
         f"| wall time | {_hours(info.get('wall_time_s'))} on {info.get('device_name') or info.get('device', '?')}, "
         f"{info.get('precision', '?')} |",

