@@ -27,6 +27,7 @@ from safetensors.torch import save as safetensors_bytes
 
 from fastnst.atomic import atomic_path
 from fastnst.checkpoint import CheckpointError, load_checkpoint  # the trainer's reader: weights_only, format checked
+from fastnst.nets.multistyle import MultiStyleNet
 from fastnst.nets.transform_net import TransformerConfig, TransformNet, unwrap
 
 FORMAT = "fastnst.style-model"
@@ -135,14 +136,16 @@ def _read_training_checkpoint(path: Path) -> tuple[TransformerConfig, dict[str, 
         ckpt = load_checkpoint(path)
     except CheckpointError as exc:
         raise ModelFileError(str(exc)) from exc
-    if ckpt.get("paintings"):
-        raise ModelFileError(f"{path}: a checkpoint of one network for {len(ckpt['paintings'])} paintings "
-                             f"({', '.join(ckpt['paintings'])}); its model files are written when the run ends")
+    paintings = list(ckpt.get("paintings") or [])
     try:
         config = TransformerConfig.from_dict(ckpt["model_config"])
         state = dict(ckpt["model"])
-    except (KeyError, ValueError, TypeError) as exc:
-        raise ModelFileError(f"{path}: training checkpoint without a usable network ({exc})") from exc
+        if paintings:  # one network for several paintings: its shared network, as the run's <name>.safetensors
+            multi = MultiStyleNet(config, paintings)
+            multi.load_state_dict(state)
+            state = multi.mean_net().state_dict()
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise ModelFileError(f"{path}: training checkpoint without a usable network ({str(exc).splitlines()[0]})") from exc
     run = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
     style = run.get("style") if isinstance(run.get("style"), dict) else {}
     info = {
@@ -154,6 +157,8 @@ def _read_training_checkpoint(path: Path) -> tuple[TransformerConfig, dict[str, 
         "fastnst_version": ckpt.get("fastnst_version"),
         "config": run,
         "overrides": list(ckpt.get("overrides") or []),
+        "paintings": paintings or None,
+        "network": "the shared network, with the mean of the paintings' instance-norm scales and shifts" if paintings else None,
     }
     return config, {k: v for k, v in info.items() if v is not None}, state
 
