@@ -26,6 +26,7 @@ from fastnst.video import stages
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")  # what -o FILE may name for --camera
 MS = Fraction(1, 1000)  # the camera recording's time base: frame times in milliseconds
+CAPTURE_GRACE_S = 2.0  # how long the end waits for a camera read in progress (a stalled stream may never return)
 
 
 def add_video_arguments(p: argparse.ArgumentParser) -> None:
@@ -223,6 +224,7 @@ def run_camera(stylizer, args: argparse.Namespace) -> int:
                            strength=args.strength)
     window = None if why is not None else f"fastnst {stylizer.style} (q or Esc to stop)"
     count, dropped, start = 0, 0, time.perf_counter()
+    held = True  # until the camera loop takes the capture over (its capture thread releases it)
     try:
         ok, bgr = capture.read()
         if not ok:
@@ -234,12 +236,14 @@ def run_camera(stylizer, args: argparse.Namespace) -> int:
         size = output_size(w, h, args.max_size)
         rate = Fraction(capture.get(cv2.CAP_PROP_FPS) or 30).limit_denominator(1001)
         if output is None:
+            held = False
             count, dropped = _camera_loop(cv2, capture, clock, first, live, frames, size, None, window)
         else:
             with atomic_path(output) as tmp:  # finalised and renamed on Ctrl-C too (handled in the loop)
                 writer = VideoWriter(tmp, output.suffix, *size, rate, time_base=MS, codec=args.codec,
                                      crf=args.crf, preset=args.preset)
                 try:
+                    held = False
                     count, dropped = _camera_loop(cv2, capture, clock, first, live, frames, size, writer, window)
                     writer.close()
                 except BaseException:
@@ -252,7 +256,8 @@ def run_camera(stylizer, args: argparse.Namespace) -> int:
         print(f"error: {output}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     finally:
-        capture.release()
+        if held:
+            capture.release()
         if window is not None:
             cv2.destroyAllWindows()
     seconds = time.perf_counter() - start
@@ -279,7 +284,8 @@ def _camera_loop(cv2, capture, clock, first, live, frames, size, writer, window)
     A thread reads the camera and another encodes, so both overlap with the network. Stylizing and the
     preview stay on this thread: GUI toolkits need the main thread. A live source keeps only its newest
     frame, so the preview and the recording stay live when the network is slower than the camera; a video
-    file keeps every frame.
+    file keeps every frame. The capture thread owns ``capture`` and releases it after its last read; a
+    read that hangs (a stalled stream) does not hold up the end beyond CAPTURE_GRACE_S.
     """
     stop = threading.Event()
     captured = stages.Newest() if live else queue.Queue(stages.QUEUE_DEPTH)
@@ -288,8 +294,14 @@ def _camera_loop(cv2, capture, clock, first, live, frames, size, writer, window)
     workers = [stages.Stage("fastnst-capture", lambda: _capture(capture, clock, captured, stop), stop)]
     if writer is not None:
         workers.append(stages.Stage("fastnst-encode", lambda: _encode(writer, to_encode, stop), stop))
-    for worker in workers:
-        worker.start()
+    try:
+        for worker in workers:
+            worker.start()
+    except BaseException:
+        stop.set()
+        if not workers[0].is_alive():
+            capture.release()
+        raise
     count = 0
     try:
         while (item := stages.get(captured, stop)) is not stages.END:
@@ -308,20 +320,25 @@ def _camera_loop(cv2, capture, clock, first, live, frames, size, writer, window)
         # Every way out: the capture thread ends after its current read, the encoder once it has
         # written the frames already queued (stages.get drains the queue before it gives END).
         stop.set()
-        stages.join_all(workers, reraise_interrupt=False)  # a second Ctrl-C still keeps the recording
+        stages.join_all(workers[1:], reraise_interrupt=False)  # a second Ctrl-C still keeps the recording
+        stages.join_all(workers[:1], reraise_interrupt=False, timeout=CAPTURE_GRACE_S)
     stages.raise_error(workers)
     return count, getattr(captured, "dropped", 0)
 
 
 def _capture(capture, clock, captured: queue.Queue, stop: threading.Event) -> None:
-    """Read (bgr, ms) frames into ``captured`` until the stream ends (then END) or the loop stops."""
-    while not stop.is_set():
-        ok, bgr = capture.read()  # OpenCV releases the GIL while it waits for the camera and decodes
-        if not ok:
-            stages.put(captured, stages.END, stop)
-            return
-        if not stages.put(captured, (bgr, clock()), stop):
-            return
+    """Read (bgr, ms) frames into ``captured`` until the stream ends (then END) or the loop stops; then
+    release the capture (in this thread: OpenCV's capture must not be released while another reads it)."""
+    try:
+        while not stop.is_set():
+            ok, bgr = capture.read()  # OpenCV releases the GIL while it waits for the camera and decodes
+            if not ok:
+                stages.put(captured, stages.END, stop)
+                return
+            if not stages.put(captured, (bgr, clock()), stop):
+                return
+    finally:
+        capture.release()
 
 
 def _encode(writer, to_encode: queue.Queue, stop: threading.Event) -> None:

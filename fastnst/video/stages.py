@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 
 QUEUE_DEPTH = 4  # frames in flight between stages: enough to absorb jitter, little memory
@@ -53,16 +54,18 @@ def get(q: queue.Queue, stop: threading.Event):
                 return END
 
 
-def join_all(workers: list[Stage], reraise_interrupt: bool = True) -> None:
+def join_all(workers: list[Stage], reraise_interrupt: bool = True, timeout: float | None = None) -> None:
     """Wait for every worker to end, through any Ctrl-C meanwhile: the caller aborts or closes the writer
     next, which must not happen while the encode stage still writes into it. The stages see the stop
     event within 0.1 s, so this is short. A Ctrl-C that came in is raised again once all have ended,
-    unless ``reraise_interrupt`` is false (the camera, where Ctrl-C is already the way to stop)."""
+    unless ``reraise_interrupt`` is false (the camera, where Ctrl-C is already the way to stop).
+    ``timeout`` (seconds, for all together) gives up on a worker stuck in a call that never returns."""
     interrupted = False
+    deadline = None if timeout is None else time.monotonic() + timeout
     for worker in workers:
         while True:
             try:
-                worker.join()
+                worker.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
                 break
             except KeyboardInterrupt:
                 interrupted = True

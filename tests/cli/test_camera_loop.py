@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -34,6 +35,9 @@ class EndlessCapture:
 
     def clock(self) -> int:
         return self.value * 40  # ms: frame n was captured at 40 n ms
+
+    def release(self) -> None:
+        self.released_by = threading.current_thread().name
 
 
 class HandFedCapture(EndlessCapture):
@@ -137,3 +141,27 @@ def test_ctrl_c_ends_the_loop_with_the_frames_so_far_written():
     assert run_loop(capture, stylize, writer, live=False) == (2, 0)
     assert writer.written == [(0, 0), (1, 40)]
     assert camera_threads() == []
+
+
+def test_a_stalled_stream_does_not_hold_up_the_end_and_the_recording_is_kept(monkeypatch):
+    monkeypatch.setattr(video_cli, "CAPTURE_GRACE_S", 0.2)
+    capture, writer, seen = HandFedCapture(), FakeWriter(), []
+
+    def stylize(rgb: np.ndarray) -> np.ndarray:
+        seen.append(int(rgb[0, 0, 0]))
+        if len(seen) == 2:  # the stream has stalled: the capture thread hangs in read()
+            raise KeyboardInterrupt
+        capture.reads.get(timeout=30)
+        capture.hand_over(1)
+        return rgb
+
+    started = time.perf_counter()
+    assert run_loop(capture, stylize, writer, live=True) == (1, 0)
+    assert time.perf_counter() - started < 10  # not the read's own 30 s timeout
+    assert writer.written == [(0, 0)] and camera_threads() == ["fastnst-capture"]
+    assert not hasattr(capture, "released_by")  # never released under a read in progress
+    capture.feed.put(None)  # the read returns at last: the capture thread releases the camera and ends
+    for thread in threading.enumerate():
+        if thread.name == "fastnst-capture":
+            thread.join(timeout=30)
+    assert capture.released_by == "fastnst-capture" and camera_threads() == []
