@@ -71,11 +71,16 @@ def list_models(out=None) -> int:
         if config.residual_dilations:
             arch += f" (dilations {', '.join(map(str, config.residual_dilations))})"
         facts = [f"{label} {info[key]}" for key, label in _INFO_KEYS if key in info and info[key] not in (None, "")]
-        known = {key for key, _ in _INFO_KEYS} | {"style", "note"}
+        known = {key for key, _ in _INFO_KEYS} | {"style", "note", "network"}
         facts += [  # whatever else the trainer recorded, if it is short
             f"{key} {value}" for key, value in info.items()
             if key not in known and isinstance(value, (str, int, float, bool)) and len(str(value)) <= 40
         ]
+        paintings = info.get("paintings") if isinstance(info.get("paintings"), dict) else {}
+        if paintings:  # a model of a run on several paintings: say which network it is
+            facts.insert(0, f"one of {len(paintings)} paintings in one network" if style in paintings
+                         else f"the shared network of {len(paintings)} paintings ({', '.join(paintings)}), "
+                              "a start to fine-tune a new painting from")
         line = f"{path.stem}: style {style}; {arch}"
         print(line + ("; " + ", ".join(facts) if facts else ""), file=out)
     return 0

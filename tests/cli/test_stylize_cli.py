@@ -175,6 +175,9 @@ def test_list_models_prints_each_model_with_its_facts(tmp_path, monkeypatch, cap
     dilated = TransformerConfig(base_channels=4, num_residual_blocks=2, residual_dilations=(2, 1))
     save_style_model(ckpt / "wide.safetensors", TransformNet(dilated), {"recipe": "wide", "steps": 5})
     (ckpt / "junk.safetensors").write_bytes(b"junk")
+    paintings = {"olive": "vangogh_olive.jpg", "wave": "great_wave.jpg"}
+    save_style_model(ckpt / "base.safetensors", TransformNet(dilated), {"recipe": "base", "paintings": paintings})
+    save_style_model(ckpt / "olive.safetensors", TransformNet(dilated), {"style": "olive", "paintings": paintings})
     monkeypatch.setattr(modelfile, "CHECKPOINTS_DIR", ckpt)
     assert main(["--list-models"]) == 0
     out = capsys.readouterr().out
@@ -182,6 +185,8 @@ def test_list_models_prints_each_model_with_its_facts(tmp_path, monkeypatch, cap
     assert "bare: style bare" in out  # no info at all: still listed
     assert "2 residual blocks (dilations 2, 1)" in out and "0 residual blocks\n" in out  # undilated: not said
     assert "junk: unreadable" in out
+    assert "base: style base; " in out and "; the shared network of 2 paintings (olive, wave), a start to fine-tune a new painting from" in out
+    assert "olive: style olive; " in out and "; one of 2 paintings in one network" in out
     assert "wide: style wide; johnson2016" in out and "; recipe wide, steps 5" in out  # the recipe that made it comes first
     monkeypatch.setattr(modelfile, "CHECKPOINTS_DIR", tmp_path / "none")
     assert main(["--list-models"]) == 0
