@@ -50,6 +50,10 @@ class MultiStyleNet(nn.Module):
             self.net.get_submodule(name).requires_grad_(False)
         self.style_index = 0
 
+    def painting_parameters(self) -> list[nn.Parameter]:
+        """Every painting's own weights (the norms' scales and shifts), as opposed to the shared convolutions."""
+        return [*self.scales, *self.shifts]
+
     def select(self, index: int) -> None:
         """Paint with painting ``index`` from the next forward on."""
         if not 0 <= index < len(self.styles):

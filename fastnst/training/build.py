@@ -4,6 +4,7 @@ scripts' main() makes them): data, loader, transform network, perceptual loss, o
 from __future__ import annotations
 
 import logging
+import math
 import signal
 from collections.abc import Sequence
 from pathlib import Path
@@ -194,8 +195,19 @@ def build_losses(cfg: TrainConfig, phases: Sequence[Phase], device: torch.device
 
 def build_optimizer(cfg: TrainConfig, model: torch.nn.Module, phases: Sequence[Phase]
                     ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """Adam at ``cfg.lr``, scaled at every step by the phase plan (each phase's lr, ramp and schedule)."""
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+    """Adam at ``cfg.lr``, scaled at every step by the phase plan (each phase's lr, ramp and schedule).
+
+    A multi-style network's per-painting norms get ``cfg.lr * sqrt(n)`` for n paintings: each sees a
+    gradient one step in n and zero between, so Adam's mean gradient falls to 1/n of the dense one and its
+    root mean square to 1/sqrt(n); its steps on them are 1/sqrt(n) of the shared weights' without this."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if isinstance(model, MultiStyleNet):
+        own = {id(p) for p in model.painting_parameters()}
+        groups = [{"params": [p for p in trainable if id(p) not in own]},
+                  {"params": [p for p in trainable if id(p) in own], "lr": cfg.lr * math.sqrt(len(model.styles))}]
+        optimizer = torch.optim.Adam(groups, lr=cfg.lr)
+    else:
+        optimizer = torch.optim.Adam(trainable, lr=cfg.lr)
     plan, base = list(phases), float(cfg.lr)
 
     def factor(step: int) -> float:

@@ -403,3 +403,18 @@ def test_an_export_that_cannot_be_written_is_one_error_naming_the_run_model(phot
                                             r"the model is in .*run/starry.safetensors"):
         run(photos, tmp_path, max_steps=1, warmup_epochs=0, export_to=tmp_path / "shipped")
     assert load_style_model(tmp_path / "run" / "starry.safetensors").style == "starry"
+
+
+def test_a_multi_style_run_steps_the_paintings_norms_at_sqrt_n_times_the_lr(photos, tmp_path):
+    from fastnst.nets.multistyle import MultiStyleNet
+    from fastnst.training.build import build_optimizer
+    from fastnst.training.config import validate_config
+    from fastnst.training.phases import plan_phases
+
+    cfg = validate_config(compose(tiny_overrides(photos, tmp_path, max_steps=3, lr=1e-3, **MULTI)))
+    model = MultiStyleNet(TransformNet().config, ["a", "b", "c", "d"])
+    optimizer, _ = build_optimizer(cfg, model, plan_phases(cfg, batches_per_epoch=4))
+    shared, own = optimizer.param_groups
+    assert own["lr"] == pytest.approx(2 * shared["lr"]) and shared["lr"] == pytest.approx(1e-3)  # sqrt(4) = 2
+    assert {id(p) for p in own["params"]} == {id(p) for p in model.painting_parameters()}
+    assert len(shared["params"]) + len(own["params"]) == len([p for p in model.parameters() if p.requires_grad])
