@@ -21,8 +21,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from fastnst.atomic import unwritable_reason
-from fastnst.training.build import load_paintings
 from fastnst.checkpoint import load_checkpoint
+from fastnst.training.build import load_paintings
 from fastnst.training.config import CONFIG_DIR, TrainConfig, model_config, painting_names, run_dir_of_checkpoint, validate_config
 from fastnst.training.interrupt import terminate_as_interrupt
 from fastnst.training.loop import USER_ERRORS, Progress, TrainingInterrupted, check_checkpoint_model, check_export_destination, train

@@ -19,7 +19,7 @@ from fastnst.nets.modelfile import load_style_model
 from fastnst.nets.multistyle import MultiStyleNet
 from fastnst.nets.transform_net import TransformNet
 from fastnst.nets.vgg import VGG19Features
-from fastnst.training.config import ConfigError, TrainConfig, Trainable, active_layers, model_config, painting_names, style_image_file
+from fastnst.training.config import ConfigError, Trainable, TrainConfig, active_layers, model_config, painting_names, style_image_file
 from fastnst.training.data import DataError, EpochSampler, PhotoDataset, center_square, collate_photos, image_paths
 from fastnst.training.distributed import DistInfo
 from fastnst.training.phases import Phase, phase_lr_factor

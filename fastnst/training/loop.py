@@ -28,22 +28,6 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from fastnst.imageio import ImageError, save_image
-from fastnst.nets.losses import PerceptualLoss
-from fastnst.nets.modelfile import ModelFileError, save_style_model
-from fastnst.nets.transform_net import TransformerConfig, TransformNet, count_parameters
-from fastnst.nets.vgg import WeightsError
-from fastnst.runtime import autocast, resolve_precision
-from fastnst.nets.multistyle import MultiStyleNet
-from fastnst.training.build import (
-    LossKey,
-    build_data,
-    build_losses,
-    build_model,
-    build_optimizer,
-    load_sample_photos,
-    make_loader,
-)
 from fastnst.checkpoint import (
     CheckpointError,
     capture_rng_state,
@@ -54,6 +38,22 @@ from fastnst.checkpoint import (
     restore_rng_state,
     save_checkpoint,
     step_checkpoint_path,
+)
+from fastnst.imageio import ImageError, save_image
+from fastnst.nets.losses import PerceptualLoss
+from fastnst.nets.modelfile import ModelFileError, save_style_model
+from fastnst.nets.multistyle import MultiStyleNet
+from fastnst.nets.transform_net import TransformerConfig, TransformNet, count_parameters
+from fastnst.nets.vgg import WeightsError
+from fastnst.runtime import autocast, resolve_precision
+from fastnst.training.build import (
+    LossKey,
+    build_data,
+    build_losses,
+    build_model,
+    build_optimizer,
+    load_sample_photos,
+    make_loader,
 )
 from fastnst.training.config import ConfigError, TrainConfig, TrainingError, painting_names, to_plain_dict, validate_config
 from fastnst.training.data import Batch, DataError, EpochSampler

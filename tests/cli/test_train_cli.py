@@ -218,7 +218,6 @@ def test_an_output_dir_that_is_a_file_is_refused_before_anything_runs(tmp_path):
     assert proc.returncode == 1 and lines == [f"error: output_dir={tmp_path / 'outputs'}: {tmp_path / 'outputs'} is not a directory"]
 
 
-
 def test_an_interrupted_runs_checkpoint_stylizes_as_a_model(tmp_path):
     photos = make_photo_folder(tmp_path / "photos", count=2)
     out = tmp_path / "outputs"

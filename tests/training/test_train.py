@@ -9,10 +9,10 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from fastnst.checkpoint import load_checkpoint
 from fastnst.cli.train import _resumed_config
 from fastnst.nets.modelfile import load_style_model
 from fastnst.nets.transform_net import TransformNet
-from fastnst.checkpoint import load_checkpoint
 from fastnst.training.config import ConfigError
 from fastnst.training.data import DataError
 from fastnst.training.loop import NonFiniteLossError, TrainingError, TrainingInterrupted, train
