@@ -294,16 +294,10 @@ def _camera_loop(cv2, capture, clock, first, live, frames, size, writer, window)
     workers = [stages.Stage("fastnst-capture", lambda: _capture(capture, clock, captured, stop), stop)]
     if writer is not None:
         workers.append(stages.Stage("fastnst-encode", lambda: _encode(writer, to_encode, stop), stop))
-    try:
-        for worker in workers:
-            worker.start()
-    except BaseException:
-        stop.set()
-        if not workers[0].is_alive():
-            capture.release()
-        raise
     count = 0
     try:
+        for worker in workers:  # inside the try: a Ctrl-C here must still stop and join what started
+            worker.start()
         while (item := stages.get(captured, stop)) is not stages.END:
             bgr, ms = item
             if (bgr.shape[1], bgr.shape[0]) != size:
@@ -322,6 +316,8 @@ def _camera_loop(cv2, capture, clock, first, live, frames, size, writer, window)
         stop.set()
         stages.join_all(workers[1:], reraise_interrupt=False)  # a second Ctrl-C still keeps the recording
         stages.join_all(workers[:1], reraise_interrupt=False, timeout=CAPTURE_GRACE_S)
+        if not workers[0].launched:  # stopped before the capture thread took the camera over
+            capture.release()
     stages.raise_error(workers)
     return count, getattr(captured, "dropped", 0)
 

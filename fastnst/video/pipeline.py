@@ -162,10 +162,10 @@ def _run_pipeline(reader: FrameReader, frame_stylizer: FrameStylizer, writer: Vi
                 writer.write(*payload)
 
     workers = [stages.Stage("fastnst-decode", decode, stop), stages.Stage("fastnst-encode", encode, stop)]
-    for stage in workers:
-        stage.start()
     stylize_seconds, done = 0.0, 0
     try:
+        for stage in workers:  # inside the try: a Ctrl-C here must still stop and join what started
+            stage.start()
         while (item := stages.get(decoded, stop)) is not stages.END:
             t0 = time.perf_counter()
             x = frame_to_tensor(item.rgb, frame_stylizer.device)

@@ -24,6 +24,13 @@ class Stage(threading.Thread):
         super().__init__(name=name, daemon=True)
         self._target_fn, self._stop_event = target, stop
         self.error: BaseException | None = None
+        self.launched = False
+
+    def start(self) -> None:
+        # Marked first: a Ctrl-C that cuts Thread.start() short can leave the thread starting anyway,
+        # and join_all must then wait for it rather than let the caller close what it uses.
+        self.launched = True
+        super().start()
 
     def run(self) -> None:
         try:
@@ -55,20 +62,25 @@ def get(q: queue.Queue, stop: threading.Event):
 
 
 def join_all(workers: list[Stage], reraise_interrupt: bool = True, timeout: float | None = None) -> None:
-    """Wait for every worker to end, through any Ctrl-C meanwhile: the caller aborts or closes the writer
-    next, which must not happen while the encode stage still writes into it. The stages see the stop
-    event within 0.1 s, so this is short. A Ctrl-C that came in is raised again once all have ended,
+    """Wait for every worker that was started to end, through any Ctrl-C meanwhile: the caller aborts or
+    closes the writer next, which must not happen while the encode stage still writes into it. The stages
+    see the stop event within 0.1 s, so this is short. A Ctrl-C that came in is raised again once all have ended,
     unless ``reraise_interrupt`` is false (the camera, where Ctrl-C is already the way to stop).
     ``timeout`` (seconds, for all together) gives up on a worker stuck in a call that never returns."""
     interrupted = False
     deadline = None if timeout is None else time.monotonic() + timeout
     for worker in workers:
-        while True:
+        while worker.launched:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                worker.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+                worker.join(left)
                 break
             except KeyboardInterrupt:
                 interrupted = True
+            except RuntimeError:  # launched by a start() a Ctrl-C cut short, and not yet running
+                if left == 0.0:
+                    break
+                time.sleep(0.001)
     if interrupted and reraise_interrupt:
         raise KeyboardInterrupt
 

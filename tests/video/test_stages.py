@@ -43,3 +43,28 @@ def test_join_all_can_swallow_the_interrupt():
     worker, ended = _worker_interrupted_while_joined()
     stages.join_all([worker], reraise_interrupt=False)
     assert ended == [True] and not worker.is_alive()
+
+
+def test_a_start_cut_short_by_ctrl_c_is_still_joined_and_one_never_started_is_skipped(monkeypatch):
+    """A Ctrl-C inside Thread.start() reaches the caller while the new thread is still starting."""
+    release, ended = threading.Event(), []
+
+    def work() -> None:
+        release.wait(10)
+        ended.append(True)
+
+    started = stages.Stage("fastnst-test", work, threading.Event())
+    never = stages.Stage("fastnst-never", work, threading.Event())
+    real_start = threading.Thread.start
+
+    def start_then_interrupt(self):
+        real_start(self)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(threading.Thread, "start", start_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        started.start()
+    assert started.launched and not never.launched
+    release.set()
+    stages.join_all([started, never])
+    assert ended == [True] and not started.is_alive()

@@ -15,6 +15,7 @@ pytest.importorskip("av")
 from fastnst.infer.stylizer import Stylizer  # noqa: E402
 from fastnst.video.container import (  # noqa: E402
     VideoError,
+    VideoWriter,
     is_video_file,
     is_video_input,
     output_size,
@@ -213,6 +214,31 @@ def test_interrupt_leaves_no_file(stylizer, tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         stylize_video(stylizer, src, tmp_path / "out.mp4", progress=interrupt)
+    assert leftovers(tmp_path, {"long.mp4"}) == []
+
+
+def test_an_interrupt_while_the_stages_start_joins_them_before_the_writer_is_aborted(stylizer, tmp_path, monkeypatch):
+    import threading
+
+    from fastnst.video import stages
+
+    src = write_clip(tmp_path / "long.mp4", moving_square_frames(20, 64, 48))
+    real_start, aborted_with = stages.Stage.start, []
+
+    def start(self):  # the encode stage starts, and the Ctrl-C lands in its start() (as a SIGTERM can)
+        real_start(self)
+        if self.name == "fastnst-encode":
+            raise KeyboardInterrupt
+
+    def abort(self, real=VideoWriter.abort):
+        aborted_with.append(sorted(t.name for t in threading.enumerate() if t.name.startswith("fastnst-")))
+        real(self)
+
+    monkeypatch.setattr(stages.Stage, "start", start)
+    monkeypatch.setattr(VideoWriter, "abort", abort)
+    with pytest.raises(KeyboardInterrupt):
+        stylize_video(stylizer, src, tmp_path / "out.mp4")
+    assert aborted_with == [[]]  # no stage still running when the writer was aborted
     assert leftovers(tmp_path, {"long.mp4"}) == []
 
 
