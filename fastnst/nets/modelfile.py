@@ -27,7 +27,7 @@ from safetensors.torch import save as safetensors_bytes
 
 from fastnst.atomic import atomic_path
 from fastnst.checkpoint import CheckpointError, load_checkpoint  # the trainer's reader: weights_only, format checked
-from fastnst.nets.multistyle import MultiStyleNet
+from fastnst.nets.multistyle import SHARED_NETWORK, MultiStyleNet
 from fastnst.nets.transform_net import TransformerConfig, TransformNet, unwrap
 
 FORMAT = "fastnst.style-model"
@@ -158,7 +158,7 @@ def _read_training_checkpoint(path: Path) -> tuple[TransformerConfig, dict[str, 
         "config": run,
         "overrides": list(ckpt.get("overrides") or []),
         "paintings": paintings or None,
-        "network": "the shared network, with the mean of the paintings' instance-norm scales and shifts" if paintings else None,
+        "network": SHARED_NETWORK if paintings else None,
     }
     return config, {k: v for k, v in info.items() if v is not None}, state
 

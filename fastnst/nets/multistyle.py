@@ -18,6 +18,9 @@ from torch.func import functional_call
 
 from fastnst.nets.transform_net import TransformerConfig, TransformNet
 
+# What a multi-style run's <name>.safetensors (and its checkpoint, loaded as a model) holds.
+SHARED_NETWORK = "the shared network, with the mean of the paintings' instance-norm scales and shifts"
+
 
 def norm_names(net: TransformNet) -> list[str]:
     """The instance-norm layers' module names, in network order."""

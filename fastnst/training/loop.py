@@ -62,7 +62,7 @@ from fastnst.training.interrupt import InterruptFlag
 from fastnst.training.metric_log import MetricWindow
 from fastnst.training.phases import Phase, phase_index, plan_phases
 from fastnst.training.phases import total_steps as plan_total_steps
-from fastnst.training.provenance import model_info
+from fastnst.training.provenance import model_info, painting_info
 
 log = logging.getLogger("fastnst.train")
 
@@ -491,14 +491,15 @@ def _export_model(path: Path, model: TransformNet, meta: dict[str, Any], overwri
 
 def model_files(ctx: TrainContext, state: TrainState, style_paths: list[Path], wall: float
                 ) -> list[tuple[str, TransformNet, dict[str, Any]]]:
-    """The model files a run ends with, as (name, network, header info): the style's; for a multi-style
-    run the shared network (the paintings' mean norms) and then each painting's."""
-    files = [(ctx.cfg.style.name, ctx.model.mean_net() if isinstance(ctx.model, MultiStyleNet) else ctx.model,
-              model_info(ctx, state, style_paths, len(ctx.dataset), wall))]
-    if isinstance(ctx.model, MultiStyleNet):
-        files += [(name, ctx.model.style_net(i), model_info(ctx, state, style_paths, len(ctx.dataset), wall, painting=i))
-                  for i, name in enumerate(ctx.model.styles)]
-    return files
+    """The model files a run ends with (``model_file_names``), as (name, network, header info): the style's;
+    for a multi-style run the shared network (the paintings' mean norms) and then each painting's. The
+    run's provenance (git, sha256 of every training file) is taken once for all of them."""
+    names = model_file_names(ctx.cfg)
+    info = model_info(ctx, state, style_paths, len(ctx.dataset), wall)
+    if not isinstance(ctx.model, MultiStyleNet):
+        return [(names[0], ctx.model, info)]
+    return [(names[0], ctx.model.mean_net(), info)] + [
+        (name, ctx.model.style_net(i), painting_info(ctx, info, style_paths, i)) for i, name in enumerate(names[1:])]
 
 
 # --------------------------------------------------------------------------------------------------

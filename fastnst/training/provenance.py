@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from fastnst import cpu_features
+from fastnst.nets.multistyle import SHARED_NETWORK
 from fastnst.training.config import TrainConfig, active_layers, painting_names, to_plain_dict
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
@@ -88,13 +89,12 @@ def run_provenance(cfg: TrainConfig, paths: Sequence[Path], device: torch.device
     }
 
 
-def model_info(ctx: Any, state: Any, style_paths: Sequence[Path], num_images: int, wall_time: float,
-               painting: int | None = None) -> dict[str, Any]:
+def model_info(ctx: Any, state: Any, style_paths: Sequence[Path], num_images: int, wall_time: float) -> dict[str, Any]:
     """Metadata stored in the exported model file: the loss in brief (for ``--list-models``) and what
     made the file: the recipe, the resolved config and overrides, the code, the data and the machine.
-    ``ctx`` and ``state`` are the training loop's TrainContext and TrainState. A multi-style run
-    (``style.paintings``) writes a file per ``painting`` (its index) and one for the shared network
-    (``painting=None``), whose norms are the paintings' mean."""
+    ``ctx`` and ``state`` are the training loop's TrainContext and TrainState. For a multi-style run
+    (``style.paintings``) this is the shared network's file (the paintings' mean norms); each painting's
+    own file adds ``painting_info`` to it."""
     from fastnst import __version__
 
     cfg = ctx.cfg
@@ -102,19 +102,14 @@ def model_info(ctx: Any, state: Any, style_paths: Sequence[Path], num_images: in
     done = {p.name: max(0, min(state.step, p.end) - p.start) for p in ctx.phases}
     identity = sum(done[p.name] for p in ctx.phases if p.loss == "identity")
     last = ctx.phases[-1] if ctx.phases else None
-    index = painting or 0
-    loss = next(fn for (i, _), fn in ctx.losses.items() if i == index)
     multi = {}
     if s.paintings:
-        names = painting_names(s)
-        multi = {"paintings": {name: path.name for name, path in zip(names, style_paths)},
-                 "network": f"painting {index + 1} of {len(names)} of one network" if painting is not None
-                            else "the shared network, with the mean of the paintings' instance-norm scales and shifts"}
-    shown = painting is not None or not s.paintings
+        multi = {"paintings": {name: path.name for name, path in zip(painting_names(s), style_paths)},
+                 "network": SHARED_NETWORK}
     return {
-        "style": painting_names(s)[painting] if painting is not None else s.name,
+        "style": s.name,
         "recipe": cfg.recipe,
-        "style_image": style_paths[index].name if shown else None,
+        "style_image": None if s.paintings else style_paths[0].name,
         "style_image_size": s.image_size,
         "steps": state.step - identity,
         "warmup_steps": identity,
@@ -123,7 +118,7 @@ def model_info(ctx: Any, state: Any, style_paths: Sequence[Path], num_images: in
         "style_weight": last.style_weight if last else s.style_weight,
         "tv_weight": last.tv_weight if last else s.tv_weight,
         "content_layers": active_layers(s.content_layers),
-        "style_layers": dict(loss.style_layers),  # as trained (style.equalize_layers scales them)
+        "style_layers": _trained_style_layers(ctx, 0),
         "style_scales": list(last.style_scales) if last else list(s.style_scales),
         "vgg_weights": cfg.vgg_weights,
         "vgg_pooling": cfg.vgg_pooling.value,
@@ -147,3 +142,18 @@ def model_info(ctx: Any, state: Any, style_paths: Sequence[Path], num_images: in
         **run_provenance(cfg, ctx.dataset.paths, ctx.device, ctx.dist.world_size),
         **multi,
     }
+
+
+def painting_info(ctx: Any, run_info: dict[str, Any], style_paths: Sequence[Path], painting: int) -> dict[str, Any]:
+    """The header of one painting's model file of a multi-style run: the run's (``model_info``'s, computed
+    once) with the painting's own name, image and style layer weights."""
+    names = painting_names(ctx.cfg.style)
+    return {**run_info, "style": names[painting], "style_image": style_paths[painting].name,
+            "style_layers": _trained_style_layers(ctx, painting),
+            "network": f"painting {painting + 1} of {len(names)} of one network"}
+
+
+def _trained_style_layers(ctx: Any, painting: int) -> dict[str, float]:
+    """A painting's style layer weights as trained (style.equalize_layers scales them per painting)."""
+    return dict(next(fn for (i, _), fn in ctx.losses.items() if i == painting).style_layers)
+
