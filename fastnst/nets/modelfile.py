@@ -103,10 +103,7 @@ def read_model_header(path: str | os.PathLike) -> tuple[TransformerConfig, dict[
     if path.suffix == CHECKPOINT_SUFFIX:
         config, info, _ = _read_training_checkpoint(path)
         return config, info
-    if not path.exists():
-        raise ModelFileError(f"{path}: model file not found")
-    if not path.is_file():
-        raise ModelFileError(f"{path}: not a file")
+    _require_file(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
@@ -128,10 +125,16 @@ def read_model_header(path: str | os.PathLike) -> tuple[TransformerConfig, dict[
     return config, info
 
 
+def _require_file(path: Path) -> None:
+    if not path.exists():
+        raise ModelFileError(f"{path}: model file not found")
+    if not path.is_file():
+        raise ModelFileError(f"{path}: not a file")
+
+
 def _read_training_checkpoint(path: Path) -> tuple[TransformerConfig, dict[str, Any], dict[str, torch.Tensor]]:
     """A training checkpoint's network config, a model-file-like info, and its weights."""
-    if not path.is_file():
-        raise ModelFileError(f"{path}: model file not found" if not path.exists() else f"{path}: not a file")
+    _require_file(path)
     try:
         ckpt = load_checkpoint(path)
     except CheckpointError as exc:
