@@ -25,6 +25,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 
+from fastnst.assets import STYLE_IMAGES
 from fastnst.atomic import atomic_path
 from fastnst.checkpoint import CheckpointError, load_checkpoint  # the trainer's reader: weights_only, format checked
 from fastnst.nets.multistyle import SHARED_NETWORK, MultiStyleNet
@@ -168,8 +169,6 @@ def _read_training_checkpoint(path: Path) -> tuple[TransformerConfig, dict[str, 
 
 def _painting_name(image: str) -> str:
     """The painting's file name, as a model file records it (``starry`` -> ``starry_night.jpg``)."""
-    from fastnst.assets import STYLE_IMAGES
-
     return STYLE_IMAGES[image].name if image in STYLE_IMAGES else Path(image).name
 
 
