@@ -14,6 +14,10 @@ from collections.abc import Callable
 
 QUEUE_DEPTH = 4  # frames in flight between stages: enough to absorb jitter, little memory
 
+# A thread that was created reports itself started within microseconds; one whose start() a Ctrl-C cut
+# short before it was created never will, and join() keeps refusing it. join_all waits this long for it.
+STARTING_GRACE_S = 1.0
+
 END = object()  # put after a stream's last item; get() also returns it once the pipeline stops
 
 
@@ -70,6 +74,7 @@ def join_all(workers: list[Stage], reraise_interrupt: bool = True, timeout: floa
     interrupted = False
     deadline = None if timeout is None else time.monotonic() + timeout
     for worker in workers:
+        starting_until = time.monotonic() + STARTING_GRACE_S
         while worker.launched:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
@@ -77,8 +82,8 @@ def join_all(workers: list[Stage], reraise_interrupt: bool = True, timeout: floa
                 break
             except KeyboardInterrupt:
                 interrupted = True
-            except RuntimeError:  # launched by a start() a Ctrl-C cut short, and not yet running
-                if left == 0.0:
+            except RuntimeError:  # launched by a start() a Ctrl-C cut short: still starting, or never created
+                if left == 0.0 or time.monotonic() >= starting_until:
                     break
                 time.sleep(0.001)
     if interrupted and reraise_interrupt:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -68,3 +69,19 @@ def test_a_start_cut_short_by_ctrl_c_is_still_joined_and_one_never_started_is_sk
     release.set()
     stages.join_all([started, never])
     assert ended == [True] and not started.is_alive()
+
+
+def test_a_start_cut_short_before_the_thread_was_created_does_not_hang_join_all(monkeypatch):
+    """A Ctrl-C before Thread.start() created the thread: it never runs, and join() keeps refusing it."""
+    worker = stages.Stage("fastnst-never-created", lambda: None, threading.Event())
+
+    def interrupt_before_creating(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(threading.Thread, "start", interrupt_before_creating)
+    with pytest.raises(KeyboardInterrupt):
+        worker.start()
+    assert worker.launched and not worker.is_alive()
+    t0 = time.monotonic()
+    stages.join_all([worker])  # no timeout: must still return
+    assert time.monotonic() - t0 < stages.STARTING_GRACE_S + 1.0
