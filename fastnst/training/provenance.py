@@ -156,4 +156,3 @@ def painting_info(ctx: Any, run_info: dict[str, Any], style_paths: Sequence[Path
 def _trained_style_layers(ctx: Any, painting: int) -> dict[str, float]:
     """A painting's style layer weights as trained (style.equalize_layers scales them per painting)."""
     return dict(next(fn for (i, _), fn in ctx.losses.items() if i == painting).style_layers)
-
