@@ -19,11 +19,11 @@ untiled output (to ~80 dB PSNR in bf16) at the cost of that extra pass.
 
 One forward pass takes at most ~0.5 GB of working memory (MAX_PASS_BYTES; less when memory is short), so
 a large image's peak follows the tile, not the image. The pixels that fit follow from ~250 bytes a pixel
-for the half-width network in bf16, twice that in float32 and for the full-width network (pixel_budget;
-int8 counts as bf16): about 2.1 megapixels run in one pass in bf16 and int8, 1.1 in float32, larger
-images in tiles. The statistics pass may take twice as much: up to ~4.3 megapixels in bf16 and int8
-(~2.1 in float32; half that for the full-width network) the statistics are the whole image's, exact; a
-larger image gets them from a copy downscaled to that size. The network's statistics are not
+for the half-width network in bf16 and int8, twice that in float32 and for the full-width network, and
+~1100 for bf16 on a CPU without bf16 units (bytes_per_pixel): about 2.1 megapixels (1920x1080) run in
+one pass in bf16 and int8, 1.1 in float32, larger images in tiles. The statistics pass may take twice
+as much: up to ~4.3 megapixels in bf16 and int8 (~2.1 in float32; half that for the full-width network)
+the statistics are the whole image's, exact; a larger image gets them from a copy downscaled to that size. The network's statistics are not
 scale-invariant (statistics from a copy at 0.7x scale give ~30 dB against the full-resolution result),
 so such a result is a consistent, seamless stylization that differs somewhat from an untiled pass over
 the full image. (Exact statistics tile by tile would take one pass over the image per norm layer, 15 in
@@ -53,11 +53,12 @@ from fastnst.infer.color import preserve_color as preserve_color_fn
 from fastnst.infer.plan import build_plan
 from fastnst.nets.modelfile import StyleModel, load_style_model, resolve_model_path
 from fastnst.nets.transform_net import TransformerConfig, TransformNet, receptive_field
-from fastnst.runtime import available_memory, cpu_supports_int8, resolve_device, resolve_precision
+from fastnst.runtime import available_memory, cpu_supports_bf16, cpu_supports_int8, resolve_device, resolve_precision
 
 __all__ = [
     "DEFAULT_OVERLAP",
     "Stylizer",
+    "bytes_per_pixel",
     "default_overlap",
     "load_model",
     "pixel_budget",
@@ -75,9 +76,13 @@ MIN_TILE = 64  # smallest tile side accepted (and the tile must exceed the overl
 # Below this side length bf16 instance-norm statistics (over a handful of pixels at 1/4 resolution)
 # get too coarse; such images are tiny, so they run in float32.
 FP32_BELOW_SIDE = 32
-# Peak working memory of the fast path per pixel for base_channels=16 in bf16: ~215 B/px measured
-# with scripts/bench_stylize.py (peak RSS above the loaded model's at 3840x2160), plus headroom.
-BYTES_PER_PIXEL_BF16_16 = 250
+# Peak working memory of one untiled pass per pixel for base_channels=16 (peak RSS above the loaded
+# model's), plus headroom. bf16: ~215 B/px (scripts/bench_stylize.py at 3840x2160, AVX-512 bf16 CPU).
+# On an AVX2 CPU (AMD EPYC Zen 3, 1920x1080 and 2048x2048, 1-2 threads): int8 163-201 B/px with its float
+# layers in float32 (less with them in bf16: its activations between convolutions are u8), float32
+# 220-320, and bf16 ~950: without bf16 units oneDNN converts every operand to float32 and back.
+BYTES_PER_PIXEL_16 = {torch.bfloat16: 250, torch.float16: 250, torch.int8: 250, torch.float32: 500}
+BYTES_PER_PIXEL_EMULATED_BF16_16 = 1100
 MEMORY_FRACTION = 0.5  # of the memory currently available
 # ...and never more than this for one forward pass, however much is free: the peak memory of a large
 # image then follows the tile, not the image (an 8000x8000 photo peaks at ~2.3 GB in all, the input
@@ -93,12 +98,18 @@ STATS_PASS_FACTOR = 2
 # ----------------------------------------------------------------------------------------------
 
 
+def bytes_per_pixel(device: torch.device, dtype: torch.dtype, base_channels: int = 16) -> float:
+    """Peak working memory of one forward pass per pixel (``dtype`` torch.int8: the int8 network)."""
+    per_pixel = BYTES_PER_PIXEL_16.get(dtype, BYTES_PER_PIXEL_16[torch.float32])
+    if dtype == torch.bfloat16 and device.type == "cpu" and not cpu_supports_bf16():
+        per_pixel = BYTES_PER_PIXEL_EMULATED_BF16_16
+    return per_pixel * base_channels / 16
+
+
 def pixel_budget(device: torch.device, dtype: torch.dtype, base_channels: int = 16, max_bytes: int = MAX_PASS_BYTES) -> int:
     """How many pixels one forward pass may process at once: half the free memory, at most ``max_bytes``."""
-    itemsize = torch.empty((), dtype=dtype).element_size()
-    bytes_per_pixel = BYTES_PER_PIXEL_BF16_16 * (base_channels / 16) * (itemsize / 2)
     usable = min(available_memory(device) * MEMORY_FRACTION, max_bytes)
-    return max(4 * MIN_TILE * MIN_TILE, int(usable / bytes_per_pixel))
+    return max(4 * MIN_TILE * MIN_TILE, int(usable / bytes_per_pixel(device, dtype, base_channels)))
 
 
 def tile_spans(length: int, tile: int, overlap: int) -> list[tuple[int, int]]:
@@ -269,14 +280,8 @@ class Stylizer:
             self._net_fp32 = FusedNet(self.plan, torch.float32, self.device)
         return self._net_fp32
 
-    @property
-    def _budget_dtype(self) -> torch.dtype:
-        # The int8 network's working memory is that of its float layers' dtype (their conv outputs, u8
-        # copies, a float32 residual stream at a quarter of the resolution).
-        return self.net.mid_dtype if isinstance(self.net, Int8Net) else self.dtype
-
     def pixel_budget(self) -> int:
-        return pixel_budget(self.device, self._budget_dtype, self.model.config.base_channels)
+        return pixel_budget(self.device, self.dtype, self.model.config.base_channels)
 
     @torch.inference_mode()
     def stylize_tensor(
@@ -341,7 +346,7 @@ class Stylizer:
         """Instance-norm statistics of one image (1, 3, H, W): at full resolution if it fits in
         ``max_pixels`` (default: the memory budget), else from a copy downscaled to fit."""
         if max_pixels is None:
-            max_pixels = pixel_budget(self.device, self._budget_dtype, self.model.config.base_channels,
+            max_pixels = pixel_budget(self.device, self.dtype, self.model.config.base_channels,
                                       STATS_PASS_FACTOR * MAX_PASS_BYTES)
         src = _as_float(_resize_to_pixels(x, max_pixels), self.device)
         _, stats = self.backend_for(*src.shape[-2:]).record_stats(src)

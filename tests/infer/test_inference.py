@@ -125,6 +125,23 @@ def test_dilated_tiles_blend_seamlessly_with_the_overlap_fitted_to_the_receptive
     assert fitted >= 75 and fitted > psnr(stylizer.stylize_tensor(x, tile=336, overlap=DEFAULT_OVERLAP), untiled) + 15
 
 
+def test_the_memory_budget_follows_the_path_that_runs(monkeypatch):
+    import fastnst.infer.stylizer as inference
+
+    monkeypatch.setattr(inference, "available_memory", lambda device: 1 << 40)  # the 0.5 GB cap decides
+    cpu = torch.device("cpu")
+    # One 1920x1080 frame fits one pass in int8 (whatever the dtype of its float layers) and in bf16 with
+    # bf16 units; float32 needs twice the bytes.
+    assert inference.pixel_budget(cpu, torch.int8) >= 1920 * 1080
+    monkeypatch.setattr(inference, "cpu_supports_bf16", lambda: True)
+    assert inference.pixel_budget(cpu, torch.bfloat16) >= 1920 * 1080
+    assert inference.pixel_budget(cpu, torch.float32) < 1920 * 1080
+    # Without bf16 units oneDNN converts every bf16 operand to float32: a smaller budget than float32's.
+    monkeypatch.setattr(inference, "cpu_supports_bf16", lambda: False)
+    assert inference.pixel_budget(cpu, torch.bfloat16) < inference.pixel_budget(cpu, torch.float32)
+    assert inference.pixel_budget(cpu, torch.int8, base_channels=32) == pytest.approx(inference.pixel_budget(cpu, torch.int8) / 2, abs=1)
+
+
 def test_automatic_tiling_when_over_the_memory_budget(monkeypatch):
     import fastnst.infer.stylizer as inference
 
@@ -149,6 +166,7 @@ def test_large_images_are_tiled_whatever_the_free_memory(monkeypatch):
     import fastnst.infer.stylizer as inference
 
     monkeypatch.setattr(inference, "available_memory", lambda device: 1 << 40)  # a terabyte free
+    monkeypatch.setattr(inference, "cpu_supports_bf16", lambda: True)  # bf16 units: ~250 B/px
     stylizer = Stylizer(make_net(16, 5), "cpu", "bf16")
     tile = stylizer._tile_size(8000, 8000, None, inference.DEFAULT_OVERLAP)
     assert tile is not None and 1024 <= tile <= 2048
