@@ -23,9 +23,9 @@ for the half-width network in bf16 and int8, twice that in float32 and for the f
 ~1100 for bf16 on a CPU without bf16 units (bytes_per_pixel): about 2.1 megapixels (1920x1080) run in
 one pass in bf16 and int8, 1.1 in float32, larger images in tiles. The statistics pass may take twice
 as much: up to ~4.3 megapixels in bf16 and int8 (~2.1 in float32; half that for the full-width network)
-the statistics are the whole image's, exact; a larger image gets them from a copy downscaled to that size. The network's statistics are not
-scale-invariant (statistics from a copy at 0.7x scale give ~30 dB against the full-resolution result),
-so such a result is a consistent, seamless stylization that differs somewhat from an untiled pass over
+the statistics are the whole image's, exact; a larger image gets them from a copy downscaled to that
+size. The network's statistics are not scale-invariant (statistics from a copy at 0.7x scale give ~30 dB
+against the full-resolution result), so such a result is a consistent, seamless stylization that differs somewhat from an untiled pass over
 the full image. (Exact statistics tile by tile would take one pass over the image per norm layer, 15 in
 all: each layer's statistics depend on the normalised output of the layers before it. Pooling each
 tile's own statistics instead gave 19-28 dB, worse than the downscaled copy.)
