@@ -22,7 +22,7 @@ from fastnst.nets.vgg import VGG19Features
 from fastnst.training.config import ConfigError, Trainable, TrainConfig, active_layers, model_config, painting_names, style_image_file
 from fastnst.training.data import DataError, EpochSampler, PhotoDataset, center_square, collate_photos, image_paths
 from fastnst.training.distributed import DistInfo
-from fastnst.training.phases import Phase, phase_lr_factor
+from fastnst.training.phases import Phase, StyleForm, phase_lr_factor
 
 log = logging.getLogger("fastnst.train")
 
@@ -152,7 +152,7 @@ def style_layer_weights(cfg: TrainConfig, vgg: VGG19Features, style: torch.Tenso
     return weights
 
 
-LossKey = tuple[int, tuple[float, ...]]  # (painting index, style pyramid)
+LossKey = tuple[int, StyleForm]  # (painting index, the phase's style pyramid and form of the style loss)
 
 
 def build_losses(cfg: TrainConfig, phases: Sequence[Phase], device: torch.device, memory_format: torch.memory_format,
@@ -165,27 +165,30 @@ def build_losses(cfg: TrainConfig, phases: Sequence[Phase], device: torch.device
     paintings = load_paintings(cfg)
     vgg = VGG19Features(cfg.vgg_weights, pooling=cfg.vgg_pooling.value).to(device=device, memory_format=memory_format)
     content_layers = active_layers(s.content_layers)
+    keys = (list(dict.fromkeys(p.loss_key for p in phases if p.loss == "perceptual"))
+            or [StyleForm(tuple(s.style_scales), s.log_style)])
     power = None  # log_style's unit, measured once so that every batch trades style and content alike
-    if s.log_style and dataset is not None and content_layers:
+    if any(key.log_style for key in keys) and dataset is not None and content_layers:
         crops = measuring_crops(dataset, "style.log_style").to(device)
         power = mean_power(vgg, crops, next(iter(content_layers)))
         log.info("style.log_style: content power %.4g", power)
-    keys = list(dict.fromkeys(p.loss_key for p in phases if p.loss == "perceptual")) or [tuple(s.style_scales)]
     losses = {}
     for index, (style, path) in enumerate(paintings):
-        layer_weights = style_layer_weights(cfg, vgg, style, dataset, device)
+        group_weights = None  # the style group's layers, measured once per painting when a phase needs them
         for key in keys:
+            if key.layers is None and group_weights is None:
+                group_weights = style_layer_weights(cfg, vgg, style, dataset, device)
             try:
                 losses[index, key] = PerceptualLoss(
                     vgg,
                     style.to(device),
                     content_layers=content_layers,
-                    style_layers=layer_weights,
+                    style_layers=group_weights if key.layers is None else dict(key.layers),
                     content_weight=s.content_weight,
                     style_weight=s.style_weight,
                     tv_weight=s.tv_weight,
-                    style_scales=key,
-                    log_style=s.log_style,
+                    style_scales=key.scales,
+                    log_style=key.log_style,
                     content_power=power,
                 )
             except ValueError as exc:  # a pyramid level of this painting too small for VGG

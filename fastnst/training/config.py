@@ -144,6 +144,11 @@ class PhaseConfig:
     style_weight: Optional[float] = None
     tv_weight: Optional[float] = None
     style_scales: Optional[list[float]] = None
+    # The form of the style loss in this phase: its layer weights (used as given, never equalised) and
+    # whether it is the log form (style.log_style). A last phase in the log form tunes every layer toward
+    # the geometric mean that the style distance takes.
+    style_layers: Optional[dict[str, float]] = None
+    log_style: Optional[bool] = None
 
 
 @dataclass
@@ -304,6 +309,17 @@ def check_phases(c: Any) -> None:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"{where}: {message}")
+        for layer, weight in (p.style_layers or {}).items():
+            if layer not in LAYER_NAMES:
+                raise ConfigError(f"{where}: style_layers: unknown VGG-19 layer {layer!r} (valid: conv1_1 ... relu5_4)")
+            if weight < 0:
+                raise ConfigError(f"{where}: style_layers.{layer}: weight must be >= 0, got {weight}")
+        if p.style_layers is not None and not active_layers(p.style_layers):
+            raise ConfigError(f"{where}: style_layers has no layer with a positive weight")
+        log_style = c.style.log_style if p.log_style is None else p.log_style
+        if log_style and c.style.equalize_layers and p.style_layers is None:
+            raise ConfigError(f"{where}: log_style with style.equalize_layers would re-weight the log terms: "
+                              "give the phase its own style_layers")
         if p.style_scales is not None:
             size = p.image_size or c.data.image_size
             try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from fastnst.training.config import TrainConfig
 
@@ -35,20 +35,32 @@ class Phase:
     style_weight: float
     tv_weight: float
     style_scales: tuple[float, ...]
+    log_style: bool = False
+    style_layers: tuple[tuple[str, float], ...] | None = None  # None: the style group's layers
 
     @property
     def end(self) -> int:
         return self.start + self.steps
 
     @property
-    def loss_key(self) -> tuple[float, ...]:
-        """Phases with the same key share one PerceptualLoss (its Gram targets depend on the scales only)."""
-        return self.style_scales
+    def loss_key(self) -> "StyleForm":
+        """Phases with the same key share one PerceptualLoss: same pyramid, same form of the style loss."""
+        return StyleForm(self.style_scales, self.log_style, self.style_layers)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["style_scales"] = list(self.style_scales)
+        d["style_layers"] = None if self.style_layers is None else dict(self.style_layers)
         return d
+
+
+class StyleForm(NamedTuple):
+    """What a PerceptualLoss is built from besides the painting: its pyramid, the log form or not, and
+    its layer weights (None: the style group's, equalised if ``style.equalize_layers``)."""
+
+    scales: tuple[float, ...]
+    log_style: bool = False
+    layers: tuple[tuple[str, float], ...] | None = None
 
 
 def lr_factor(step: int, warmup_steps: int, perceptual_steps: int, schedule: str, min_factor: float,
@@ -89,7 +101,8 @@ def plan_phases(cfg: TrainConfig, batches_per_epoch: int) -> list[Phase]:
                 "lr_min_factor": p.lr_min_factor, "lr_warmup_steps": p.lr_warmup_steps,
                 "reset_optimizer": p.reset_optimizer, "image_size": p.image_size,
                 "content_weight": p.content_weight, "style_weight": p.style_weight, "tv_weight": p.tv_weight,
-                "style_scales": p.style_scales,
+                "style_scales": p.style_scales, "log_style": p.log_style,
+                "style_layers": None if p.style_layers is None else dict(p.style_layers),
             })
     else:
         perceptual = cfg.max_steps if cfg.max_steps is not None else _epochs_to_steps(cfg.epochs, batches_per_epoch)
@@ -118,6 +131,9 @@ def plan_phases(cfg: TrainConfig, batches_per_epoch: int) -> list[Phase]:
             style_weight=float(pick("style_weight", s.style_weight)),
             tv_weight=float(pick("tv_weight", s.tv_weight)),
             style_scales=tuple(float(x) for x in pick("style_scales", s.style_scales)),
+            log_style=bool(pick("log_style", s.log_style)),
+            style_layers=None if spec.get("style_layers") is None
+            else tuple((str(k), float(v)) for k, v in spec["style_layers"].items() if float(v) != 0.0),
         ))
         start += spec["steps"]
     return phases

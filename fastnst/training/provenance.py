@@ -154,5 +154,9 @@ def painting_info(ctx: Any, run_info: dict[str, Any], style_paths: Sequence[Path
 
 
 def _trained_style_layers(ctx: Any, painting: int) -> dict[str, float]:
-    """A painting's style layer weights as trained (style.equalize_layers scales them per painting)."""
+    """A painting's style layer weights as its last perceptual phase trained them (style.equalize_layers
+    scales them per painting; a phase may give its own)."""
+    last = [p.loss_key for p in ctx.phases if p.loss == "perceptual"]
+    if last and (painting, last[-1]) in ctx.losses:
+        return dict(ctx.losses[painting, last[-1]].style_layers)
     return dict(next(fn for (i, _), fn in ctx.losses.items() if i == painting).style_layers)

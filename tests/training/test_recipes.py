@@ -13,7 +13,8 @@ from safetensors import safe_open
 
 from fastnst.imageio import trim_uniform_frame
 from fastnst.nets.modelfile import read_model_header
-from fastnst.training.config import CONFIG_DIR, ConfigError, validate_config
+from fastnst.training.build import build_losses
+from fastnst.training.config import CONFIG_DIR, ConfigError, active_layers, validate_config
 from fastnst.training.loop import TrainingInterrupted, train
 from fastnst.training.phases import plan_phases
 from tests.support import compose, make_photo_folder, tiny_overrides
@@ -148,6 +149,37 @@ def test_a_log_style_run_trains_and_records_it(photos, tmp_path):
     assert all(torch.isfinite(torch.tensor(p.loss)) for p in seen)
     _, info = read_model_header(result.model_path)
     assert info["config"]["style"]["log_style"] is True
+
+
+LOG_LAST = ("phases=[{name:warm,loss:identity,steps:1},{name:first,steps:2},"
+            "{name:polish,steps:2,log_style:true,style_layers:{relu1_1:1,relu2_1:2},style_weight:1.0}]")
+
+
+def test_a_phase_trains_its_own_form_of_the_style_loss(photos, tmp_path):
+    overrides = tiny_overrides(photos, tmp_path) + [LOG_LAST]
+    cfg = validate_config(compose(overrides))
+    first, polish = plan_phases(cfg, batches_per_epoch=4)[1:]
+    assert not first.log_style and first.style_layers is None and first.loss_key != polish.loss_key
+    assert polish.log_style and dict(polish.style_layers) == {"relu1_1": 1.0, "relu2_1": 2.0}
+    losses, _ = build_losses(cfg, [first, polish], torch.device("cpu"), torch.contiguous_format)
+    assert losses[0, first.loss_key].style_layers == active_layers(cfg.style.style_layers)  # the style group's
+    assert not losses[0, first.loss_key].log_style and losses[0, polish.loss_key].log_style
+    seen = []
+    result = train(compose(overrides), tmp_path / "run", callbacks=[seen.append], overrides=overrides)
+    assert [p.phase for p in seen[-2:]] == ["polish", "polish"] and all(torch.isfinite(torch.tensor(p.loss)) for p in seen)
+    _, info = read_model_header(result.model_path)
+    assert info["style_layers"] == {"relu1_1": 1.0, "relu2_1": 2.0}  # as the last phase trained them
+    assert info["config"]["phases"][2]["log_style"] is True
+
+
+@pytest.mark.parametrize("phase, message", [
+    ("{name:p,steps:1,style_layers:{relu9_1:1}}", r"phases\.0 \(p\): style_layers: unknown VGG-19 layer 'relu9_1'"),
+    ("{name:p,steps:1,style_layers:{relu1_1:0}}", r"phases\.0 \(p\): style_layers has no layer with a positive weight"),
+    ("{name:p,steps:1,log_style:true}", r"phases\.0 \(p\): log_style with style.equalize_layers"),
+])
+def test_a_phases_own_style_loss_is_checked(tmp_path, phase, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_config(compose(["data=sample", "style.equalize_layers=true", f"phases=[{phase}]"]))
 
 
 def test_init_from_is_recorded_with_its_sha256(photos, tmp_path):
