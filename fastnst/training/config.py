@@ -271,11 +271,7 @@ def validate_config(cfg: DictConfig) -> TrainConfig:
         raise ConfigError(f"style.{exc}") from exc
     check_phases(c)
     for group in ("content_layers", "style_layers"):
-        for layer, weight in c.style[group].items():
-            if layer not in LAYER_NAMES:
-                raise ConfigError(f"style.{group}: unknown VGG-19 layer {layer!r} (valid: conv1_1 ... relu5_4)")
-            if weight < 0:
-                raise ConfigError(f"style.{group}.{layer}: weight must be >= 0, got {weight}")
+        check_layer_weights(c.style[group], f"style.{group}")
     if not active_layers(c.style.style_layers) and c.style.style_weight > 0:
         raise ConfigError("style.style_layers has no layer with a positive weight")
     if not active_layers(c.style.content_layers) and c.style.content_weight > 0:
@@ -285,6 +281,15 @@ def validate_config(cfg: DictConfig) -> TrainConfig:
     except ValueError as exc:
         raise ConfigError(f"model: {exc}") from exc
     return OmegaConf.to_object(merged)  # type: ignore[return-value]
+
+
+def check_layer_weights(layers: Any, what: str) -> None:
+    """One-line errors for a {layer: weight} mapping with an unknown VGG-19 layer or a negative weight."""
+    for layer, weight in layers.items():
+        if layer not in LAYER_NAMES:
+            raise ConfigError(f"{what}: unknown VGG-19 layer {layer!r} (valid: conv1_1 ... relu5_4)")
+        if weight < 0:
+            raise ConfigError(f"{what}.{layer}: weight must be >= 0, got {weight}")
 
 
 def check_phases(c: Any) -> None:
@@ -309,11 +314,7 @@ def check_phases(c: Any) -> None:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"{where}: {message}")
-        for layer, weight in (p.style_layers or {}).items():
-            if layer not in LAYER_NAMES:
-                raise ConfigError(f"{where}: style_layers: unknown VGG-19 layer {layer!r} (valid: conv1_1 ... relu5_4)")
-            if weight < 0:
-                raise ConfigError(f"{where}: style_layers.{layer}: weight must be >= 0, got {weight}")
+        check_layer_weights(p.style_layers or {}, f"{where}: style_layers")
         if p.style_layers is not None and not active_layers(p.style_layers):
             raise ConfigError(f"{where}: style_layers has no layer with a positive weight")
         log_style = c.style.log_style if p.log_style is None else p.log_style

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
-from fastnst.training.config import TrainConfig
+from fastnst.training.config import TrainConfig, active_layers
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ def plan_phases(cfg: TrainConfig, batches_per_epoch: int) -> list[Phase]:
             style_scales=tuple(float(x) for x in pick("style_scales", s.style_scales)),
             log_style=bool(pick("log_style", s.log_style)),
             style_layers=None if spec.get("style_layers") is None
-            else tuple((str(k), float(v)) for k, v in spec["style_layers"].items() if float(v) != 0.0),
+            else tuple(active_layers(spec["style_layers"]).items()),
         ))
         start += spec["steps"]
     return phases
