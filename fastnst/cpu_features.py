@@ -43,6 +43,7 @@ __all__ = [
     "cache_dir",
     "cpu_class",
     "effective_features",
+    "has_avx512_core",
     "has_bf16_units",
     "has_int8_dot",
     "int8_probe",
@@ -269,27 +270,45 @@ def native_level(cpu: CpuInfo, features: frozenset[str]) -> str:
 class Int8Variant:
     """How fastnst.int8_net.Int8Net runs on a CPU.
 
-    ``float_dtype``: its float layers' dtype ("bfloat16" with bf16 units, else "float32"): the outputs
-    of the convolutions that are normalised next, and the second convolution, kept float.
+    ``float_dtype``: its float layer's dtype ("bfloat16" with bf16 units, else "float32"): the second
+    convolution, kept float, and the activation it reads.
     ``pair_bound`` (CPUs without VNNI): oneDNN multiplies u8 by s8 there with ``vpmaddubsw``, which adds
     the products of input channels 2k and 2k+1 in 16 bits with saturation (255 * 127 * 2 does not fit),
     so every weight is scaled so that |q| of such a pair sums to at most 128 (fastnst.int8_kernels
     quantize_weight). That costs ~0.5 dB on the guard image, where 7-bit activations cost ~1.5 dB.
+    ``out_dtype``: what the int8 convolutions write (default: ``float_dtype``). Only the statistics of
+    those outputs matter, and the passes after each convolution read them: bf16 halves that traffic.
+    oneDNN's AVX-512 kernels write bf16 without bf16 units (converted in their JIT code, as fast as
+    float32); on AVX2 only its reference kernel does, 50-150x slower, so float32 there.
     """
 
     float_dtype: str = "bfloat16"
     pair_bound: bool = False
+    out_dtype: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.out_dtype:
+            object.__setattr__(self, "out_dtype", self.float_dtype)
 
     def describe(self) -> str:
+        outs = f", {self.out_dtype} conv outputs" if self.out_dtype != self.float_dtype else ""
         pairs = ", weights bounded per input-channel pair (no VNNI)" if self.pair_bound else ""
-        return f"{self.float_dtype} float layers{pairs}"
+        return f"{self.float_dtype} float layers{outs}{pairs}"
 
 
 def int8_variant(features: frozenset[str] | None = None) -> Int8Variant:
     """The variant for this CPU as capped (``features``: effective features; default this machine's)."""
     if features is None:
         features = effective_features(read_cpu(), read_caps())
-    return Int8Variant("bfloat16" if has_bf16_units(features) else "float32", not has_int8_dot(features))
+    float_dtype = "bfloat16" if has_bf16_units(features) else "float32"
+    out_dtype = "bfloat16" if has_bf16_units(features) or has_avx512_core(features) else "float32"
+    return Int8Variant(float_dtype, not has_int8_dot(features), out_dtype)
+
+
+def has_avx512_core(features: frozenset[str]) -> bool:
+    """AVX-512 F and BW (every such chip has VL and DQ too): oneDNN's avx512_core, whose int8 kernels write
+    bf16 fast."""
+    return {"avx512f", "avx512bw"} <= features
 
 
 @dataclass(frozen=True)
@@ -396,7 +415,7 @@ def _measure(variant: Int8Variant) -> tuple[float, float, bool]:
     import torch.nn.functional as F
 
     c, s = PROBE_CHANNELS, PROBE_SIDE
-    out_dtype = getattr(torch, variant.float_dtype)
+    out_dtype = getattr(torch, variant.out_dtype)
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (1, c, s + 2, s + 2), generator=g, dtype=torch.uint8)
     x = x.contiguous(memory_format=torch.channels_last)

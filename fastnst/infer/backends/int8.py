@@ -182,11 +182,14 @@ class Int8Net(Backend):
         self.device = torch.device("cpu")
         variant = variant or int8_variant()
         if out_dtype is not None:
-            variant = replace(variant, float_dtype=str(out_dtype).removeprefix("torch."))
+            name = str(out_dtype).removeprefix("torch.")
+            variant = replace(variant, float_dtype=name, out_dtype=name)
         self.variant = variant
-        # bf16 only with bf16 units: emulated, bf16 is ~2x slower than float32, and oneDNN has no fast int8
-        # kernel with a bf16 output there (its reference kernel: 50-150x slower).
-        self.mid_dtype = getattr(torch, variant.float_dtype)  # conv outputs normalised next: only their statistics matter
+        # The float conv computes in bf16 only with bf16 units (emulated, bf16 is ~2x slower than float32).
+        # The int8 convs write bf16 wherever oneDNN does that fast (AVX-512, bf16 units or not; not on AVX2,
+        # where only its reference kernel does, 50-150x slower): only the statistics of those outputs matter.
+        self.mid_dtype = getattr(torch, variant.out_dtype)  # the int8 convs' outputs, normalised next
+        self.float_dtype = getattr(torch, variant.float_dtype)  # the float conv and the activation it reads
         # Without VNNI, oneDNN's u8 x s8 kernels add pairs of products (input channels 2k, 2k+1) in 16
         # bits: every conv's weights are then scaled so that no pair can saturate (Int8Variant.pair_bound).
         pairs = variant.pair_bound
@@ -202,7 +205,7 @@ class Int8Net(Backend):
             if isinstance(step, Conv) and step.reads == "image":
                 conv = _QConv(step.weight, stride=step.stride, pair_bound=pairs)
             elif isinstance(step, Conv) and sum(c is not None for c in self.convs) == 1:  # the second conv
-                conv = _FloatConv(step.weight, step.stride, self.mid_dtype)
+                conv = _FloatConv(step.weight, step.stride, self.float_dtype)
             elif isinstance(step, Conv):
                 conv = _QConv(step.weight, stride=step.stride, per_image=True, dilation=step.dilation, pair_bound=pairs)
             elif isinstance(step, PhaseConv):
@@ -306,7 +309,7 @@ class Int8Net(Backend):
                     r = torch.empty(y.shape, memory_format=CHANNELS_LAST)
                     r_range, stream_out = ops.stream(None, y, a, b, r), step.writes
                 elif float_input:  # ReLU(IN(y)) in the float conv's dtype
-                    q, q_scale = _quant_padded(ops, y, a, b, step.writes, c, self.mid_dtype), None
+                    q, q_scale = _quant_padded(ops, y, a, b, step.writes, c, self.float_dtype), None
                 else:
                     q, q_scale = _quant_padded(ops, y, a / s, b / s, step.writes, c), s
             elif isinstance(step, ResidualAdd):
