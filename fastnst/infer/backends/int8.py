@@ -20,8 +20,10 @@ Quantization, with no calibration set:
   features reach 20 standard deviations in the last blocks, so any K either clipped them or wasted
   levels (31-41 dB). The residual stream (no ReLU) has a range and a zero point per channel, from
   the pass that writes it; the zero points become the reading conv's bias.
-* **One conv stays bf16**: the second, which reads the first layer's full-resolution activations, the
-  tensor where 8 bits lose most (3% of the multiply-adds).
+* **One conv stays float** (bf16 with bf16 units, else float32): the second, which reads the first layer's
+  full-resolution activations, the tensor where 8 bits lose most (3% of the multiply-adds).
+* **Conv outputs** are bf16 wherever oneDNN writes bf16 fast (every AVX-512 CPU), else float32: only their
+  statistics matter, and the passes after each conv then read half the bytes.
 * **The image** is 8-bit already: the first convolution takes it as u8 with scale 1/255 (exact for
   8-bit sources; higher bit depths are rounded to 8 bits), and the last writes float32, from which the
   PIL path rounds straight to u8.
