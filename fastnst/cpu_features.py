@@ -254,7 +254,7 @@ def native_level(cpu: CpuInfo, features: frozenset[str]) -> str:
     (AVX2 + FMA, vectorised by the compiler) or "generic" (the target's baseline: ARM, older x86, unknown)."""
     if not cpu.is_x86:
         return "generic"
-    if {"avx512f", "avx512bw"} <= features:
+    if has_avx512_core(features):
         return "avx512"
     if {"avx2", "fma"} <= features:
         return "avx2"
@@ -300,9 +300,9 @@ def int8_variant(features: frozenset[str] | None = None) -> Int8Variant:
     """The variant for this CPU as capped (``features``: effective features; default this machine's)."""
     if features is None:
         features = effective_features(read_cpu(), read_caps())
-    float_dtype = "bfloat16" if has_bf16_units(features) else "float32"
-    out_dtype = "bfloat16" if has_bf16_units(features) or has_avx512_core(features) else "float32"
-    return Int8Variant(float_dtype, not has_int8_dot(features), out_dtype)
+    bf16 = has_bf16_units(features)
+    out_dtype = "bfloat16" if bf16 or has_avx512_core(features) else "float32"
+    return Int8Variant("bfloat16" if bf16 else "float32", not has_int8_dot(features), out_dtype)
 
 
 def has_avx512_core(features: frozenset[str]) -> bool:

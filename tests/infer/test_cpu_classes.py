@@ -233,11 +233,12 @@ def test_int8_float_layers_are_float32_without_bf16_units(monkeypatch, starry):
 def test_int8_with_float32_layers_is_within_the_int8_tolerance_of_fp32(starry):
     photo = guard_image(160)[..., :, :144]
     # The pair bound where this CPU needs it (no VNNI), so the check runs on every x86 CPU.
-    pairs = not cf.has_int8_dot(cf.effective_features(cf.read_cpu(), cf.read_caps()))
+    feats = cf.effective_features(cf.read_cpu(), cf.read_caps())
+    pairs = not cf.has_int8_dot(feats)
     with torch.inference_mode():
         ref = starry(photo).clamp(0, 1)
     variants = {Int8Variant("float32", pairs), Int8Variant("float32", True)}
-    if cf.has_avx512_core(cf.effective_features(cf.read_cpu(), cf.read_caps())):  # elsewhere oneDNN's reference kernel: slow
+    if cf.has_avx512_core(feats):  # elsewhere oneDNN's reference kernel: slow
         variants.add(Int8Variant("float32", pairs, "bfloat16"))
     for variant in variants:
         net = Int8Net(starry, variant=variant)
