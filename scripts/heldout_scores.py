@@ -23,7 +23,7 @@ import torch
 import fastnst
 from fastnst.assets import HELD_OUT_PHOTOS, STYLE_IMAGES
 from fastnst.imageio import load_image, resize_tensor_long_side
-from fastnst.nets.modelfile import list_shipped_models, read_model_header
+from fastnst.nets.modelfile import is_shared_network, list_shipped_models, read_model_header
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"error: {missing[0]}: held-out photo not found (run scripts/gather_photos.py)", file=sys.stderr)
         return 2
-    models = [Path(m) for m in args.models] if args.models else list_shipped_models()
+    # The shared network of a multi-style run has no painting to be scored against.
+    models = ([Path(m) for m in args.models] if args.models else
+              [m for m in list_shipped_models() if not is_shared_network(read_model_header(m)[1])])
     args.out_dir.mkdir(parents=True, exist_ok=True)
     for model in models:
         path = model if model.suffix else ROOT / "checkpoints" / f"{model}.safetensors"

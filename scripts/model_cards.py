@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fastnst.nets.modelfile import list_shipped_models, read_model_header
+from fastnst.nets.modelfile import is_shared_network, list_shipped_models, read_model_header
 
 ROOT = Path(__file__).resolve().parents[1]
 # Overrides that only say where a run wrote or how it showed progress: not part of the recipe.
@@ -65,7 +65,9 @@ def _schedule(info: dict[str, Any]) -> str:
         parts = [f"{p['name']} {p['steps']:,}" for p in phases]
         text = " + ".join(parts) + f" steps, batch {info.get('batch_size', '?')}"
     else:
-        text = f"{info.get('steps', '?'):,} steps, batch {info.get('batch_size', '?')}"
+        steps = info.get("steps")
+        text = f"{steps:,}" if isinstance(steps, int) else "?"
+        text += f" steps, batch {info.get('batch_size', '?')}"
     paintings = info.get("paintings") or {}
     if paintings:
         text += f", the {len(paintings)} paintings in turn"
@@ -103,6 +105,11 @@ def _scores(name: str, scores_dir: Path) -> list[str]:
 
 def card(path: Path, scores_dir: Path) -> str:
     config, info = read_model_header(path)
+    shared = is_shared_network(info)
+    painting = ("none of its own: the mean of its paintings' instance-norm scales and shifts" if shared else
+                f"{info.get('style_image', '?')} ({info.get('style_image_size', '?')} px long side for the Gram targets)")
+    scores = (["| held-out scores | none: not a style, the network `recipe=quick` fine-tunes a new painting from |"]
+              if shared else _scores(path.stem, scores_dir))
     arch = f"{config.arch}, {config.base_channels} base channels, {config.num_residual_blocks} residual blocks"
     if config.residual_dilations:
         arch += f", dilations {', '.join(map(str, config.residual_dilations))}"
@@ -111,7 +118,7 @@ def card(path: Path, scores_dir: Path) -> str:
         "",
         "| | |",
         "|---|---|",
-        f"| painting | {info.get('style_image', '?')} ({info.get('style_image_size', '?')} px long side for the Gram targets) |",
+        f"| painting | {painting} |",
         f"| recipe | {'`configs/recipe/' + info['recipe'] + '.yaml`' if info.get('recipe') else 'none recorded'} |",
         f"| command | {_command(info)} |",
         f"| data | {_data(info)} |",
@@ -122,7 +129,7 @@ def card(path: Path, scores_dir: Path) -> str:
         f"{info.get('precision', '?')} |",
         f"| code | fastnst {info.get('fastnst_version', '?')}"
         + (f", commit {str(info['git_commit'])[:12]}" if info.get("git_commit") else "") + " |",
-        *_scores(path.stem, scores_dir),
+        *scores,
         "",
     ]
     return "\n".join(rows)

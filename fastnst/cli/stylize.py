@@ -54,7 +54,7 @@ _INFO_KEYS = [  # (key in info, label); anything missing is just left out
 def list_models(out=None) -> int:
     """Print the shipped models with their style and training facts (from the file headers)."""
     out = out or sys.stdout
-    from fastnst.nets.modelfile import CHECKPOINTS_DIR, ModelFileError, list_shipped_models, read_model_header
+    from fastnst.nets.modelfile import CHECKPOINTS_DIR, ModelFileError, is_shared_network, list_shipped_models, read_model_header
 
     paths = list_shipped_models()
     if not paths:
@@ -78,9 +78,9 @@ def list_models(out=None) -> int:
         ]
         paintings = info.get("paintings") if isinstance(info.get("paintings"), dict) else {}
         if paintings:  # a model of a run on several paintings: say which network it is
-            facts.insert(0, f"one of {len(paintings)} paintings in one network" if style in paintings
-                         else f"the shared network of {len(paintings)} paintings ({', '.join(paintings)}), "
-                              "a start to fine-tune a new painting from")
+            facts.insert(0, f"the shared network of {len(paintings)} paintings ({', '.join(paintings)}), "
+                            "a start to fine-tune a new painting from" if is_shared_network(info)
+                         else f"one of {len(paintings)} paintings in one network")
         line = f"{path.stem}: style {style}; {arch}"
         print(line + ("; " + ", ".join(facts) if facts else ""), file=out)
     return 0

@@ -98,6 +98,13 @@ def list_shipped_models() -> list[Path]:
     return sorted(CHECKPOINTS_DIR.glob(f"*{MODEL_SUFFIX}"))
 
 
+def is_shared_network(info: dict[str, Any]) -> bool:
+    """Whether a header is that of a multi-style run's shared network (``base``): no painting of its own,
+    the mean of its paintings' norms, a start to fine-tune a new painting from."""
+    paintings = info.get("paintings")
+    return isinstance(paintings, dict) and bool(paintings) and info.get("style") not in paintings
+
+
 def read_model_header(path: str | os.PathLike) -> tuple[TransformerConfig, dict[str, Any]]:
     """Validate a model file's header and return its config and info, without loading weights."""
     path = Path(path)

@@ -52,3 +52,18 @@ def test_a_card_of_a_multi_style_run_names_the_network_and_the_paintings(tmp_pat
     assert "identity 142 + perceptual 4,800 steps, batch 4, the 2 paintings in turn" in text
     assert ("| one network for | starry, vangogh_olive (painting 2 of 2 of one network; copied from the run's "
             "`vangogh_olive.safetensors`) |") in text
+
+
+def test_the_shared_network_of_a_multi_style_run_has_no_painting_and_no_scores(tmp_path):
+    cards = load_script("model_cards")
+    info = {"style": "base", "recipe": "base", "style_image": "starry_night.jpg",
+            "paintings": {"starry": "starry_night.jpg", "vangogh_olive": "vangogh_olive.jpg"},
+            "network": "the shared network, with the mean of the paintings' instance-norm scales and shifts"}
+    model = save_style_model(tmp_path / "base.safetensors", random_style_net(4, 1), info)
+    out = tmp_path / "README.md"
+    assert cards.main(["--models", str(model), "--scores", str(tmp_path), "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "| painting | none of its own: the mean of its paintings' instance-norm scales and shifts |" in text
+    assert "starry_night.jpg" not in text.split("| painting |")[1].split("\n")[0]
+    assert "not a style, the network `recipe=quick` fine-tunes a new painting from" in text
+    assert "not measured yet" not in text
