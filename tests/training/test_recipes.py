@@ -12,7 +12,7 @@ from PIL import Image
 from safetensors import safe_open
 
 from fastnst.imageio import trim_uniform_frame
-from fastnst.nets.modelfile import read_model_header
+from fastnst.nets.modelfile import is_shared_network, read_model_header, resolve_model_path
 from fastnst.training.build import build_losses
 from fastnst.training.config import CONFIG_DIR, ConfigError, active_layers, validate_config
 from fastnst.training.loop import TrainingInterrupted, train
@@ -50,9 +50,11 @@ def test_shipped_recipes_are_the_four_models():
     assert set(SHIPPED) <= set(RECIPES)
 
 
-def test_the_quick_recipe_fine_tunes_a_shipped_network_on_the_bundled_photos():
+def test_the_quick_recipe_fine_tunes_the_shipped_base_network_on_the_bundled_photos():
     cfg = validate_config(compose(["recipe=quick", f"style.image={PAINTING}"]))
-    assert cfg.recipe == "quick" and cfg.init_from == "starry" and cfg.data.name.value == "sample"
+    assert cfg.recipe == "quick" and cfg.init_from == "base" and cfg.data.name.value == "sample"
+    _, info = read_model_header(resolve_model_path(cfg.init_from))  # ships, and is the shared network of recipe=base
+    assert info["recipe"] == "base" and is_shared_network(info)
     assert cfg.style.log_style and set(cfg.style.style_layers.values()) == {1.0} and cfg.style.name == "starry_night"
     phases = plan_phases(cfg, batches_per_epoch=140)
     assert [p.loss for p in phases] == ["perceptual"] and sum(p.steps for p in phases) <= 200
