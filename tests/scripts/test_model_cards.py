@@ -37,17 +37,21 @@ def test_cards_name_the_recipe_command_data_phases_hardware_and_scores(tmp_path)
     assert "not measured yet" in text  # the model without a scores file
 
 
+def card_of(tmp_path, name: str, info: dict) -> str:
+    """The card that scripts/model_cards.py writes for one model file with this header (no scores)."""
+    model = save_style_model(tmp_path / f"{name}.safetensors", random_style_net(4, 1), info)
+    out = tmp_path / "README.md"
+    assert load_script("model_cards").main(["--models", str(model), "--scores", str(tmp_path), "-o", str(out)]) == 0
+    return out.read_text()
+
+
 def test_a_card_of_a_multi_style_run_names_the_network_and_the_paintings(tmp_path):
-    cards = load_script("model_cards")
     info = {"style": "vangogh_olive", "recipe": "base", "style_image": "vangogh_olive.jpg", "batch_size": 4,
             "overrides": ["recipe=base", "data.root=/home/me/photos", "style.paintings_dir=/home/me/paintings"],
             "phases": [{"name": "identity", "steps": 142}, {"name": "perceptual", "steps": 4800}],
             "paintings": {"starry": "starry_night.jpg", "vangogh_olive": "vangogh_olive.jpg"},
             "network": "painting 2 of 2 of one network"}
-    model = save_style_model(tmp_path / "vangogh_olive.safetensors", random_style_net(4, 1), info)
-    out = tmp_path / "README.md"
-    assert cards.main(["--models", str(model), "--scores", str(tmp_path), "-o", str(out)]) == 0
-    text = out.read_text()
+    text = card_of(tmp_path, "vangogh_olive", info)
     assert "`python -m fastnst.train recipe=base data.root=... style.paintings_dir=...`" in text
     assert "identity 142 + perceptual 4,800 steps, batch 4, the 2 paintings in turn" in text
     assert ("| one network for | starry, vangogh_olive (painting 2 of 2 of one network; copied from the run's "
@@ -55,14 +59,10 @@ def test_a_card_of_a_multi_style_run_names_the_network_and_the_paintings(tmp_pat
 
 
 def test_the_shared_network_of_a_multi_style_run_has_no_painting_and_no_scores(tmp_path):
-    cards = load_script("model_cards")
     info = {"style": "base", "recipe": "base", "style_image": "starry_night.jpg",
             "paintings": {"starry": "starry_night.jpg", "vangogh_olive": "vangogh_olive.jpg"},
             "network": "the shared network, with the mean of the paintings' instance-norm scales and shifts"}
-    model = save_style_model(tmp_path / "base.safetensors", random_style_net(4, 1), info)
-    out = tmp_path / "README.md"
-    assert cards.main(["--models", str(model), "--scores", str(tmp_path), "-o", str(out)]) == 0
-    text = out.read_text()
+    text = card_of(tmp_path, "base", info)
     assert "| painting | none of its own: the mean of its paintings' instance-norm scales and shifts |" in text
     assert "starry_night.jpg" not in text.split("| painting |")[1].split("\n")[0]
     assert "not a style, the network `recipe=quick` fine-tunes a new painting from" in text
