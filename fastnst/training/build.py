@@ -167,11 +167,12 @@ def build_losses(cfg: TrainConfig, phases: Sequence[Phase], device: torch.device
     content_layers = active_layers(s.content_layers)
     keys = (list(dict.fromkeys(p.loss_key for p in phases if p.loss == "perceptual"))
             or [StyleForm(tuple(s.style_scales), s.log_style)])
-    power = None  # log_style's unit, measured once so that every batch trades style and content alike
-    if any(key.log_style for key in keys) and dataset is not None and content_layers:
-        crops = measuring_crops(dataset, "style.log_style").to(device)
+    # The unit of log_style and of a content budget, measured once so that every batch is weighed alike.
+    power = None
+    if (any(key.log_style for key in keys) or s.content_target is not None) and dataset is not None and content_layers:
+        crops = measuring_crops(dataset, "style.log_style" if s.content_target is None else "style.content_target").to(device)
         power = mean_power(vgg, crops, next(iter(content_layers)))
-        log.info("style.log_style: content power %.4g", power)
+        log.info("content power %.4g (the unit of style.log_style and style.content_target)", power)
     losses = {}
     for index, (style, path) in enumerate(paintings):
         group_weights = None  # the style group's layers, measured once per painting when a phase needs them

@@ -86,6 +86,10 @@ class StyleConfig:
     # layer keeps the same say as it improves, style_layers are plain relative weights (1 each: no
     # per-painting tuning), and style_weight trades log style distance against content distance.
     log_style: bool = False
+    # Hold the training content distance (content loss / the training photos' power at the content layer)
+    # near this by scaling style_weight during the run (fastnst.training.content_budget): the amount of
+    # photo kept is the setting, and each painting gets the style weight that keeps it. None: fixed weights.
+    content_target: Optional[float] = None
     # Several paintings in one network (fastnst.nets.multistyle; Dumoulin et al. 2017): these paintings
     # (bundled names or paths) in turn, one a batch; `image` is not used then (a recipe sets it to the
     # first). Each painting comes out as a model file of its own, and <name>.safetensors holds the shared
@@ -247,6 +251,7 @@ def validate_config(cfg: DictConfig) -> TrainConfig:
         (c.style.image_size >= 16, f"style.image_size must be >= 16, got {c.style.image_size}"),
         (c.style.content_weight >= 0 and c.style.style_weight >= 0 and c.style.tv_weight >= 0,
          "style.content_weight, style.style_weight and style.tv_weight must be >= 0"),
+        (c.style.content_target is None or c.style.content_target > 0, "style.content_target must be > 0 (or null)"),
         (bool(str(c.style.name).strip()) and "/" not in str(c.style.name),
          f"style.name must be a non-empty name without '/', got {c.style.name!r}"),
         # Both give every layer its say, in two ways: together, the equal-say factors would re-weight the
@@ -276,6 +281,8 @@ def validate_config(cfg: DictConfig) -> TrainConfig:
         raise ConfigError("style.style_layers has no layer with a positive weight")
     if not active_layers(c.style.content_layers) and c.style.content_weight > 0:
         raise ConfigError("style.content_layers has no layer with a positive weight")
+    if c.style.content_target is not None and not active_layers(c.style.content_layers):
+        raise ConfigError("style.content_target holds a content distance: style.content_layers needs a layer")
     try:
         model_config(c)
     except ValueError as exc:

@@ -56,6 +56,7 @@ from fastnst.training.build import (
     make_loader,
 )
 from fastnst.training.config import ConfigError, TrainConfig, TrainingError, painting_names, to_plain_dict, validate_config
+from fastnst.training.content_budget import ContentBudget
 from fastnst.training.data import Batch, DataError, EpochSampler
 from fastnst.training.distributed import DistInfo, mean_over_processes, min_over_processes, setup_distributed, teardown_distributed
 from fastnst.training.interrupt import InterruptFlag
@@ -155,6 +156,7 @@ class TrainContext:
     callbacks: Sequence[ProgressCallback]
     interrupt: InterruptFlag
     overrides: list[str]
+    content_budget: ContentBudget | None = None  # style.content_target's controller of the style weight
     tb: Any = None  # TensorBoardLogger on rank 0
     sample_photos: torch.Tensor | None = None
     session_start: float = field(default_factory=time.perf_counter)
@@ -200,13 +202,24 @@ def _non_finite_message(ctx: TrainContext, state: TrainState, phase: str, what: 
             f"Lower lr (now {ctx.optimizer.param_groups[0]['lr']:.3g}) or the loss weights, or try precision=fp32; {last}")
 
 
+def style_weight_now(ctx: TrainContext, phase: Phase) -> float:
+    """The phase's style weight, times the content budget's scale when there is one."""
+    return phase.style_weight * (ctx.content_budget.scale if ctx.content_budget is not None else 1.0)
+
+
+def set_loss_weights(ctx: TrainContext, phase: Phase) -> None:
+    """The phase's loss weights on every painting's loss of the phase's form."""
+    for (_, key), loss in ctx.losses.items():
+        if key == phase.loss_key:
+            loss.content_weight, loss.style_weight, loss.tv_weight = (phase.content_weight, style_weight_now(ctx, phase),
+                                                                      phase.tv_weight)
+
+
 def enter_phase(ctx: TrainContext, phase: Phase) -> None:
     """Set the phase's crop size and loss weights (before its batches are loaded)."""
     ctx.dataset.image_size = phase.image_size
     if phase.loss == "perceptual":
-        for (_, key), loss in ctx.losses.items():
-            if key == phase.loss_key:
-                loss.content_weight, loss.style_weight, loss.tv_weight = phase.content_weight, phase.style_weight, phase.tv_weight
+        set_loss_weights(ctx, phase)
         ctx.loss_fn = ctx.losses[0, phase.loss_key]
 
 
@@ -271,6 +284,10 @@ def train_one_epoch(ctx: TrainContext, state: TrainState, loader: Iterable[Batch
         state.batch_in_epoch += 1
         state.images_seen += n * ctx.dist.world_size
         values["grad_norm"] = grad_norm
+        if ctx.content_budget is not None and phase.loss == "perceptual":
+            values["style_weight"] = ctx.loss_fn.style_weight  # the weight this step trained with
+            ctx.content_budget.update(values["content"])  # the same on every process: values are averaged
+            set_loss_weights(ctx, phase)
         _after_step(ctx, state, phase.name, values, lr, n * ctx.dist.world_size)
         if stop:
             raise KeyboardInterrupt
@@ -326,6 +343,7 @@ def checkpoint_payload(ctx: TrainContext, state: TrainState) -> dict[str, Any]:
         "images_seen": state.images_seen,
         "wall_time": state.wall_time + (time.perf_counter() - ctx.session_start),
         "skipped": dict(state.skipped),
+        "content_budget": ctx.content_budget.state_dict() if ctx.content_budget is not None else None,
         "warmup_steps": ctx.warmup_steps,
         "total_steps": ctx.total_steps,
         "phases": [p.to_dict() for p in ctx.phases],
@@ -410,6 +428,8 @@ def restore_from_checkpoint(ctx: TrainContext, ckpt: dict[str, Any], cfg: TrainC
     changed = _config_changes(ckpt.get("config", {}), to_plain_dict(cfg))
     if changed:
         log.info("resume: settings changed since the checkpoint: %s", ", ".join(changed))
+    if ctx.content_budget is not None and ckpt.get("content_budget"):
+        ctx.content_budget.load_state_dict(ckpt["content_budget"])
     restore_rng_state(ckpt["rng"])
     return TrainState(step=int(ckpt["step"]), epoch=int(ckpt["epoch"]), batch_in_epoch=int(ckpt["batch_in_epoch"]),
                       images_seen=int(ckpt.get("images_seen", 0)), wall_time=float(ckpt.get("wall_time", 0.0)),
@@ -559,6 +579,8 @@ def _train(cfg: TrainConfig, run_dir: Path, info: DistInfo, device: torch.device
                        optimizer=optimizer, scheduler=scheduler, scaler=scaler, sampler=sampler, dataset=dataset,
                        warmup_steps=warmup_steps, total_steps=total_steps, start_step=0, callbacks=callbacks,
                        interrupt=InterruptFlag(), overrides=overrides)
+    if cfg.style.content_target is not None:
+        ctx.content_budget = ContentBudget(cfg.style.content_target, ctx.loss_fn.content_power)
     state = restore_from_checkpoint(ctx, ckpt, cfg) if ckpt is not None else TrainState()
     ctx.start_step = state.step
     if ckpt is not None and info.is_main:

@@ -115,7 +115,9 @@ def model_info(ctx: Any, state: Any, style_paths: Sequence[Path], num_images: in
         "warmup_steps": identity,
         "phase_steps": done,
         "content_weight": last.content_weight if last else s.content_weight,
-        "style_weight": last.style_weight if last else s.style_weight,
+        # With style.content_target, the weight the budget had come to by the end of the run.
+        "style_weight": (last.style_weight if last else s.style_weight) * (
+            ctx.content_budget.scale if ctx.content_budget is not None else 1.0),
         "tv_weight": last.tv_weight if last else s.tv_weight,
         "content_layers": active_layers(s.content_layers),
         "style_layers": _trained_style_layers(ctx, 0),

@@ -121,6 +121,35 @@ def test_a_run_interrupted_near_a_phase_boundary_resumes_exactly(photos, tmp_pat
         assert torch.equal(a[key], b[key]), key
 
 
+def test_a_content_budget_run_moves_the_style_weight_resumes_exactly_and_records_the_weight(photos, tmp_path):
+    # A target of half the content distance the tiny network keeps (~0.5): the budget lowers the style weight
+    # every step.
+    settings = dict(seed=5, checkpoint_every=1, log_every=1, **{"style.content_target": 0.25})
+    seen = []
+    full = run(photos, tmp_path / "full", callbacks=[seen.append], **settings)
+    a1, a2, b1, b2 = [p.terms["style_weight"] for p in seen if p.phase != "warm"]  # phases "first", "second"
+    assert a1 == pytest.approx(1e-2) and a2 < a1  # the first phase's weight, scaled down after one step
+    assert b1 / 0.05 < a2 / 1e-2 and b2 < b1  # the second phase's own weight, the scale carried on and still falling
+    _, info = read_model_header(full.model_path)
+    assert info["config"]["style"]["content_target"] == 0.25 and 0 < info["style_weight"] < b2
+
+    def stop(p):
+        if p.step == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted):
+        run(photos, tmp_path / "cut", callbacks=[stop], **settings)
+    resumed = run(photos, tmp_path / "cut", resume=tmp_path / "cut" / "run", **settings)
+    a, b = _weights(full.model_path), _weights(resumed.model_path)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_a_content_target_must_be_positive(tmp_path):
+    with pytest.raises(ConfigError, match="style.content_target must be > 0"):
+        validate_config(compose(["data=sample", "style.content_target=0"]))
+
+
 def test_the_model_file_records_config_overrides_and_every_training_file(photos, tmp_path):
     # A shipped recipe cut down to tiny: its own photo list and network replaced by the test's.
     result = run(photos, tmp_path, recipe="scream", **{"data.files": "[]", "model.residual_dilations": "null",
