@@ -9,14 +9,14 @@ The measured quantity is the batch's content loss over the training photos' mean
 the content layer (``PerceptualLoss.content_power``): the scale-free content distance of
 ``python -m fastnst.evaluate``, on training crops. It is smoothed (an exponential moving average) and
 an integral controller moves the log of the style weight's scale against its relative error:
-``log_scale -= gain * (smoothed / target - 1)`` each step. The state is three floats, saved with
-every checkpoint, so a resumed run goes on exactly.
+``log_scale -= gain * (smoothed / target - 1)`` each step. The state is two numbers (the scale and the
+smoothed level), saved with every checkpoint, so a resumed run goes on exactly.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 MAX_LOG_SCALE = math.log(16.0)  # the scale stays within 1/16 .. 16 of the configured style weight
 
@@ -50,8 +50,14 @@ class ContentBudget:
         return self.scale
 
     def state_dict(self) -> dict[str, float | None]:
-        return asdict(self)
+        """What a checkpoint keeps; the target and the power come from the run's config and data."""
+        return {"log_scale": self.log_scale, "level": self.level}
 
     def load_state_dict(self, state: dict[str, float | None]) -> None:
         self.log_scale = float(state["log_scale"])
         self.level = None if state.get("level") is None else float(state["level"])
+
+
+def style_weight_scale(budget: ContentBudget | None) -> float:
+    """What a configured style weight is multiplied by: the budget's scale, or 1 without a budget."""
+    return budget.scale if budget is not None else 1.0

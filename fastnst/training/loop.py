@@ -56,7 +56,7 @@ from fastnst.training.build import (
     make_loader,
 )
 from fastnst.training.config import ConfigError, TrainConfig, TrainingError, painting_names, to_plain_dict, validate_config
-from fastnst.training.content_budget import ContentBudget
+from fastnst.training.content_budget import ContentBudget, style_weight_scale
 from fastnst.training.data import Batch, DataError, EpochSampler
 from fastnst.training.distributed import DistInfo, mean_over_processes, min_over_processes, setup_distributed, teardown_distributed
 from fastnst.training.interrupt import InterruptFlag
@@ -204,7 +204,7 @@ def _non_finite_message(ctx: TrainContext, state: TrainState, phase: str, what: 
 
 def style_weight_now(ctx: TrainContext, phase: Phase) -> float:
     """The phase's style weight, times the content budget's scale when there is one."""
-    return phase.style_weight * (ctx.content_budget.scale if ctx.content_budget is not None else 1.0)
+    return phase.style_weight * style_weight_scale(ctx.content_budget)
 
 
 def set_loss_weights(ctx: TrainContext, phase: Phase) -> None:

@@ -15,6 +15,7 @@ import torch
 from fastnst import cpu_features
 from fastnst.nets.multistyle import SHARED_NETWORK
 from fastnst.training.config import TrainConfig, active_layers, painting_names, to_plain_dict
+from fastnst.training.content_budget import style_weight_scale
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
@@ -116,8 +117,7 @@ def model_info(ctx: Any, state: Any, style_paths: Sequence[Path], num_images: in
         "phase_steps": done,
         "content_weight": last.content_weight if last else s.content_weight,
         # With style.content_target, the weight the budget had come to by the end of the run.
-        "style_weight": (last.style_weight if last else s.style_weight) * (
-            ctx.content_budget.scale if ctx.content_budget is not None else 1.0),
+        "style_weight": (last.style_weight if last else s.style_weight) * style_weight_scale(ctx.content_budget),
         "tv_weight": last.tv_weight if last else s.tv_weight,
         "content_layers": active_layers(s.content_layers),
         "style_layers": _trained_style_layers(ctx, 0),
