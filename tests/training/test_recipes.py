@@ -56,6 +56,7 @@ def test_the_quick_recipe_fine_tunes_the_shipped_base_network_on_the_bundled_pho
     _, info = read_model_header(resolve_model_path(cfg.init_from))  # ships, and is the shared network of recipe=base
     assert info["recipe"] == "base" and is_shared_network(info)
     assert cfg.style.log_style and set(cfg.style.style_layers.values()) == {1.0} and cfg.style.name == "starry_night"
+    assert cfg.style.content_target == 0.7  # the photo kept is the setting; the style weight follows it
     phases = plan_phases(cfg, batches_per_epoch=140)
     assert [p.loss for p in phases] == ["perceptual"] and sum(p.steps for p in phases) <= 200
 
