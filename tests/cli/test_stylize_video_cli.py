@@ -140,7 +140,7 @@ def interrupt_on_call(monkeypatch, method: str, n: int) -> None:
 
 def test_ctrl_c_leaves_no_file_and_exits_130(model, tmp_path, monkeypatch):
     src = write_clip(tmp_path / "c.mp4", moving_square_frames(10, 64, 48))
-    interrupt_on_call(monkeypatch, "stylize_tensor", 3)
+    interrupt_on_call(monkeypatch, "finish", 3)
     assert run(model, "-q", str(src)) == 130
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.mp4"]
 
