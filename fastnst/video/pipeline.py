@@ -6,8 +6,8 @@
 
 Three stages overlap: a thread demuxes and decodes (frames converted to RGB, and scaled, by FFmpeg's
 swscale; fastnst.video.container), the caller's thread stylizes, a thread encodes and muxes. On a CPU the
-network runs two consecutive frames at once, one per worker thread (fastnst.video.frame_workers), and the
-caller's thread puts them back in order for the temporal step. FFmpeg's threads
+network runs two consecutive frames at once, one per worker thread (fastnst.video.frame_workers), and one
+more thread takes their outputs in frame order through the temporal step. FFmpeg's threads
 release the GIL, so the stages run in parallel; their thread counts are parameters because on a small
 CPU the codec threads compete with PyTorch's (measured in scripts/bench_video.py). Output safety is
 fastnst.video.container's: a temporary name renamed when complete, nothing left after an error or Ctrl-C.
@@ -226,8 +226,7 @@ def _run_pipeline(reader: FrameReader, frame_stylizer: FrameStylizer, writer: Vi
                 continue
             t0 = time.perf_counter()  # one frame at a time, all in this thread
             x = frame_to_tensor(item.rgb, device)
-            rgb = tensor_to_frame(frame_stylizer.finish(x, frame_stylizer.network_pass(x)) if frame_stylizer.independent
-                                  else frame_stylizer.stylize_tensor(x))
+            rgb = tensor_to_frame(frame_stylizer.stylize_tensor(x))
             busy += time.perf_counter() - t0
             if not emit(item, rgb):
                 break

@@ -244,13 +244,12 @@ class FrameStylizer:
     @torch.inference_mode()
     def stylize_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """(1, 3, H, W) float in [0, 1] -> stylized (1, 3, H, W) float32 in [0, 1] on this device."""
+        if self.independent:
+            return self.finish(x, self.network_pass(x))
         x = self._checked(x)
-        look = self._see(x)
+        look = self._see(x)  # before the pass: a scene cut resets the smoothed statistics it uses
         net = self.stylizer.backend_for(*x.shape[-2:])
-        if not self.independent:
-            y, self._stats = net.smoothed(x, self._stats, self.stabilization.stats_momentum)
-        else:
-            y = net(x)
+        y, self._stats = net.smoothed(x, self._stats, self.stabilization.stats_momentum)
         return self._follow(x, y, look)
 
     @torch.inference_mode()
