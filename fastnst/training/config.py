@@ -74,8 +74,8 @@ class StyleConfig:
     # The style loss summed over the output and the painting resized by each factor (fastnst.nets.losses.
     # PerceptualLoss): [1.0, 0.5] adds a half-size level that weighs motifs twice VGG's window.
     style_scales: list[float] = field(default_factory=lambda: [1.0])
-    # Cut a uniform frame (a scan's black border) off the painting before its Gram targets are taken:
-    # the network would learn to paint the frame at every image's edge.
+    # Cut a uniform frame (a scan's black border) and its inner edge off the painting before its Gram
+    # targets are taken: the network would learn to paint the frame at every image's edge.
     trim_frame: bool = True
     # Give every style layer the same say: multiply each style_layers weight by 1 / (the Gram MSE of the
     # first training photos' centre crops against the painting at that layer), in relu4_2-power units

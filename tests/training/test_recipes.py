@@ -223,7 +223,7 @@ def test_init_from_is_recorded_with_its_sha256(photos, tmp_path):
 
 def test_a_scanned_paintings_black_frame_is_cut_off():
     img, cut = trim_uniform_frame(Image.open(PAINTING).convert("RGB"))
-    assert cut == (7, 8, 5, 8) and img.size == (752 - 13, 600 - 15)
+    assert cut == (7 + 12, 8 + 12, 5 + 15, 8 + 15) and img.size == (752 - 43, 600 - 39)  # frame + 2% edge
 
 
 def test_an_unframed_painting_is_left_as_it_is():
