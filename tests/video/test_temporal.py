@@ -152,3 +152,34 @@ def test_model_given_by_path(tmp_path):
     stream = FrameStylizer(path, precision="fp32", device="cpu")
     assert stream.stylizer.style == "m"
     assert stream(square_frames(1)[0]).shape == (H, W, 3)
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 36, 64), (1, 3, 7, 9), (1, 3, 1, 5), (1, 1, 5, 1)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_box_filters_equal_average_pooling(shape, channels_last):
+    import torch.nn.functional as F
+
+    from fastnst.video.temporal import _box3, _mean2x2
+
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(_mean2x2(x), F.avg_pool2d(x, 2, ceil_mode=True))
+    torch.testing.assert_close(_box3(x), F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False))
+
+
+@pytest.mark.parametrize("shift", [(6, -8), (-4, 2), (2, 0), (0, -2)])
+def test_blend_weight_leaves_out_the_uncovered_strip_and_its_edge(shift):
+    from fastnst.video.temporal import _look, _static_weight
+
+    x = torch.rand(1, 3, 40, 60, generator=torch.Generator().manual_seed(1))
+    look = _look(x)
+    w = _static_weight(look, look, shift, 0.9, 0.03)[0, 0]  # same frame: static wherever the shift leaves data
+    dy, dx = shift
+    rows = torch.arange(40)[:, None]
+    cols = torch.arange(60)[None, :]
+    # The strip the shift uncovers plus one half-resolution pixel (2 px here) next to it get no weight.
+    uncovered = (rows < dy + 2) if dy > 0 else (rows >= 40 + dy - 2) if dy < 0 else torch.zeros_like(rows, dtype=torch.bool)
+    uncovered = uncovered | ((cols < dx + 2) if dx > 0 else (cols >= 60 + dx - 2) if dx < 0 else torch.zeros_like(cols, dtype=torch.bool))
+    assert (w[uncovered] == 0).all()
+    assert (w[~uncovered] > 0).any()
