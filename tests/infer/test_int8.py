@@ -221,3 +221,26 @@ def test_uint8_tensors_go_straight_into_the_int8_network(starry, photo):
     stylizer = Stylizer(starry, "cpu", "int8")
     u8 = (photo * 255).round().to(torch.uint8)
     assert torch.equal(stylizer.stylize_tensor(u8), stylizer.stylize_tensor(photo))
+
+
+def test_kept_buffers_give_the_same_output_and_follow_the_size(starry, photo):
+    net = Int8Net(starry)
+    first = net(photo)
+    kept = dict(net.buffers._local.kept)
+    assert kept and torch.equal(net(photo), first)  # the second pass runs in the first one's buffers
+    assert all(a is b for a, b in zip(kept.values(), net.buffers._local.kept.values()))
+    small = photo[..., :64, :64].contiguous()
+    assert torch.equal(net(small), Int8Net(starry)(small))
+    assert not set(kept) & set(net.buffers._local.kept)  # a new size drops the old size's buffers
+
+
+def test_each_thread_has_its_own_buffers(starry, photo):
+    from concurrent.futures import ThreadPoolExecutor
+
+    net = Int8Net(starry)
+    other = photo.flip(-1).contiguous()
+    want = [net(photo), net(other)]
+    with ThreadPoolExecutor(2) as pool:
+        for _ in range(3):
+            got = list(pool.map(net, [photo, other]))
+            assert all(torch.equal(g, w) for g, w in zip(got, want))

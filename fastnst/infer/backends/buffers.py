@@ -4,6 +4,9 @@ Shared by the fused and the int8 backends."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Hashable
+
 import torch
 
 CHANNELS_LAST = torch.channels_last
@@ -15,6 +18,43 @@ def empty_padded(n: int, c: int, h: int, w: int, pad: int, like: torch.Tensor | 
     and device unless ``dtype`` is given (CPU without ``like``)."""
     return torch.empty(n, c, h + 2 * pad, w + 2 * pad, dtype=dtype or like.dtype, device=None if like is None else like.device,
                        memory_format=CHANNELS_LAST)
+
+
+class BufferPool:
+    """Work buffers kept from one pass to the next at the same image size, one set per thread.
+
+    A fresh buffer the allocator has to map costs a page fault per 4 KB page on first touch, the kernel
+    zero-filling each. Measured on 2 cores of an AMD EPYC Zen 4 (int8 starry, PIL in and out, 2026-12-07):
+    at 640x640 a pass took 6,438 page faults with fresh buffers and none with kept ones, 63.5 against
+    55.9 ms. A pass asks for each buffer by a key of its own (its step); a new image size drops the kept
+    set, so at most one size's buffers stay alive per thread, until :meth:`release` or the pool's owner
+    goes.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def begin(self, size: Hashable) -> None:
+        """Start a pass over an image of ``size``: the buffers of another size are dropped."""
+        local = self._local
+        if getattr(local, "size", None) != size:
+            local.size, local.kept = size, {}
+
+    def empty_padded(self, key: Hashable, n: int, c: int, h: int, w: int, pad: int, dtype: torch.dtype) -> torch.Tensor:
+        """``empty_padded(n, c, h, w, pad, dtype=dtype)`` on the CPU, the same tensor as the last time this
+        thread asked for ``key`` with that shape (its contents are whatever that pass left)."""
+        kept = getattr(self._local, "kept", None)
+        if kept is None:
+            kept = self._local.kept = {}
+        full = (key, n, c, h, w, pad, dtype)
+        buf = kept.get(full)
+        if buf is None:
+            buf = kept[full] = empty_padded(n, c, h, w, pad, dtype=dtype)
+        return buf
+
+    def release(self) -> None:
+        """Drop this thread's kept buffers."""
+        self._local.size, self._local.kept = None, {}
 
 
 def interior(buf: torch.Tensor, pad: int) -> torch.Tensor:

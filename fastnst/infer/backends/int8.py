@@ -43,14 +43,16 @@ dilation to oneDNN and read u8 buffers reflect-padded by it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 
 from fastnst.cpu_features import Int8Variant, int8_variant
 from fastnst.infer.backends.base import Backend, NormContext, NormStats, as_plan
-from fastnst.infer.backends.buffers import CHANNELS_LAST, empty_padded, fill_reflect_border_
+from fastnst.infer.backends.buffers import CHANNELS_LAST, BufferPool, empty_padded, fill_reflect_border_
 from fastnst.infer.backends.native import NativeOps, TorchOps, index_map, load_ops
 from fastnst.infer.plan import Buffer, Conv, NetworkPlan, Norm, NormReLU, PhaseConv, ResidualAdd, SpaceToDepthConv
 from fastnst.nets.geometry import pad_to_multiple_of_4, padding
@@ -73,23 +75,25 @@ Ops = NativeOps | TorchOps
 
 
 def _quant_padded(ops: Ops, y: torch.Tensor, m: torch.Tensor, z: torch.Tensor, out: Buffer, phase_channels: int = 0,
-                  dtype: torch.dtype = torch.uint8) -> torch.Tensor:
+                  dtype: torch.dtype = torch.uint8, alloc: Callable[..., torch.Tensor] | None = None) -> torch.Tensor:
     """round(clamp(m*y + z, 0, 255)) per channel as u8 (or ReLU(m*y + z) as bf16), written into the
     padded buffer ``out`` describes in the same pass: ReLU(IN(y)) (z < 0 where the ReLU cuts) or the
     residual stream with its zero point. A phase conv's output (``phase_channels``) is put in place
-    at full resolution (depth-to-space) or kept in 2x2 blocks (space-to-depth)."""
+    at full resolution (depth-to-space) or kept in 2x2 blocks (space-to-depth). ``alloc(n, c, h, w,
+    pad, dtype)`` gives the buffer (default: a new one)."""
+    alloc = alloc or (lambda n, c, h, w, pad, dtype: empty_padded(n, c, h, w, pad, dtype=dtype))
     _, c, h, w = y.shape
     if out.layout == "plain":
-        buf = empty_padded(1, c, h, w, out.pad, dtype=dtype)
+        buf = alloc(1, c, h, w, out.pad, dtype)
         maps = (index_map(n + 2 * out.pad, out.pad, n, out.mode) for n in (h, w))
         return ops.remap(y, m, z, buf, *maps)
     h, w = h - 1, w - 1  # the low-resolution size of the phase conv's input
     if out.layout == "depth_to_space":
-        buf = empty_padded(1, phase_channels, 2 * h, 2 * w, out.pad, dtype=dtype)
+        buf = alloc(1, phase_channels, 2 * h, 2 * w, out.pad, dtype)
         maps = (index_map(2 * n + 2 * out.pad, out.pad, 2 * n, out.mode, phased=True) for n in (h, w))
         return ops.remap(y, m, z, buf, *maps, phased=True)
     # 2x2 blocks (phase-major channels), padded by out.pad blocks == 2 * out.pad full-resolution pixels
-    buf = empty_padded(1, 4 * phase_channels, h, w, out.pad, dtype=dtype)
+    buf = alloc(1, 4 * phase_channels, h, w, out.pad, dtype)
     maps = (index_map(2 * (n + 2 * out.pad), 2 * out.pad, 2 * n, out.mode, phased=True) for n in (h, w))
     return ops.remap(y, m, z, buf, *maps, block=2, phased=True)
 
@@ -219,6 +223,7 @@ class Int8Net(Backend):
             self.convs.append(conv)
         # A float conv takes the activation before it in its float dtype, every other conv as u8.
         self.float_reader = [isinstance(c, _FloatConv) for c in self.convs[1:]] + [False]
+        self.buffers = BufferPool()  # the padded activations, kept for the next image of the same size
 
     @torch.inference_mode()
     def stylize_u8(self, image: torch.Tensor, stats: NormStats | None = None) -> torch.Tensor:
@@ -247,18 +252,21 @@ class Int8Net(Backend):
         ops = load_ops()
         outs = []
         for i in range(x.shape[0]):  # instance norm is per image
-            q = self._image_buffer(ops, x[i : i + 1], scale, smallest, self.plan.image_pad)
+            self.buffers.begin(tuple(x.shape[-2:]))
+            q = self._image_buffer(ops, x[i : i + 1], scale, smallest, self.plan.image_pad, self.buffers)
             outs.append(self._core(ops, q, NormContext(given, record, momentum), h, w, to_u8))
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
     @staticmethod
-    def _image_buffer(ops: Ops, x: torch.Tensor, scale: float, smallest: int, pad: int) -> torch.Tensor:
+    def _image_buffer(ops: Ops, x: torch.Tensor, scale: float, smallest: int, pad: int,
+                      pool: BufferPool | None = None) -> torch.Tensor:
         """The u8 input of the first conv: the image (rounded to 8 bits) padded at the bottom and right
         to a multiple of 4 (and at least ``smallest``) and then by ``pad`` on every side, all by
         reflection (as FusedNet)."""
         _, _, h, w = x.shape
         ph, pw = padding(h, w, smallest)
-        buf = empty_padded(1, 3, h + ph, w + pw, pad, dtype=torch.uint8)
+        size = (1, 3, h + ph, w + pw, pad, torch.uint8)
+        buf = pool.empty_padded("image", *size) if pool else empty_padded(*size[:5], dtype=torch.uint8)
         inner = buf[:, :, pad : pad + h, pad : pad + w]
         if x.dtype == torch.uint8 and scale == 1.0:  # 8-bit already: a plain copy
             inner.copy_(x)
@@ -293,27 +301,29 @@ class Int8Net(Backend):
 
     def _core(self, ops: Ops, q: torch.Tensor, ctx: NormContext, h: int, w: int, to_u8: bool) -> torch.Tensor:
         mid = self.mid_dtype
+        pool = self.buffers.empty_padded
         r = r_range = stream_out = None  # the residual stream (float32), its per-channel range, its readers' buffer
         q_scale = None  # the per-channel scales of q, the activation the next conv reads (None: bf16)
-        for step, conv, float_input in zip(self.plan.steps, self.convs, self.float_reader):
+        for i, (step, conv, float_input) in enumerate(zip(self.plan.steps, self.convs, self.float_reader)):
             if isinstance(step, (Conv, PhaseConv)):
                 if step.reads == "image":
                     y = conv(ops, q, 1 / 255, 0, mid)
                 elif step.reads == "stream":
                     rs, rz = self._stream_quant(*r_range)
-                    y = conv(ops, _quant_padded(ops, r, 1 / rs, rz, stream_out), 1.0, 0, mid, in_scale=rs, in_zero=rz)
+                    y = conv(ops, _quant_padded(ops, r, 1 / rs, rz, stream_out, alloc=partial(pool, i)), 1.0, 0, mid,
+                             in_scale=rs, in_zero=rz)
                 else:
                     y = conv(ops, q, 1.0, 0, mid, in_scale=q_scale)
             elif isinstance(step, NormReLU):
                 c = step.phase_channels
                 a, b, s = self._affine(ops, y, step.norm, ctx, c)
                 if step.opens_stream:
-                    r = torch.empty(y.shape, memory_format=CHANNELS_LAST)
+                    r = pool("stream", *y.shape[:3], y.shape[3], 0, torch.float32)
                     r_range, stream_out = ops.stream(None, y, a, b, r), step.writes
                 elif float_input:  # ReLU(IN(y)) in the float conv's dtype
-                    q, q_scale = _quant_padded(ops, y, a, b, step.writes, c, self.float_dtype), None
+                    q, q_scale = _quant_padded(ops, y, a, b, step.writes, c, self.float_dtype, partial(pool, i)), None
                 else:
-                    q, q_scale = _quant_padded(ops, y, a / s, b / s, step.writes, c), s
+                    q, q_scale = _quant_padded(ops, y, a / s, b / s, step.writes, c, alloc=partial(pool, i)), s
             elif isinstance(step, ResidualAdd):
                 a, b, _ = self._affine(ops, y, step.norm, ctx)
                 r_range, stream_out = ops.stream(r, y, a, b, r), step.writes
