@@ -26,9 +26,11 @@ class BufferPool:
     A fresh buffer the allocator has to map costs a page fault per 4 KB page on first touch, the kernel
     zero-filling each. Measured on 2 cores of an AMD EPYC Zen 4 (int8 starry, PIL in and out, 2026-12-07):
     at 640x640 a pass took 6,438 page faults with fresh buffers and none with kept ones, 63.5 against
-    55.9 ms. A pass asks for each buffer by a key of its own (its step); a new image size drops the kept
-    set, so at most one size's buffers stay alive per thread, until :meth:`release` or the pool's owner
-    goes.
+    55.9 ms. The command line's process-wide malloc setting (fastnst.runtime.reuse_freed_memory) does the
+    same for every allocation; this pool gives a library caller who leaves the process alone the part that
+    is ours (the convolutions' outputs are PyTorch's). A pass asks for each buffer by a key of its own (its
+    step); a new image size drops the kept set, so at most one size's buffers stay alive per thread, until
+    :meth:`release` or the pool's owner goes.
     """
 
     def __init__(self) -> None:
