@@ -199,18 +199,16 @@ def global_shift(previous: torch.Tensor, current: torch.Tensor) -> tuple[int, in
     return round(dy * b.thumb_scale), round(dx * b.thumb_scale)
 
 
-def _shifted(x: torch.Tensor, dy: int, dx: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """x moved by (dy, dx) (out[y, x] = x[y - dy, x - dx]) and a mask of the pixels it covers."""
+def _shifted(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """x moved by (dy, dx) (out[y, x] = x[y - dy, x - dx]), zeros where it uncovers nothing."""
     h, w = x.shape[-2:]
     out = torch.zeros_like(x)
-    valid = torch.zeros((1, 1, h, w), device=x.device, dtype=x.dtype)
     if abs(dy) >= h or abs(dx) >= w:
-        return out, valid
+        return out
     ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
     xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
     out[..., yd, xd] = x[..., ys, xs]
-    valid[..., yd, xd] = 1.0
-    return out, valid
+    return out
 
 
 def _static_weight(current: _Look, previous: _Look, shift: tuple[int, int], blend: float, threshold: float) -> torch.Tensor:
@@ -221,7 +219,7 @@ def _static_weight(current: _Look, previous: _Look, shift: tuple[int, int], blen
     taken, so sensor noise averages away (a webcam's grain is not motion) while a moving edge or
     shading, a coherent change, is kept."""
     dy, dx = round(shift[0] / current.scale), round(shift[1] / current.scale)
-    prev = previous.half if (dy, dx) == (0, 0) else _shifted(previous.half, dy, dx)[0]
+    prev = previous.half if (dy, dx) == (0, 0) else _shifted(previous.half, dy, dx)
     diff = _box3(current.half - prev)
     weight = diff.abs_().mean(dim=1, keepdim=True).mul_(-1.0 / threshold).add_(1.0).clamp_(0.0, 1.0).mul_(blend)
     # Nothing from the strip the camera uncovered, nor from the pixel next to it (the box filter saw the
@@ -355,7 +353,7 @@ class FrameStylizer:
             # each, instead of a 3-channel select of the candidates and a lerp.
             y = y.lerp_(self._prev_output, weight)
             if moved is not None:
-                y = y.lerp_(_shifted(self._prev_output, *shift)[0], moved)
+                y = y.lerp_(_shifted(self._prev_output, *shift), moved)
         self._prev_look = look
         self._prev_output = y if s.enabled else None
         self.frames += 1
