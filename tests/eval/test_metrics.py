@@ -221,3 +221,27 @@ def test_cli_an_output_folder_that_is_a_file_is_refused_before_scoring(tmp_path,
     (tmp_path / "report").write_text("a file")
     assert _evaluate(tmp_path, "--photos", tmp_path / "cat.png", "--images", f"x={tmp_path}") == 2
     assert capsys.readouterr().err.strip() == f"error: -o {tmp_path / 'report'}: {tmp_path / 'report'} is not a directory"
+
+
+def test_cli_scores_against_the_painting_without_its_scan_frame(tmp_path, capsys, shared_vgg):
+    from PIL import Image
+
+    from fastnst.assets import STYLE_IMAGES
+    from fastnst.imageio import trim_uniform_frame
+
+    painting = Image.open(STYLE_IMAGES["starry"]).convert("RGB")
+    trimmed = tmp_path / "trimmed.png"
+    trim_uniform_frame(painting)[0].save(trimmed)
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "out").mkdir()
+    Image.new("RGB", (75, 60), (90, 120, 200)).save(tmp_path / "photos" / "dog.png")
+    painting.resize((75, 60)).save(tmp_path / "out" / "dog.png")  # a "stylized" image: the scan, frame and all
+
+    def style(*args: str) -> float:
+        assert evaluate_main(["--size", str(SIZE), "-o", str(tmp_path / "report"), "-q", "--device", "cpu", "--overwrite",
+                              "--photos", str(tmp_path / "photos"), "--images", f"x={tmp_path / 'out'}", *args]) == 0
+        return json.loads((tmp_path / "report" / "evaluate.json").read_text())["methods"][0]["style_distance"]
+
+    framed, kept = style("--style", "starry"), style("--style", "starry", "--keep-frame")
+    assert framed == pytest.approx(style("--style", str(trimmed)), rel=1e-5)  # the default cuts the frame off
+    assert kept < framed  # the framed scan is closer to the painting file that still has its frame
