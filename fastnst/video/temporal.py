@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -134,8 +135,9 @@ def _box3(x: torch.Tensor) -> torch.Tensor:
     return out.mul_(_box3_inverse_counts(h, w, x.device, x.dtype))
 
 
+@lru_cache(maxsize=8)  # the same frame size every frame, twice a frame with the camera followed
 def _box3_inverse_counts(h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """1 / (the pixels of each 3x3 neighbourhood that lie inside an h x w image), (h, w)."""
+    """1 / (the pixels of each 3x3 neighbourhood that lie inside an h x w image), (h, w); read only."""
     def counts(n: int) -> torch.Tensor:
         c = torch.ones(n, device=device, dtype=dtype)
         c[1:] += 1

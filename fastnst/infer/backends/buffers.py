@@ -28,9 +28,9 @@ class BufferPool:
     at 640x640 a pass took 6,438 page faults with fresh buffers and none with kept ones, 63.5 against
     55.9 ms. The command line's process-wide malloc setting (fastnst.runtime.reuse_freed_memory) does the
     same for every allocation; this pool gives a library caller who leaves the process alone the part that
-    is ours (the convolutions' outputs are PyTorch's). A pass asks for each buffer by a key of its own (its
-    step); a new image size drops the kept set, so at most one size's buffers stay alive per thread, until
-    :meth:`release` or the pool's owner goes.
+    is ours (the convolutions' outputs are PyTorch's). A pass calls :meth:`begin`, then asks for each buffer
+    by a key of its own (its step); a new image size drops the kept set, so at most one size's buffers stay
+    alive per thread, until the pool's owner goes.
     """
 
     def __init__(self) -> None:
@@ -44,19 +44,14 @@ class BufferPool:
 
     def empty_padded(self, key: Hashable, n: int, c: int, h: int, w: int, pad: int, dtype: torch.dtype) -> torch.Tensor:
         """``empty_padded(n, c, h, w, pad, dtype=dtype)`` on the CPU, the same tensor as the last time this
-        thread asked for ``key`` with that shape (its contents are whatever that pass left)."""
-        kept = getattr(self._local, "kept", None)
-        if kept is None:
-            kept = self._local.kept = {}
+        thread asked for ``key`` with that shape since :meth:`begin` (its contents are whatever that pass
+        left)."""
+        kept = self._local.kept
         full = (key, n, c, h, w, pad, dtype)
         buf = kept.get(full)
         if buf is None:
             buf = kept[full] = empty_padded(n, c, h, w, pad, dtype=dtype)
         return buf
-
-    def release(self) -> None:
-        """Drop this thread's kept buffers."""
-        self._local.size, self._local.kept = None, {}
 
 
 def interior(buf: torch.Tensor, pad: int) -> torch.Tensor:

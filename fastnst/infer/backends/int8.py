@@ -52,7 +52,7 @@ import torch.nn.functional as F
 
 from fastnst.cpu_features import Int8Variant, int8_variant
 from fastnst.infer.backends.base import Backend, NormContext, NormStats, as_plan
-from fastnst.infer.backends.buffers import CHANNELS_LAST, BufferPool, empty_padded, fill_reflect_border_
+from fastnst.infer.backends.buffers import CHANNELS_LAST, BufferPool, fill_reflect_border_
 from fastnst.infer.backends.native import NativeOps, TorchOps, index_map, load_ops
 from fastnst.infer.plan import Buffer, Conv, NetworkPlan, Norm, NormReLU, PhaseConv, ResidualAdd, SpaceToDepthConv
 from fastnst.nets.geometry import pad_to_multiple_of_4, padding
@@ -74,14 +74,13 @@ def int8_supported() -> bool:
 Ops = NativeOps | TorchOps
 
 
-def _quant_padded(ops: Ops, y: torch.Tensor, m: torch.Tensor, z: torch.Tensor, out: Buffer, phase_channels: int = 0,
-                  dtype: torch.dtype = torch.uint8, alloc: Callable[..., torch.Tensor] | None = None) -> torch.Tensor:
+def _quant_padded(ops: Ops, y: torch.Tensor, m: torch.Tensor, z: torch.Tensor, out: Buffer, phase_channels: int,
+                  dtype: torch.dtype, alloc: Callable[..., torch.Tensor]) -> torch.Tensor:
     """round(clamp(m*y + z, 0, 255)) per channel as u8 (or ReLU(m*y + z) as bf16), written into the
     padded buffer ``out`` describes in the same pass: ReLU(IN(y)) (z < 0 where the ReLU cuts) or the
     residual stream with its zero point. A phase conv's output (``phase_channels``) is put in place
     at full resolution (depth-to-space) or kept in 2x2 blocks (space-to-depth). ``alloc(n, c, h, w,
-    pad, dtype)`` gives the buffer (default: a new one)."""
-    alloc = alloc or (lambda n, c, h, w, pad, dtype: empty_padded(n, c, h, w, pad, dtype=dtype))
+    pad, dtype)`` gives the buffer."""
     _, c, h, w = y.shape
     if out.layout == "plain":
         buf = alloc(1, c, h, w, out.pad, dtype)
@@ -258,15 +257,13 @@ class Int8Net(Backend):
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
     @staticmethod
-    def _image_buffer(ops: Ops, x: torch.Tensor, scale: float, smallest: int, pad: int,
-                      pool: BufferPool | None = None) -> torch.Tensor:
+    def _image_buffer(ops: Ops, x: torch.Tensor, scale: float, smallest: int, pad: int, pool: BufferPool) -> torch.Tensor:
         """The u8 input of the first conv: the image (rounded to 8 bits) padded at the bottom and right
         to a multiple of 4 (and at least ``smallest``) and then by ``pad`` on every side, all by
         reflection (as FusedNet)."""
         _, _, h, w = x.shape
         ph, pw = padding(h, w, smallest)
-        size = (1, 3, h + ph, w + pw, pad, torch.uint8)
-        buf = pool.empty_padded("image", *size) if pool else empty_padded(*size[:5], dtype=torch.uint8)
+        buf = pool.empty_padded("image", 1, 3, h + ph, w + pw, pad, torch.uint8)
         inner = buf[:, :, pad : pad + h, pad : pad + w]
         if x.dtype == torch.uint8 and scale == 1.0:  # 8-bit already: a plain copy
             inner.copy_(x)
@@ -310,20 +307,20 @@ class Int8Net(Backend):
                     y = conv(ops, q, 1 / 255, 0, mid)
                 elif step.reads == "stream":
                     rs, rz = self._stream_quant(*r_range)
-                    y = conv(ops, _quant_padded(ops, r, 1 / rs, rz, stream_out, alloc=partial(pool, i)), 1.0, 0, mid,
-                             in_scale=rs, in_zero=rz)
+                    u = _quant_padded(ops, r, 1 / rs, rz, stream_out, 0, torch.uint8, partial(pool, i))
+                    y = conv(ops, u, 1.0, 0, mid, in_scale=rs, in_zero=rz)
                 else:
                     y = conv(ops, q, 1.0, 0, mid, in_scale=q_scale)
             elif isinstance(step, NormReLU):
                 c = step.phase_channels
                 a, b, s = self._affine(ops, y, step.norm, ctx, c)
                 if step.opens_stream:
-                    r = pool("stream", *y.shape[:3], y.shape[3], 0, torch.float32)
+                    r = pool("stream", *y.shape, 0, torch.float32)
                     r_range, stream_out = ops.stream(None, y, a, b, r), step.writes
                 elif float_input:  # ReLU(IN(y)) in the float conv's dtype
                     q, q_scale = _quant_padded(ops, y, a, b, step.writes, c, self.float_dtype, partial(pool, i)), None
                 else:
-                    q, q_scale = _quant_padded(ops, y, a / s, b / s, step.writes, c, alloc=partial(pool, i)), s
+                    q, q_scale = _quant_padded(ops, y, a / s, b / s, step.writes, c, torch.uint8, partial(pool, i)), s
             elif isinstance(step, ResidualAdd):
                 a, b, _ = self._affine(ops, y, step.norm, ctx)
                 r_range, stream_out = ops.stream(r, y, a, b, r), step.writes
