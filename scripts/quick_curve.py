@@ -60,12 +60,12 @@ def score_net(net: torch.nn.Module, scorer, photos: dict[str, torch.Tensor], ref
 
 def curve(painting: Path, photos_root: Path, work: Path, every: int, extra: list[str]) -> dict:
     from fastnst.eval.metrics import StyleScorer
-    from fastnst.imageio import load_image, resize_tensor_long_side
+    from fastnst.imageio import load_image, load_painting, resize_tensor_long_side
     from fastnst.nets.modelfile import load_style_model, read_model_header
     from fastnst.nets.transform_net import TransformerConfig, TransformNet
 
     seconds, run_dir, model_path = run_quick(painting, work, every, extra)
-    scorer = StyleScorer(load_image(painting))
+    scorer = StyleScorer(load_painting(painting))  # as python -m fastnst.evaluate scores
     photos = {Path(n).stem: resize_tensor_long_side(load_image(photos_root / n), 512) for n in HELD_OUT_PHOTOS}
     refs = {name: scorer.reference(photo) for name, photo in photos.items()}
     _, info = read_model_header(model_path)

@@ -18,7 +18,9 @@ from fastnst.imageio import (
     ImageError,
     is_image_file,
     load_image,
+    load_painting,
     open_image,
+    open_painting,
     pil_to_tensor,
     resize_long_side,
     save_image,
@@ -467,3 +469,16 @@ def test_an_unusable_icc_profile_is_ignored_with_a_warning(tmp_path: Path) -> No
     Image.new("RGB", (8, 6), (50, 150, 100)).save(tmp_path / "bad.png", icc_profile=b"not a profile" * 10)
     with pytest.warns(UserWarning, match="bad.png: ignoring unusable ICC colour profile"):
         assert open_image(tmp_path / "bad.png").getpixel((0, 0)) == (50, 150, 100)
+
+
+def test_a_painting_loads_without_its_scan_frame_unless_asked():
+    from fastnst.assets import STYLE_IMAGES
+
+    framed = STYLE_IMAGES["starry"]  # a scan in a black frame: 752x600
+    img, cut = open_painting(framed)
+    assert any(cut) and img.size == (752 - cut[2] - cut[3], 600 - cut[0] - cut[1])
+    assert open_painting(framed, trim_frame=False)[1] == (0, 0, 0, 0)
+    assert load_painting(framed, trim_frame=False).shape == (1, 3, 600, 752)
+    small = load_painting(framed, max_size=128)
+    assert small.shape[0:2] == (1, 3) and max(small.shape[-2:]) == 128
+    assert abs(small.shape[-1] / small.shape[-2] - img.width / img.height) < 0.02  # the trimmed aspect

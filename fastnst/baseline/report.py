@@ -120,7 +120,7 @@ class CompareError(RuntimeError):
 
 
 GATYS_KEYS = ("content_layers", "style_layers", "content_weight", "style_weight", "tv_weight", "style_image",
-              "style_size", "vgg", "pooling", "steps", "size", "gatys_init", "precision", "seed")
+              "style_size", "vgg", "pooling", "steps", "size", "gatys_init", "precision", "seed", "keep_frame")
 
 
 def load_gatys_cache(out_dir: Path, current: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -41,11 +41,9 @@ from fastnst.imageio import (
     ImageError,
     is_image_file,
     load_image,
-    open_image,
-    pil_to_tensor,
+    load_painting,
     resize_tensor_long_side,
     save_image,
-    trim_uniform_frame,
 )
 from fastnst.nets.modelfile import ModelFileError
 from fastnst.nets.vgg import WeightsError
@@ -198,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
     models = _load_models(args.model, str(device))
     painting = painting_path(args.style, models[0][1].model.info if models else None)
     try:
-        painting_image = load_image(painting) if args.keep_frame else pil_to_tensor(trim_uniform_frame(open_image(painting))[0])
+        painting_image = load_painting(painting, trim_frame=not args.keep_frame)
         scorer = StyleScorer(painting_image, size=args.size, device=device)
     except (ImageError, WeightsError) as exc:
         raise UsageError(str(exc)) from exc

@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from fastnst.assets import sample_image_paths
-from fastnst.imageio import ImageError, open_image, pil_to_tensor, resize_long_side, trim_uniform_frame
+from fastnst.imageio import ImageError, open_image, open_painting, pil_to_tensor, resize_long_side
 from fastnst.nets.losses import MIN_LEVEL_SIDE, PerceptualLoss, equal_say_factors, mean_power
 from fastnst.nets.modelfile import load_style_model
 from fastnst.nets.multistyle import MultiStyleNet
@@ -113,11 +113,9 @@ def load_painting(cfg: TrainConfig, image: str | None = None) -> tuple[torch.Ten
     (``style.trim_frame``)."""
     s = cfg.style
     path = style_image_file(image or s.image, s.paintings_dir, "style.paintings:" if image else "style.image")
-    img = open_image(path)
-    if s.trim_frame:
-        img, cut = trim_uniform_frame(img)
-        if any(cut):
-            log.info("%s: cut a uniform frame off the painting (top, bottom, left, right: %s px)", path, cut)
+    img, cut = open_painting(path, s.trim_frame)
+    if any(cut):
+        log.info("%s: cut a uniform frame off the painting (top, bottom, left, right: %s px)", path, cut)
     w, h = img.size
     img = resize_long_side(img, s.image_size)
     if min(img.size) < MIN_LEVEL_SIDE:  # relu5_1 lies behind four 2x poolings
