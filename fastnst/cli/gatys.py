@@ -35,7 +35,7 @@ from fastnst.baseline.gatys import (
     optimize_image,
 )
 from fastnst.baseline.grid import image_grid
-from fastnst.imageio import SAVE_EXTENSIONS, ImageError, load_image, save_image
+from fastnst.imageio import SAVE_EXTENSIONS, ImageError, load_image, load_painting, save_image
 from fastnst.nets.losses import PerceptualLoss
 from fastnst.nets.vgg import LAYER_NAMES, VGG19Features, WeightsError
 from fastnst.runtime import PRECISION_NAMES, resolve_device, resolve_precision
@@ -145,6 +145,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise-ratio", type=float, default=0.5, help="noise share for --init content+noise")
     p.add_argument("--size", type=int, default=512, help="long side of the content image (never enlarged)")
     p.add_argument("--style-size", type=int, default=None, help="long side of the style images (default --size)")
+    p.add_argument("--keep-frame", action="store_true",
+                   help="keep a scan's uniform frame on the style images (by default it is cut, as the trainer does)")
     p.add_argument("--content-layers", default=",".join(DEFAULT_CONTENT_LAYERS))
     p.add_argument("--style-layers", default=",".join(DEFAULT_STYLE_LAYERS))
     p.add_argument("--style-layer-weights", default=None,
@@ -192,6 +194,7 @@ class GatysSettings:
     noise_ratio: float
     size: int
     style_size: int | None
+    keep_frame: bool
     vgg: str
     pooling: str
     seed: int
@@ -276,7 +279,8 @@ def settings_from_args(args: argparse.Namespace) -> GatysSettings:
         style=tuple(args.style), style_blend=tuple(blend) if blend is not None else None,
         content_layers=tuple(content_layers), style_layers=tuple(style_layers), output=Path(args.output),
         overwrite=args.overwrite, optimizer=args.optimizer, steps=args.steps, lr=args.lr, init=args.init,
-        noise_ratio=args.noise_ratio, size=args.size, style_size=args.style_size, vgg=args.vgg, pooling=args.pooling,
+        noise_ratio=args.noise_ratio, size=args.size, style_size=args.style_size,
+        keep_frame=args.keep_frame, vgg=args.vgg, pooling=args.pooling,
         seed=args.seed, device=args.device, precision=args.precision, channels_last=args.channels_last,
         history_size=args.history_size, line_search=None if args.line_search == "none" else args.line_search,
         save_every=args.save_every, grid_columns=args.grid_columns, quiet=args.quiet,
@@ -320,7 +324,8 @@ def _load_inputs(s: GatysSettings, mode: str) -> tuple[torch.Tensor | None, list
     content = load_image(s.content, max_size=s.size) if s.has_content else None
     style_paths = [] if mode == "reconstruct-content" else [resolve_style_image(name) for name in s.style]
     style_size = s.style_size or s.size
-    styles = [load_image(path, max_size=style_size) for path in style_paths]
+    # A scan's frame is not the painting's style; the trainer cuts it too (style.trim_frame).
+    styles = [load_painting(path, not s.keep_frame, max_size=style_size) for path in style_paths]
     return content, styles, style_paths
 
 

@@ -157,3 +157,16 @@ def test_an_output_under_a_file_is_refused_before_the_optimisation(tmp_path, pho
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.endswith(f"-o {tmp_path / 'afile' / 'x.png'}: {tmp_path / 'afile'} is not a directory")
     assert "%" not in err and len(err.splitlines()) == 1  # no progress bar: nothing ran
+
+
+def test_a_scans_frame_is_cut_off_the_style_image_unless_asked(tmp_path):
+    from fastnst.cli.gatys import _build_parser, _load_inputs, settings_from_args
+
+    def style_shape(*extra: str) -> tuple[int, ...]:
+        args = _build_parser().parse_args(["--content", "none", "--style", "starry", "-o", str(tmp_path / "t.png"),
+                                          "--style-size", "1000", *extra])
+        settings = settings_from_args(args)
+        return tuple(_load_inputs(settings, settings.mode)[1][0].shape)
+
+    assert style_shape("--keep-frame") == (1, 3, 600, 752)  # the scan, frame and all (never enlarged)
+    assert style_shape() == (1, 3, 600 - 39, 752 - 43)  # as the trainer takes it
