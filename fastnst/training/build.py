@@ -105,10 +105,10 @@ def _single_network(cfg: TrainConfig) -> TransformNet:
 
 def load_paintings(cfg: TrainConfig) -> list[tuple[torch.Tensor, Path]]:
     """Every painting the run trains on: ``style.paintings``, or ``style.image`` alone."""
-    return [load_painting(cfg, image) for image in cfg.style.paintings or [cfg.style.image]]
+    return [_training_painting(cfg, image) for image in cfg.style.paintings or [cfg.style.image]]
 
 
-def load_painting(cfg: TrainConfig, image: str | None = None) -> tuple[torch.Tensor, Path]:
+def _training_painting(cfg: TrainConfig, image: str | None = None) -> tuple[torch.Tensor, Path]:
     """A style image (``style.image`` by default) at its training size, its uniform frame cut off
     (``style.trim_frame``)."""
     s = cfg.style
