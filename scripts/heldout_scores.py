@@ -54,8 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--photos-root", type=Path, required=True, help="the folder scripts/gather_photos.py filled")
     p.add_argument("--paintings", type=Path, help="folder holding the paintings that do not ship (great_wave.jpg, ...)")
     p.add_argument("--models", nargs="*", help="model names, model files or training checkpoints (default: every shipped model)")
-    p.add_argument("--gatys", type=Path, help="folder of <model>/<photo stem>.png made by python -m fastnst.gatys")
-    p.add_argument("--gatys-steps", type=int, default=0,
+    gatys_source = p.add_mutually_exclusive_group()  # images made before, or made here: not both
+    gatys_source.add_argument("--gatys", type=Path, help="folder of <model>/<photo stem>.png made by python -m fastnst.gatys")
+    gatys_source.add_argument("--gatys-steps", type=int, default=0,
                    help="also run python -m fastnst.gatys (this many L-BFGS steps, 512 px) on each held-out photo into "
                         "<work-dir>/gatys/<model>/, keeping the images already there (a stopped run goes on)")
     p.add_argument("-o", "--out-dir", type=Path, default=ROOT / "results" / "heldout")

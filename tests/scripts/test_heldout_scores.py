@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from tests.support import load_script
@@ -32,3 +33,11 @@ def test_gatys_runs_once_a_photo_and_keeps_what_is_there(tmp_path, monkeypatch):
     assert cmd[1:3] == ["-m", "fastnst.gatys"] and cmd[cmd.index("--content") + 1] == "/p/opencv-doc/fruits.jpg"
     assert cmd[cmd.index("-o") + 1] == str(tmp_path / "starry" / "fruits.png")
     assert cmd[cmd.index("--steps") + 1] == "300" and cmd[cmd.index("--size") + 1] == "512"
+
+
+def test_gatys_images_come_from_one_place(tmp_path, capsys):
+    script = load_script("heldout_scores")
+    with pytest.raises(SystemExit) as exit_info:
+        script.main(["--photos-root", str(tmp_path), "--gatys", str(tmp_path), "--gatys-steps", "300"])
+    assert exit_info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
